@@ -1,0 +1,509 @@
+//! Command-line surface of the `ecommerce` binary.
+//!
+//! This file holds only the clap types ([`Cli`] and the per-subcommand argument structs).
+//! The operator commands that talk REST to a running node live in [`cluster`] and
+//! [`backup`]; `serve` and `restore` are parsed here but executed by the binary, because
+//! they need the storage and Raft crates, which this crate must not depend on.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueHint};
+
+pub mod backup;
+mod client;
+pub mod cluster;
+#[cfg(test)]
+mod testing;
+
+pub use backup::run_backup;
+pub use client::ApiError;
+pub use cluster::run_cluster;
+
+/// Default REST address of the node that operator commands talk to.
+pub const DEFAULT_NODE_URL: &str = "http://127.0.0.1:8080";
+
+/// The `ecommerce` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ecommerce",
+    version,
+    about = "E-commerce backend node: a replicated store with a REST API",
+    long_about = "E-commerce backend node.\n\n\
+        One binary runs a node of a replicated e-commerce backend: every write is a Raft \
+        log entry (openraft) applied to a RocksDB state machine on each node, and the \
+        REST API (inventory, warehouses, events, cluster administration) is served by \
+        every node; writes sent to a follower are forwarded to the leader.\n\n\
+        `serve` runs a node. `cluster`, `backup` and `restore` are operator commands: the \
+        first two talk REST to a running node, `restore` works offline on a data directory."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node (REST + gRPC). With no arguments: node 1, ./data, a single-node cluster.
+    #[command(
+        long_about = "Run a node: the REST API, the Raft gRPC endpoint and the replicated state machine.\n\n\
+            With no arguments the node is node 1 with data in ./data, REST on 127.0.0.1:8080 and \
+            gRPC on 127.0.0.1:50051. A fresh data directory without --join initialises a \
+            single-node cluster, which elects itself leader."
+    )]
+    Serve(ServeArgs),
+    /// Inspect and change the cluster membership through a running node.
+    #[command(
+        long_about = "Inspect and change the cluster membership through any running node.\n\n\
+            Changes sent to a follower are forwarded to the leader. While the cluster has no \
+            leader (an election is running) requests are retried until --timeout. A removed \
+            node id can never be added again: start a replacement with a new id."
+    )]
+    Cluster(ClusterArgs),
+    /// Download a consistent snapshot of the state machine from a running node.
+    #[command(
+        long_about = "Download a consistent snapshot of the state machine from a running node.\n\n\
+            The file is written to FILE.tmp, synced to disk and renamed to FILE, so FILE is \
+            either the previous content or a complete backup. Restore it with `ecommerce restore`."
+    )]
+    Backup(BackupArgs),
+    /// Seed a fresh data directory of a NEW cluster from a backup file (offline).
+    #[command(
+        long_about = "Seed a fresh data directory of a NEW cluster from a backup file (offline).\n\n\
+            Then `ecommerce serve --data-dir DIR` with the same node id and addresses starts a \
+            single-node cluster holding the restored state; add more nodes with --join."
+    )]
+    Restore(RestoreArgs),
+}
+
+/// Arguments of `ecommerce serve`.
+///
+/// Every field is optional so the caller can layer configuration: defaults, then the
+/// config file, then `ECOMMERCE_*` environment variables, then these flags. A `None` here
+/// means "not given on the command line", never "use the default".
+#[derive(Debug, Default, Args)]
+#[command(after_long_help = "Configuration is layered; later layers win:\n  \
+        1. built-in defaults\n  \
+        2. the --config TOML file\n  \
+        3. environment variables: ECOMMERCE_NODE_ID, ECOMMERCE_DATA_DIR, ECOMMERCE_HTTP_ADDR,\n     \
+        ECOMMERCE_GRPC_ADDR, ECOMMERCE_JOIN; nested keys use `__`,\n     \
+        e.g. ECOMMERCE_RAFT__SNAPSHOT_LOGS=50\n  \
+        4. the flags above")]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub config: Option<PathBuf>,
+
+    /// This node's Raft id, unique in the cluster and never reused [default: 1]
+    #[arg(long, value_name = "N")]
+    pub node_id: Option<u64>,
+
+    /// Directory holding the Raft log and the state machine [default: ./data]
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address the REST API listens on and is advertised at [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http_addr: Option<String>,
+
+    /// Address the Raft gRPC endpoint listens on and is advertised at [default: 127.0.0.1:50051]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub grpc_addr: Option<String>,
+
+    /// REST URL of any cluster member to join through (e.g. http://10.0.0.1:8080).
+    ///
+    /// The node asks that member to add it as a learner, then to promote it to voter.
+    /// Safe to keep on restart: joining is idempotent.
+    #[arg(long, value_name = "HTTP_URL", value_hint = ValueHint::Url)]
+    pub join: Option<String>,
+
+    /// With --join: stay a learner (replicates, does not vote) instead of becoming a voter.
+    // No `requires = "join"`: the join URL may come from the config file or the environment.
+    #[arg(long)]
+    pub join_as_learner: bool,
+
+    /// Log output format [default: text]
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
+
+    /// Build a snapshot every N applied log entries (and purge the log before it) [default: 5000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_logs: Option<u64>,
+}
+
+/// How to reach a running node; shared by `cluster` and `backup`.
+#[derive(Debug, Clone, Args)]
+pub struct NodeOpts {
+    /// REST URL of any cluster member (`host:port` is taken as http://host:port).
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "ECOMMERCE_NODE",
+        default_value = DEFAULT_NODE_URL,
+        value_parser = parse_node_url,
+        value_hint = ValueHint::Url,
+    )]
+    pub node: String,
+
+    /// Give up after this many seconds, including retries while the cluster has no leader.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
+    pub timeout: u64,
+}
+
+impl NodeOpts {
+    /// The `--timeout` as a [`Duration`].
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout)
+    }
+}
+
+/// Arguments of `ecommerce cluster`.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    pub node: NodeOpts,
+
+    /// Print the node's JSON response instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+}
+
+/// Subcommands of `ecommerce cluster`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Show members, roles, the leader and the Raft indexes as seen by the node.
+    Status,
+    /// Add a node as a learner: it replicates the log but does not vote.
+    AddLearner(AddLearnerArgs),
+    /// Promote a learner to voter.
+    Promote(NodeIdArg),
+    /// Remove a node from the cluster for good; its id can never be reused.
+    Remove(NodeIdArg),
+    /// Ask the leader to hand leadership to another voter.
+    TransferLeader(NodeIdArg),
+}
+
+/// Arguments of `ecommerce cluster add-learner`.
+#[derive(Debug, Args)]
+pub struct AddLearnerArgs {
+    /// Raft id of the new node.
+    #[arg(long, value_name = "N")]
+    pub node_id: u64,
+    /// REST address the new node is reachable at.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http_addr: String,
+    /// Raft gRPC address the new node is reachable at.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub grpc_addr: String,
+}
+
+/// A `--node-id N` argument naming an existing member.
+#[derive(Debug, Args)]
+pub struct NodeIdArg {
+    /// Raft id of the member.
+    #[arg(long, value_name = "N")]
+    pub node_id: u64,
+}
+
+/// Arguments of `ecommerce backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where to write the backup (overwritten if it exists).
+    #[arg(value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub file: PathBuf,
+
+    #[command(flatten)]
+    pub node: NodeOpts,
+}
+
+/// Arguments of `ecommerce restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Backup file written by `ecommerce backup`.
+    #[arg(value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub file: PathBuf,
+
+    /// Data directory to create; must not hold a node already.
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub data_dir: PathBuf,
+
+    /// Raft id of the single node of the new cluster.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub node_id: u64,
+
+    /// REST address the node will be advertised at.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
+    pub http_addr: String,
+
+    /// Raft gRPC address the node will be advertised at.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: String,
+}
+
+/// Normalises a `--node` value: adds `http://` when no scheme is given and drops trailing
+/// slashes, so paths can be appended with `format!("{node}/cluster")`.
+fn parse_node_url(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    let url = if raw.contains("://") {
+        raw.to_owned()
+    } else {
+        format!("http://{raw}")
+    };
+    let parsed = reqwest::Url::parse(&url).map_err(|e| format!("invalid URL {raw:?}: {e}"))?;
+    if parsed.scheme() != "http" {
+        return Err(format!(
+            "unsupported scheme {:?} in {raw:?}: only http:// is supported",
+            parsed.scheme()
+        ));
+    }
+    if parsed.host_str().is_none() {
+        return Err(format!("no host in {raw:?}"));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("ecommerce").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?} should parse: {e}"))
+            .command
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn long_help_explains_the_product_and_the_environment() {
+        let mut cli = Cli::command();
+        assert!(cli.render_long_help().to_string().contains("Raft"));
+        let serve = cli.find_subcommand_mut("serve").unwrap();
+        let help = serve.render_long_help().to_string();
+        assert!(help.contains("single-node cluster"), "{help}");
+        assert!(help.contains("ECOMMERCE_RAFT__SNAPSHOT_LOGS"), "{help}");
+    }
+
+    #[test]
+    fn serve_without_arguments_gives_nothing() {
+        let Command::Serve(args) = parse(&["serve"]) else {
+            panic!("expected serve")
+        };
+        assert!(args.config.is_none());
+        assert!(args.node_id.is_none());
+        assert!(args.data_dir.is_none());
+        assert!(args.http_addr.is_none());
+        assert!(args.grpc_addr.is_none());
+        assert!(args.join.is_none());
+        assert!(!args.join_as_learner);
+        assert!(args.log_format.is_none());
+        assert!(args.snapshot_logs.is_none());
+    }
+
+    #[test]
+    fn serve_with_every_flag() {
+        let Command::Serve(args) = parse(&[
+            "serve",
+            "--config",
+            "config/node.toml",
+            "--node-id",
+            "3",
+            "--data-dir",
+            "/var/lib/ecommerce",
+            "--http-addr",
+            "0.0.0.0:8083",
+            "--grpc-addr",
+            "0.0.0.0:50053",
+            "--join",
+            "http://10.0.0.1:8080",
+            "--join-as-learner",
+            "--log-format",
+            "json",
+            "--snapshot-logs",
+            "50",
+        ]) else {
+            panic!("expected serve")
+        };
+        assert_eq!(args.config, Some(PathBuf::from("config/node.toml")));
+        assert_eq!(args.node_id, Some(3));
+        assert_eq!(args.data_dir, Some(PathBuf::from("/var/lib/ecommerce")));
+        assert_eq!(args.http_addr.as_deref(), Some("0.0.0.0:8083"));
+        assert_eq!(args.grpc_addr.as_deref(), Some("0.0.0.0:50053"));
+        assert_eq!(args.join.as_deref(), Some("http://10.0.0.1:8080"));
+        assert!(args.join_as_learner);
+        assert_eq!(args.log_format.as_deref(), Some("json"));
+        assert_eq!(args.snapshot_logs, Some(50));
+    }
+
+    #[test]
+    fn serve_rejects_bad_values() {
+        for bad in [
+            &["serve", "--log-format", "xml"][..],
+            &["serve", "--snapshot-logs", "0"],
+            &["serve", "--node-id", "-1"],
+            &["serve", "--bogus"],
+        ] {
+            let args = std::iter::once("ecommerce").chain(bad.iter().copied());
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?} should fail");
+        }
+    }
+
+    #[test]
+    fn cluster_status_defaults() {
+        let Command::Cluster(args) = parse(&["cluster", "status"]) else {
+            panic!("expected cluster")
+        };
+        assert!(matches!(args.command, ClusterCommand::Status));
+        // The test environment may set ECOMMERCE_NODE; only check the default when it doesn't.
+        if std::env::var_os("ECOMMERCE_NODE").is_none() {
+            assert_eq!(args.node.node, DEFAULT_NODE_URL);
+        }
+        assert_eq!(args.node.timeout(), Duration::from_secs(30));
+        assert!(!args.json);
+    }
+
+    #[test]
+    fn cluster_global_options_go_before_or_after_the_subcommand() {
+        for argv in [
+            &[
+                "cluster",
+                "--node",
+                "10.0.0.2:8080/",
+                "--timeout",
+                "5",
+                "--json",
+                "status",
+            ][..],
+            &[
+                "cluster",
+                "status",
+                "--node",
+                "http://10.0.0.2:8080",
+                "--timeout",
+                "5",
+                "--json",
+            ],
+        ] {
+            let Command::Cluster(args) = parse(argv) else {
+                panic!("expected cluster")
+            };
+            assert_eq!(args.node.node, "http://10.0.0.2:8080");
+            assert_eq!(args.node.timeout, 5);
+            assert!(args.json);
+        }
+    }
+
+    #[test]
+    fn cluster_membership_subcommands() {
+        let Command::Cluster(args) = parse(&[
+            "cluster",
+            "add-learner",
+            "--node-id",
+            "4",
+            "--http-addr",
+            "127.0.0.1:8084",
+            "--grpc-addr",
+            "127.0.0.1:50054",
+        ]) else {
+            panic!("expected cluster")
+        };
+        let ClusterCommand::AddLearner(add) = args.command else {
+            panic!("expected add-learner")
+        };
+        assert_eq!(add.node_id, 4);
+        assert_eq!(add.http_addr, "127.0.0.1:8084");
+        assert_eq!(add.grpc_addr, "127.0.0.1:50054");
+
+        for (name, expected) in [("promote", 1), ("remove", 2), ("transfer-leader", 3)] {
+            let Command::Cluster(args) = parse(&["cluster", name, "--node-id", "7"]) else {
+                panic!("expected cluster")
+            };
+            let (kind, id) = match args.command {
+                ClusterCommand::Promote(a) => (1, a.node_id),
+                ClusterCommand::Remove(a) => (2, a.node_id),
+                ClusterCommand::TransferLeader(a) => (3, a.node_id),
+                other => panic!("unexpected {other:?}"),
+            };
+            assert_eq!((kind, id), (expected, 7), "{name}");
+        }
+
+        let missing = ["ecommerce", "cluster", "promote"];
+        assert!(Cli::try_parse_from(missing).is_err());
+    }
+
+    #[test]
+    fn backup_takes_a_file_and_node_options() {
+        let Command::Backup(args) = parse(&["backup", "snap.bin", "--node", "127.0.0.1:8081"])
+        else {
+            panic!("expected backup")
+        };
+        assert_eq!(args.file, PathBuf::from("snap.bin"));
+        assert_eq!(args.node.node, "http://127.0.0.1:8081");
+        assert!(Cli::try_parse_from(["ecommerce", "backup"]).is_err());
+    }
+
+    #[test]
+    fn restore_defaults_and_flags() {
+        let Command::Restore(args) = parse(&["restore", "snap.bin", "--data-dir", "d"]) else {
+            panic!("expected restore")
+        };
+        assert_eq!(args.file, PathBuf::from("snap.bin"));
+        assert_eq!(args.data_dir, PathBuf::from("d"));
+        assert_eq!(args.node_id, 1);
+        assert_eq!(args.http_addr, "127.0.0.1:8080");
+        assert_eq!(args.grpc_addr, "127.0.0.1:50051");
+
+        let Command::Restore(args) = parse(&[
+            "restore",
+            "snap.bin",
+            "--data-dir",
+            "d",
+            "--node-id",
+            "9",
+            "--http-addr",
+            "0.0.0.0:9000",
+            "--grpc-addr",
+            "0.0.0.0:9001",
+        ]) else {
+            panic!("expected restore")
+        };
+        assert_eq!(args.node_id, 9);
+        assert_eq!(args.http_addr, "0.0.0.0:9000");
+        assert_eq!(args.grpc_addr, "0.0.0.0:9001");
+
+        assert!(Cli::try_parse_from(["ecommerce", "restore", "snap.bin"]).is_err());
+    }
+
+    #[test]
+    fn node_urls_are_normalised() {
+        assert_eq!(
+            parse_node_url("127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            parse_node_url("http://node-1:8080/").unwrap(),
+            "http://node-1:8080"
+        );
+        assert_eq!(
+            parse_node_url("http://lb/ecommerce/").unwrap(),
+            "http://lb/ecommerce"
+        );
+        assert!(parse_node_url("https://node-1").is_err());
+        assert!(parse_node_url("http://").is_err());
+    }
+}

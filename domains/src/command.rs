@@ -1,0 +1,113 @@
+//! The replicated command envelope, its outcome, and system commands.
+
+use serde::{Deserialize, Serialize};
+
+use crate::idempotency::{self, IdempotencyTag};
+use crate::inventory::{InventoryCommand, StockLevel, Warehouse};
+use crate::store::{StoreFault, StoreMut};
+use crate::DomainError;
+
+/// What a client request becomes before it is proposed: one log entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The proposer's wall clock in milliseconds. The state machine never reads
+    /// a clock of its own; it uses this value (made monotonic, see
+    /// [`ApplyContext::now_ms`]).
+    pub now_ms: u64,
+    pub idempotency: Option<IdempotencyTag>,
+    pub command: Command,
+}
+
+/// Every command the state machine understands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    Inventory(InventoryCommand),
+    System(SystemCommand),
+}
+
+/// Housekeeping commands proposed by the leader.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SystemCommand {
+    /// Drop idempotency records older than `ttl_ms` at the command's time.
+    ExpireIdempotency { ttl_ms: u64 },
+}
+
+/// Deterministic inputs of one apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyContext {
+    /// Index of the log entry being applied: the version of what it writes.
+    pub log_index: u64,
+    /// Log-ordered time: the maximum of every proposer clock applied so far,
+    /// so it never goes backwards even if a proposer's clock does.
+    pub now_ms: u64,
+}
+
+/// A command's successful result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    Warehouse(Warehouse),
+    Stock(StockLevel),
+    Expired { removed: u64 },
+}
+
+/// The result of applying a command: the value, or the domain's refusal.
+pub type Outcome = Result<Response, DomainError>;
+
+/// What the state machine returns for one applied entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Applied {
+    pub outcome: Outcome,
+    /// True when the outcome is a stored one replayed for a repeated idempotency key.
+    pub replayed: bool,
+    pub log_index: u64,
+}
+
+/// Applies an envelope: idempotency first, then the command.
+pub fn apply_envelope(
+    envelope: &Envelope,
+    ctx: &ApplyContext,
+    store: &mut dyn StoreMut,
+) -> Result<Applied, StoreFault> {
+    let Some(tag) = &envelope.idempotency else {
+        let outcome = crate::apply(&envelope.command, ctx, store)?;
+        return Ok(Applied {
+            outcome,
+            replayed: false,
+            log_index: ctx.log_index,
+        });
+    };
+    match idempotency::check(store, tag)? {
+        idempotency::Check::Replay(record) => Ok(Applied {
+            outcome: record.outcome,
+            replayed: true,
+            log_index: record.log_index,
+        }),
+        idempotency::Check::Conflict => Ok(Applied {
+            outcome: Err(DomainError::IdempotencyKeyReused),
+            replayed: false,
+            log_index: ctx.log_index,
+        }),
+        idempotency::Check::Fresh => {
+            let outcome = crate::apply(&envelope.command, ctx, store)?;
+            idempotency::record(store, tag, ctx, &outcome)?;
+            Ok(Applied {
+                outcome,
+                replayed: false,
+                log_index: ctx.log_index,
+            })
+        }
+    }
+}
+
+pub(crate) fn apply_system(
+    command: &SystemCommand,
+    ctx: &ApplyContext,
+    store: &mut dyn StoreMut,
+) -> Result<Outcome, StoreFault> {
+    match command {
+        SystemCommand::ExpireIdempotency { ttl_ms } => {
+            let removed = idempotency::expire(store, ctx.now_ms, *ttl_ms)?;
+            Ok(Ok(Response::Expired { removed }))
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Domain errors: the reasons a command or query is refused. Each has a stable
+//! code; the HTTP layer maps codes to statuses in one table.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum DomainError {
+    #[error("{field}: {message}")]
+    Validation { field: String, message: String },
+    #[error("warehouse {0:?} does not exist")]
+    WarehouseNotFound(String),
+    #[error("sku {0:?} has no stock records")]
+    SkuNotFound(String),
+    #[error("expected version {expected}, current version is {actual}")]
+    VersionConflict { expected: u64, actual: u64 },
+    #[error(
+        "not enough stock of {sku} in {warehouse_id}: requested {requested}, available {available}"
+    )]
+    InsufficientStock {
+        sku: String,
+        warehouse_id: String,
+        requested: u64,
+        available: u64,
+    },
+    #[error("this idempotency key was already used with a different request")]
+    IdempotencyKeyReused,
+}
+
+impl DomainError {
+    /// The stable, documented error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Validation { .. } => "validation_failed",
+            Self::WarehouseNotFound(_) => "warehouse_not_found",
+            Self::SkuNotFound(_) => "sku_not_found",
+            Self::VersionConflict { .. } => "version_conflict",
+            Self::InsufficientStock { .. } => "insufficient_stock",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+        }
+    }
+
+    /// Machine-readable details for the error body.
+    pub fn details(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Self::Validation { field, .. } => json!({ "field": field }),
+            Self::WarehouseNotFound(id) => json!({ "warehouse_id": id }),
+            Self::SkuNotFound(sku) => json!({ "sku": sku }),
+            Self::VersionConflict { expected, actual } => {
+                json!({ "expected": expected, "actual": actual })
+            }
+            Self::InsufficientStock {
+                sku,
+                warehouse_id,
+                requested,
+                available,
+            } => json!({
+                "sku": sku, "warehouse_id": warehouse_id, "requested": requested, "available": available
+            }),
+            Self::IdempotencyKeyReused => serde_json::Value::Null,
+        }
+    }
+
+    pub fn validation(field: &str, message: impl Into<String>) -> Self {
+        Self::Validation {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}

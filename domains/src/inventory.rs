@@ -1,0 +1,556 @@
+//! Inventory: warehouses and stock levels per SKU per warehouse.
+//!
+//! Available = on hand − reserved, and never negative: every command that
+//! lowers on-hand stock checks it against what is reserved. Reservations
+//! (holds), allocation across warehouses and orders build on these records.
+//!
+//! Architecture invariant: a command validates everything before its first
+//! write, so a refused command leaves no trace.
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{ApplyContext, Outcome, Response};
+use crate::store::{self, KeyPart, Store, StoreExt, StoreFault, StoreMut};
+use crate::{DomainError, Event};
+
+/// Warehouses keyed by id.
+pub const WAREHOUSES: &str = "inventory_warehouses";
+/// Stock levels keyed by (sku, warehouse id).
+pub const STOCK: &str = "inventory_stock";
+/// Most warehouses a SKU can be stocked in (bounds reads of one SKU).
+pub const MAX_WAREHOUSES_PER_SKU: usize = 1000;
+
+fn parse_identifier(field: &str, raw: &str, extra: &[u8]) -> Result<String, DomainError> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 64
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || extra.contains(&b));
+    if ok {
+        Ok(raw.to_string())
+    } else {
+        let more = if extra.is_empty() { "" } else { " ." };
+        Err(DomainError::validation(
+            field,
+            format!("must be 1 to 64 characters of A-Z a-z 0-9 _ -{more}"),
+        ))
+    }
+}
+
+/// A stock-keeping unit code: 1 to 64 characters of `[A-Za-z0-9_.-]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Sku(String);
+
+impl Sku {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        parse_identifier("sku", raw, b".").map(Self)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A warehouse id: 1 to 64 characters of `[A-Za-z0-9_-]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct WarehouseId(String);
+
+impl WarehouseId {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        parse_identifier("warehouse_id", raw, b"").map(Self)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A geographic position in degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+impl Location {
+    pub fn parse(lat: f64, lon: f64) -> Result<Self, DomainError> {
+        if !(-90.0..=90.0).contains(&lat) {
+            return Err(DomainError::validation(
+                "location.lat",
+                "must be between -90 and 90",
+            ));
+        }
+        if !(-180.0..=180.0).contains(&lon) {
+            return Err(DomainError::validation(
+                "location.lon",
+                "must be between -180 and 180",
+            ));
+        }
+        Ok(Self { lat, lon })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Warehouse {
+    pub id: WarehouseId,
+    pub name: String,
+    pub location: Location,
+    /// Lower numbers are preferred by the priority allocation strategy.
+    pub priority: i32,
+    /// Log index of the write that last changed it.
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockLevel {
+    pub sku: Sku,
+    pub warehouse_id: WarehouseId,
+    pub on_hand: u64,
+    pub reserved: u64,
+    /// Log index of the write that last changed it.
+    pub version: u64,
+}
+
+impl StockLevel {
+    pub fn available(&self) -> u64 {
+        self.on_hand.saturating_sub(self.reserved)
+    }
+
+    /// The API representation, with `available` spelled out.
+    pub fn view(&self) -> StockLevelView {
+        StockLevelView {
+            sku: self.sku.as_str().to_string(),
+            warehouse_id: self.warehouse_id.as_str().to_string(),
+            on_hand: self.on_hand,
+            reserved: self.reserved,
+            available: self.available(),
+            version: self.version,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockLevelView {
+    pub sku: String,
+    pub warehouse_id: String,
+    pub on_hand: u64,
+    pub reserved: u64,
+    pub available: u64,
+    pub version: u64,
+}
+
+/// Stock of one SKU over all warehouses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkuStock {
+    pub sku: String,
+    pub on_hand: u64,
+    pub reserved: u64,
+    pub available: u64,
+    pub warehouses: Vec<StockLevelView>,
+}
+
+/// Largest on-hand quantity of one SKU in one warehouse.
+pub const MAX_QUANTITY: u64 = 1_000_000_000_000;
+
+/// A stock quantity: 0 to [`MAX_QUANTITY`].
+pub fn parse_quantity(field: &str, raw: i64) -> Result<u64, DomainError> {
+    u64::try_from(raw)
+        .ok()
+        .filter(|q| *q <= MAX_QUANTITY)
+        .ok_or_else(|| {
+            DomainError::validation(field, format!("must be between 0 and {MAX_QUANTITY}"))
+        })
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum InventoryCommand {
+    UpsertWarehouse {
+        id: WarehouseId,
+        name: String,
+        location: Location,
+        priority: i32,
+    },
+    /// Set on-hand stock; with `expected_version`, only if the level is still at that version
+    /// (0 means "not stocked yet").
+    SetStock {
+        sku: Sku,
+        warehouse_id: WarehouseId,
+        on_hand: u64,
+        expected_version: Option<u64>,
+    },
+    /// Add to (or, with a negative delta, remove from) on-hand stock.
+    AdjustStock {
+        sku: Sku,
+        warehouse_id: WarehouseId,
+        delta: i64,
+        reason: Option<String>,
+    },
+}
+
+fn stock_key<'a>(sku: &'a Sku, warehouse: &'a WarehouseId) -> [KeyPart<'a>; 2] {
+    [KeyPart::Str(sku.as_str()), KeyPart::Str(warehouse.as_str())]
+}
+
+pub fn apply(
+    command: &InventoryCommand,
+    ctx: &ApplyContext,
+    store: &mut dyn StoreMut,
+) -> Result<Outcome, StoreFault> {
+    match command {
+        InventoryCommand::UpsertWarehouse {
+            id,
+            name,
+            location,
+            priority,
+        } => {
+            let warehouse = Warehouse {
+                id: id.clone(),
+                name: name.clone(),
+                location: *location,
+                priority: *priority,
+                version: ctx.log_index,
+            };
+            store::put(store, WAREHOUSES, &[KeyPart::Str(id.as_str())], &warehouse)?;
+            store.emit(Event::WarehouseUpserted(warehouse.clone()));
+            Ok(Ok(Response::Warehouse(warehouse)))
+        }
+        InventoryCommand::SetStock {
+            sku,
+            warehouse_id,
+            on_hand,
+            expected_version,
+        } => {
+            let current = match current_level(store, sku, warehouse_id)? {
+                Ok(level) => level,
+                Err(e) => return Ok(Err(e)),
+            };
+            if let Some(expected) = expected_version {
+                if *expected != current.version {
+                    return Ok(Err(DomainError::VersionConflict {
+                        expected: *expected,
+                        actual: current.version,
+                    }));
+                }
+            }
+            if *on_hand < current.reserved {
+                return Ok(Err(insufficient(&current, current.on_hand - on_hand)));
+            }
+            let delta = *on_hand as i64 - current.on_hand as i64;
+            write_level(store, current, *on_hand, delta, None, ctx)
+        }
+        InventoryCommand::AdjustStock {
+            sku,
+            warehouse_id,
+            delta,
+            reason,
+        } => {
+            let current = match current_level(store, sku, warehouse_id)? {
+                Ok(level) => level,
+                Err(e) => return Ok(Err(e)),
+            };
+            let target = current.on_hand as i128 + *delta as i128;
+            if target < current.reserved as i128 {
+                return Ok(Err(insufficient(&current, delta.unsigned_abs())));
+            }
+            if target > MAX_QUANTITY as i128 {
+                return Ok(Err(DomainError::validation(
+                    "delta",
+                    format!("on hand would exceed {MAX_QUANTITY}"),
+                )));
+            }
+            write_level(store, current, target as u64, *delta, reason.clone(), ctx)
+        }
+    }
+}
+
+fn insufficient(level: &StockLevel, requested: u64) -> DomainError {
+    DomainError::InsufficientStock {
+        sku: level.sku.as_str().to_string(),
+        warehouse_id: level.warehouse_id.as_str().to_string(),
+        requested,
+        available: level.available(),
+    }
+}
+
+/// The current level (version 0 and zero stock when never stocked), or
+/// `WarehouseNotFound`.
+fn current_level(
+    store: &dyn StoreMut,
+    sku: &Sku,
+    warehouse_id: &WarehouseId,
+) -> Result<Result<StockLevel, DomainError>, StoreFault> {
+    if store
+        .get_raw(WAREHOUSES, &[KeyPart::Str(warehouse_id.as_str())])?
+        .is_none()
+    {
+        return Ok(Err(DomainError::WarehouseNotFound(
+            warehouse_id.as_str().to_string(),
+        )));
+    }
+    let level = store
+        .get::<StockLevel>(STOCK, &stock_key(sku, warehouse_id))?
+        .unwrap_or(StockLevel {
+            sku: sku.clone(),
+            warehouse_id: warehouse_id.clone(),
+            on_hand: 0,
+            reserved: 0,
+            version: 0,
+        });
+    Ok(Ok(level))
+}
+
+fn write_level(
+    store: &mut dyn StoreMut,
+    mut level: StockLevel,
+    on_hand: u64,
+    delta: i64,
+    reason: Option<String>,
+    ctx: &ApplyContext,
+) -> Result<Outcome, StoreFault> {
+    level.on_hand = on_hand;
+    level.version = ctx.log_index;
+    store::put(
+        store,
+        STOCK,
+        &stock_key(&level.sku, &level.warehouse_id),
+        &level,
+    )?;
+    store.emit(Event::StockChanged {
+        level: level.clone(),
+        delta,
+        reason,
+    });
+    Ok(Ok(Response::Stock(level)))
+}
+
+// ---- queries ----
+
+pub fn get_warehouse(store: &dyn Store, id: &WarehouseId) -> Result<Option<Warehouse>, StoreFault> {
+    store.get(WAREHOUSES, &[KeyPart::Str(id.as_str())])
+}
+
+/// Warehouses in id order, after `after`, at most `limit`.
+pub fn list_warehouses(
+    store: &dyn Store,
+    after: Option<&WarehouseId>,
+    limit: usize,
+) -> Result<Vec<Warehouse>, StoreFault> {
+    let after_key = after.map(|a| [KeyPart::Str(a.as_str())]);
+    store.scan(WAREHOUSES, &[], after_key.as_ref().map(|k| &k[..]), limit)
+}
+
+/// Stock of `sku` over every warehouse, or `None` if it was never stocked.
+pub fn sku_stock(store: &dyn Store, sku: &Sku) -> Result<Option<SkuStock>, StoreFault> {
+    let levels: Vec<StockLevel> = store.scan(
+        STOCK,
+        &[KeyPart::Str(sku.as_str())],
+        None,
+        MAX_WAREHOUSES_PER_SKU,
+    )?;
+    if levels.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(SkuStock {
+        sku: sku.as_str().to_string(),
+        on_hand: levels.iter().map(|l| l.on_hand).sum(),
+        reserved: levels.iter().map(|l| l.reserved).sum(),
+        available: levels.iter().map(StockLevel::available).sum(),
+        warehouses: levels.iter().map(StockLevel::view).collect(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{apply_envelope, Envelope};
+    use crate::idempotency::{IdempotencyKey, IdempotencyTag};
+    use crate::store::memory::MemoryStore;
+    use crate::{Command, SystemCommand};
+    use proptest::prelude::*;
+
+    fn ctx(i: u64) -> ApplyContext {
+        ApplyContext {
+            log_index: i,
+            now_ms: 1_000 * i,
+        }
+    }
+    fn sku(s: &str) -> Sku {
+        Sku::parse(s).unwrap()
+    }
+    fn wh(s: &str) -> WarehouseId {
+        WarehouseId::parse(s).unwrap()
+    }
+    fn upsert(store: &mut MemoryStore, id: &str, i: u64) {
+        let c = InventoryCommand::UpsertWarehouse {
+            id: wh(id),
+            name: id.into(),
+            location: Location::parse(1.0, 2.0).unwrap(),
+            priority: 0,
+        };
+        apply(&c, &ctx(i), store).unwrap().unwrap();
+    }
+    fn adjust(delta: i64) -> InventoryCommand {
+        InventoryCommand::AdjustStock {
+            sku: sku("A"),
+            warehouse_id: wh("w1"),
+            delta,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn identifiers_and_quantities_are_parsed() {
+        assert!(Sku::parse("SKU-1.a_b").is_ok());
+        assert_eq!(Sku::parse("").unwrap_err().code(), "validation_failed");
+        assert!(Sku::parse("a b").is_err());
+        assert!(Sku::parse(&"x".repeat(65)).is_err());
+        assert!(WarehouseId::parse("w.1").is_err());
+        assert_eq!(
+            parse_quantity("on_hand", -1).unwrap_err().code(),
+            "validation_failed"
+        );
+        assert_eq!(parse_quantity("on_hand", 5).unwrap(), 5);
+        assert!(Location::parse(91.0, 0.0).is_err());
+        assert!(Location::parse(f64::NAN, 0.0).is_err());
+    }
+
+    #[test]
+    fn stock_in_unknown_warehouse_is_refused_without_writes() {
+        let mut s = MemoryStore::default();
+        let out = apply(&adjust(5), &ctx(1), &mut s).unwrap();
+        assert_eq!(
+            out.unwrap_err(),
+            DomainError::WarehouseNotFound("w1".into())
+        );
+        assert!(s.tables.get(STOCK).is_none() && s.events.is_empty());
+    }
+
+    #[test]
+    fn set_and_adjust_track_versions_and_refuse_negative_stock() {
+        let mut s = MemoryStore::default();
+        upsert(&mut s, "w1", 1);
+        let set = InventoryCommand::SetStock {
+            sku: sku("A"),
+            warehouse_id: wh("w1"),
+            on_hand: 10,
+            expected_version: Some(0),
+        };
+        let Response::Stock(level) = apply(&set, &ctx(2), &mut s).unwrap().unwrap() else {
+            panic!()
+        };
+        assert_eq!((level.on_hand, level.version), (10, 2));
+        // Stale compare-and-set fails.
+        let err = apply(&set, &ctx(3), &mut s).unwrap().unwrap_err();
+        assert_eq!(
+            err,
+            DomainError::VersionConflict {
+                expected: 0,
+                actual: 2
+            }
+        );
+        let err = apply(&adjust(-11), &ctx(4), &mut s).unwrap().unwrap_err();
+        assert_eq!(err.code(), "insufficient_stock");
+        let Response::Stock(level) = apply(&adjust(-4), &ctx(5), &mut s).unwrap().unwrap() else {
+            panic!()
+        };
+        assert_eq!((level.on_hand, level.available(), level.version), (6, 6, 5));
+        let stock = sku_stock(&s, &sku("A")).unwrap().unwrap();
+        assert_eq!(
+            (stock.on_hand, stock.available, stock.warehouses.len()),
+            (6, 6, 1)
+        );
+        assert_eq!(sku_stock(&s, &sku("B")).unwrap(), None);
+        assert_eq!(s.events.len(), 3);
+    }
+
+    fn env(command: InventoryCommand, key: Option<(&str, &str)>) -> Envelope {
+        Envelope {
+            now_ms: 0,
+            idempotency: key.map(|(k, f)| IdempotencyTag {
+                key: IdempotencyKey::parse(k).unwrap(),
+                fingerprint: f.into(),
+            }),
+            command: Command::Inventory(command),
+        }
+    }
+
+    #[test]
+    fn idempotency_replays_refuses_other_bodies_and_expires() {
+        let mut s = MemoryStore::default();
+        upsert(&mut s, "w1", 1);
+        let first = apply_envelope(&env(adjust(3), Some(("k1", "f1"))), &ctx(2), &mut s).unwrap();
+        assert!(!first.replayed);
+        let again = apply_envelope(&env(adjust(3), Some(("k1", "f1"))), &ctx(3), &mut s).unwrap();
+        assert!(again.replayed);
+        assert_eq!(
+            (again.outcome.clone(), again.log_index),
+            (first.outcome.clone(), 2)
+        );
+        assert_eq!(
+            sku_stock(&s, &sku("A")).unwrap().unwrap().on_hand,
+            3,
+            "applied once"
+        );
+        let other = apply_envelope(&env(adjust(4), Some(("k1", "f2"))), &ctx(4), &mut s).unwrap();
+        assert_eq!(other.outcome, Err(DomainError::IdempotencyKeyReused));
+        // Refusals are stored too: a retry gets the same refusal.
+        let refused =
+            apply_envelope(&env(adjust(-100), Some(("k2", "f3"))), &ctx(5), &mut s).unwrap();
+        assert_eq!(
+            refused.outcome.as_ref().unwrap_err().code(),
+            "insufficient_stock"
+        );
+        adjust_ok(&mut s, 200, 6);
+        let retried =
+            apply_envelope(&env(adjust(-100), Some(("k2", "f3"))), &ctx(7), &mut s).unwrap();
+        assert!(retried.replayed && retried.outcome.is_err());
+        // Expiry at log-ordered time: k1 was created at 2_000 ms, k2 at 5_000 ms.
+        let expire = Envelope {
+            now_ms: 0,
+            idempotency: None,
+            command: Command::System(SystemCommand::ExpireIdempotency { ttl_ms: 3_000 }),
+        };
+        let out = apply_envelope(
+            &expire,
+            &ApplyContext {
+                log_index: 8,
+                now_ms: 6_000,
+            },
+            &mut s,
+        )
+        .unwrap();
+        assert_eq!(out.outcome, Ok(Response::Expired { removed: 1 }));
+        let fresh = apply_envelope(&env(adjust(4), Some(("k1", "f2"))), &ctx(9), &mut s).unwrap();
+        assert!(
+            fresh.outcome.is_ok() && !fresh.replayed,
+            "an expired key can be used again"
+        );
+        let still =
+            apply_envelope(&env(adjust(-100), Some(("k2", "f3"))), &ctx(10), &mut s).unwrap();
+        assert!(still.replayed);
+    }
+
+    fn adjust_ok(s: &mut MemoryStore, delta: i64, i: u64) {
+        apply(&adjust(delta), &ctx(i), s).unwrap().unwrap();
+    }
+
+    proptest! {
+        /// Random adjustments never make stock negative, and on hand always
+        /// equals the sum of the accepted deltas.
+        #[test]
+        fn stock_never_goes_negative(deltas in prop::collection::vec(-50i64..50, 1..200)) {
+            let mut s = MemoryStore::default();
+            upsert(&mut s, "w1", 1);
+            let mut expected: i64 = 0;
+            for (i, d) in deltas.iter().enumerate() {
+                let out = apply(&adjust(*d), &ctx(i as u64 + 2), &mut s).unwrap();
+                if expected + d >= 0 {
+                    prop_assert!(out.is_ok());
+                    expected += d;
+                } else {
+                    prop_assert_eq!(out.unwrap_err().code(), "insufficient_stock");
+                }
+                let level = sku_stock(&s, &sku("A")).unwrap().map(|l| l.on_hand as i64).unwrap_or(0);
+                prop_assert_eq!(level, expected);
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! `domains`: the pure heart of the product.
+//!
+//! Domain types, commands, events and the deterministic rules that apply a
+//! command to the replicated state. No I/O, no tokio, no HTTP, no RocksDB: the
+//! state is reached through the small [`store`] traits, and time, log index and
+//! ids come in through [`ApplyContext`], so every replica that applies the same
+//! log computes the same state.
+//!
+//! Architecture invariant: applying a command reads and writes only through
+//! [`store::StoreMut`] and never consults a clock or a random source.
+
+pub mod command;
+pub mod error;
+pub mod event;
+pub mod idempotency;
+pub mod inventory;
+pub mod store;
+
+pub use command::{ApplyContext, Command, Envelope, Outcome, Response, SystemCommand};
+pub use error::DomainError;
+pub use event::{Event, EventRecord};
+
+/// Every domain table (one column family each), in a fixed order.
+pub const TABLES: &[&str] = &[inventory::WAREHOUSES, inventory::STOCK];
+
+/// Applies one command. Writes go to `store`; when the command is rejected
+/// (`Ok(Err(..))`) the caller discards what it wrote. `Err` is a storage fault:
+/// the replica must stop, since it could no longer apply the log faithfully.
+pub fn apply(
+    command: &Command,
+    ctx: &ApplyContext,
+    store: &mut dyn store::StoreMut,
+) -> Result<Outcome, store::StoreFault> {
+    match command {
+        Command::Inventory(c) => inventory::apply(c, ctx, store),
+        Command::System(c) => command::apply_system(c, ctx, store),
+    }
+}

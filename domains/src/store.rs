@@ -1,0 +1,172 @@
+//! The state as the domains see it: typed reads and writes over named tables
+//! with composite keys. The Raft state machine implements these traits over
+//! RocksDB; the unit tests implement them over a `BTreeMap`.
+
+use serde::{de::DeserializeOwned, Serialize};
+
+/// One component of a composite key; encoded order-preservingly by the storage layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KeyPart<'a> {
+    U64(u64),
+    Str(&'a str),
+}
+
+/// A storage failure while applying or reading; not a domain error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("storage fault: {0}")]
+pub struct StoreFault(pub String);
+
+/// Read access to the state.
+pub trait Store {
+    fn get_raw(
+        &self,
+        table: &'static str,
+        key: &[KeyPart<'_>],
+    ) -> Result<Option<Vec<u8>>, StoreFault>;
+
+    /// Values whose keys start with `prefix`, in key order, starting after
+    /// `after` (a full key) when given, at most `limit`.
+    fn scan_raw(
+        &self,
+        table: &'static str,
+        prefix: &[KeyPart<'_>],
+        after: Option<&[KeyPart<'_>]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreFault>;
+}
+
+/// Write access, used only by command application.
+pub trait StoreMut: Store {
+    fn put_raw(&mut self, table: &'static str, key: &[KeyPart<'_>], value: Vec<u8>);
+    fn delete_raw(&mut self, table: &'static str, key: &[KeyPart<'_>]);
+    /// Appends a domain event to the event log, in apply order.
+    fn emit(&mut self, event: crate::Event);
+}
+
+pub fn encode<V: Serialize>(value: &V) -> Result<Vec<u8>, StoreFault> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .map_err(|e| StoreFault(e.to_string()))
+}
+
+pub fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Result<V, StoreFault> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(|e| StoreFault(e.to_string()))
+}
+
+/// Typed helpers over [`Store`].
+pub trait StoreExt: Store {
+    fn get<V: DeserializeOwned>(
+        &self,
+        table: &'static str,
+        key: &[KeyPart<'_>],
+    ) -> Result<Option<V>, StoreFault> {
+        self.get_raw(table, key)?.map(|b| decode(&b)).transpose()
+    }
+
+    fn scan<V: DeserializeOwned>(
+        &self,
+        table: &'static str,
+        prefix: &[KeyPart<'_>],
+        after: Option<&[KeyPart<'_>]>,
+        limit: usize,
+    ) -> Result<Vec<V>, StoreFault> {
+        self.scan_raw(table, prefix, after, limit)?
+            .iter()
+            .map(|b| decode(b))
+            .collect()
+    }
+}
+
+impl<S: Store + ?Sized> StoreExt for S {}
+
+/// Typed writes over [`StoreMut`].
+pub fn put<V: Serialize>(
+    store: &mut dyn StoreMut,
+    table: &'static str,
+    key: &[KeyPart<'_>],
+    value: &V,
+) -> Result<(), StoreFault> {
+    store.put_raw(table, key, encode(value)?);
+    Ok(())
+}
+
+#[cfg(test)]
+pub mod memory {
+    //! An in-memory store for unit tests.
+    use super::*;
+    use std::collections::BTreeMap;
+
+    type Key = Vec<Owned>;
+
+    #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+    pub enum Owned {
+        U64(u64),
+        Str(String),
+    }
+
+    fn own(key: &[KeyPart<'_>]) -> Key {
+        key.iter()
+            .map(|p| match p {
+                KeyPart::U64(n) => Owned::U64(*n),
+                KeyPart::Str(s) => Owned::Str(s.to_string()),
+            })
+            .collect()
+    }
+
+    #[derive(Default, Debug, Clone)]
+    pub struct MemoryStore {
+        pub tables: BTreeMap<&'static str, BTreeMap<Key, Vec<u8>>>,
+        pub events: Vec<crate::Event>,
+    }
+
+    impl Store for MemoryStore {
+        fn get_raw(
+            &self,
+            table: &'static str,
+            key: &[KeyPart<'_>],
+        ) -> Result<Option<Vec<u8>>, StoreFault> {
+            Ok(self
+                .tables
+                .get(table)
+                .and_then(|t| t.get(&own(key)).cloned()))
+        }
+
+        fn scan_raw(
+            &self,
+            table: &'static str,
+            prefix: &[KeyPart<'_>],
+            after: Option<&[KeyPart<'_>]>,
+            limit: usize,
+        ) -> Result<Vec<Vec<u8>>, StoreFault> {
+            let prefix = own(prefix);
+            let after = after.map(own);
+            Ok(self
+                .tables
+                .get(table)
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| k.starts_with(&prefix) && after.as_ref().is_none_or(|a| *k > a))
+                .take(limit)
+                .map(|(_, v)| v.clone())
+                .collect())
+        }
+    }
+
+    impl StoreMut for MemoryStore {
+        fn put_raw(&mut self, table: &'static str, key: &[KeyPart<'_>], value: Vec<u8>) {
+            self.tables
+                .entry(table)
+                .or_default()
+                .insert(own(key), value);
+        }
+        fn delete_raw(&mut self, table: &'static str, key: &[KeyPart<'_>]) {
+            if let Some(t) = self.tables.get_mut(table) {
+                t.remove(&own(key));
+            }
+        }
+        fn emit(&mut self, event: crate::Event) {
+            self.events.push(event);
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! `raft`: openraft wired to RocksDB storage and tonic gRPC.
+//!
+//! Everything that names openraft lives here, so an upgrade touches one
+//! crate. Above it, [`RaftNode`] offers what the API layer needs: propose a
+//! command (forwarded to the leader when this node is a follower), wait for
+//! a linearizable read point, change membership, report status.
+//!
+//! Version: openraft 0.9.25 (see docs/ARCHITECTURE.md for why).
+
+mod log_store;
+mod network;
+mod node;
+mod restore;
+mod service;
+mod snapshot_store;
+mod state_machine;
+mod store_adapter;
+pub mod types;
+
+pub mod proto {
+    //! Generated gRPC code of `proto/raft.proto`.
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("ecommerce.raft.v1");
+}
+
+pub use log_store::LogStore;
+pub use network::{Channels, Network};
+pub use node::{ClusterStatus, MemberStatus, MembershipOp, NodeOptions, RaftNode, Role};
+pub use restore::restore_into;
+pub use service::RaftGrpc;
+pub use state_machine::{write_snapshot, StateMachine};
+pub use store_adapter::Reader;
+pub use types::{NodeId, NodeInfo};
+
+/// Errors of the replication layer, as the API layer sees them.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No leader is known right now (election in progress, or no quorum).
+    #[error("no leader is available")]
+    NoLeader,
+    /// The request did not finish before its deadline; a write may still take effect.
+    #[error("timed out")]
+    Timeout,
+    /// The node id was removed from the cluster once and may not come back.
+    #[error("node id {0} was removed from the cluster and may not be reused")]
+    NodeIdRemoved(NodeId),
+    /// A membership change was refused (unknown node, in progress, ...).
+    #[error("membership change refused: {0}")]
+    Membership(String),
+    #[error("storage: {0}")]
+    Storage(String),
+    /// Raft stopped on this node (shut down or a fatal error).
+    #[error("raft stopped: {0}")]
+    Fatal(String),
+    #[error("peer rpc failed: {0}")]
+    Rpc(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,159 @@
+//! Outgoing node-to-node RPCs over tonic gRPC.
+//!
+//! One lazily connected HTTP/2 channel per peer address, shared by Raft
+//! replication and by request forwarding, so connections are reused.
+//! Payloads are bincode-encoded openraft types; replies carry
+//! `Result<response, RaftError>` so a remote refusal is told apart from a
+//! transport failure.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ecommerce_storage::codec;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{de::DeserializeOwned, Serialize};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::proto::raft_service_client::RaftServiceClient;
+use crate::proto::Payload;
+use crate::types::{NodeId, NodeInfo, TypeConfig};
+
+/// Connection pool of gRPC channels, keyed by peer gRPC address.
+#[derive(Clone, Default)]
+pub struct Channels {
+    by_addr: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Channels {
+    /// A client for the peer at `addr` (host:port), reusing its channel.
+    pub fn client(
+        &self,
+        addr: &str,
+    ) -> Result<RaftServiceClient<Channel>, tonic::transport::Error> {
+        let mut map = self.by_addr.lock().expect("channel pool lock");
+        if let Some(ch) = map.get(addr) {
+            return Ok(RaftServiceClient::new(ch.clone()).max_decoding_message_size(MAX_MESSAGE));
+        }
+        let channel = Endpoint::from_shared(format!("http://{addr}"))?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        map.insert(addr.to_string(), channel.clone());
+        Ok(RaftServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE))
+    }
+}
+
+/// Largest gRPC message between nodes (a batch of entries or a snapshot chunk).
+pub const MAX_MESSAGE: usize = 64 << 20;
+
+pub fn encode<T: Serialize>(value: &T) -> Result<Payload, tonic::Status> {
+    codec::encode(value)
+        .map(|data| Payload { data })
+        .map_err(|e| tonic::Status::internal(e.to_string()))
+}
+
+pub fn decode<T: DeserializeOwned>(payload: &Payload) -> Result<T, tonic::Status> {
+    codec::decode(&payload.data).map_err(|e| tonic::Status::invalid_argument(e.to_string()))
+}
+
+/// Creates [`Connection`]s for openraft.
+#[derive(Clone, Default)]
+pub struct Network {
+    pub channels: Channels,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Self::Network {
+        Connection {
+            target,
+            addr: node.grpc_addr.clone(),
+            channels: self.channels.clone(),
+        }
+    }
+}
+
+pub struct Connection {
+    target: NodeId,
+    addr: String,
+    channels: Channels,
+}
+
+type RpcErr<E> = RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>;
+
+impl Connection {
+    async fn call<Req, Resp, E>(
+        &self,
+        method: Method,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RpcErr<E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let mut client = self
+            .channels
+            .client(&self.addr)
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let mut request =
+            tonic::Request::new(encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?);
+        request.set_timeout(option.hard_ttl());
+        let reply = match method {
+            Method::AppendEntries => client.append_entries(request).await,
+            Method::Vote => client.vote(request).await,
+            Method::InstallSnapshot => client.install_snapshot(request).await,
+        };
+        let reply = reply.map_err(|status| match status.code() {
+            tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
+            _ => RPCError::Network(NetworkError::new(&status)),
+        })?;
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            decode(reply.get_ref()).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+enum Method {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
+        self.call(Method::AppendEntries, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
+        self.call(Method::InstallSnapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
+        self.call(Method::Vote, &rpc, &option).await
+    }
+}

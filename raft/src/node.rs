@@ -1,0 +1,666 @@
+//! [`RaftNode`]: one member of the cluster as the API layer sees it.
+//!
+//! Writes: a client write may arrive at any node. The leader proposes it; a
+//! follower forwards it to the leader over gRPC. A write is retried on another
+//! leader only when the first attempt provably had no effect, or when it
+//! carries an idempotency key (then the state machine deduplicates it): a
+//! `ForwardToLeader` after the entry was appended does not prove it was not
+//! committed.
+//!
+//! Reads: [`RaftNode::linearizable_barrier`] returns once this node's state
+//! machine has applied everything committed before the call (read-index: the
+//! leader confirms its leadership with a quorum and reports its commit point;
+//! a follower waits to apply up to it). Stale reads skip the barrier.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ecommerce_domains::command::Applied;
+use ecommerce_domains::Envelope;
+use std::ops::Bound;
+
+use ecommerce_domains::EventRecord;
+use ecommerce_storage::{codec, keys, Storage, CF_EVENTS, CF_RAFT_META};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::network::{decode, encode, Channels, Network};
+use crate::types::{LogId, NodeId, NodeInfo, Raft, RaftMetrics};
+use crate::{Error, LogStore, Result, StateMachine};
+
+/// Raft settings of one node.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub node_id: NodeId,
+    pub info: NodeInfo,
+    /// Where snapshot files live.
+    pub snapshot_dir: PathBuf,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot every this many applied entries.
+    pub snapshot_logs: u64,
+    /// Entries kept in the log behind a snapshot, so that a briefly lagging
+    /// follower catches up from the log rather than by snapshot.
+    pub logs_to_keep: u64,
+    pub install_snapshot_timeout_ms: u64,
+}
+
+/// The role of a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Voter,
+    Learner,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub node_id: NodeId,
+    pub http_addr: String,
+    pub grpc_addr: String,
+    pub role: Role,
+    pub is_leader: bool,
+    /// Last log index known replicated to it (reported by the leader only).
+    pub matched_index: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub node_id: NodeId,
+    pub state: String,
+    pub leader_id: Option<NodeId>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub commit_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    pub members: Vec<MemberStatus>,
+}
+
+/// A membership change, executed by the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MembershipOp {
+    AddLearner {
+        node_id: NodeId,
+        info: NodeInfo,
+    },
+    Promote {
+        node_id: NodeId,
+    },
+    Remove {
+        node_id: NodeId,
+    },
+    /// Make another voter the leader.
+    TransferLeader {
+        node_id: NodeId,
+    },
+}
+
+/// Errors that cross the wire between nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum WireError {
+    /// The node was not the leader, and did nothing.
+    NotLeader,
+    /// The node proposed the write but lost leadership: the outcome is unknown.
+    Ambiguous,
+    NodeIdRemoved(NodeId),
+    Membership(String),
+    Other(String),
+}
+
+impl From<WireError> for Error {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::NotLeader => Error::NoLeader,
+            WireError::Ambiguous => Error::Timeout,
+            WireError::NodeIdRemoved(id) => Error::NodeIdRemoved(id),
+            WireError::Membership(m) => Error::Membership(m),
+            WireError::Other(m) => Error::Rpc(m),
+        }
+    }
+}
+
+/// One member of the cluster.
+pub struct RaftNode {
+    pub id: NodeId,
+    pub info: NodeInfo,
+    raft: Raft,
+    storage: Storage,
+    channels: Channels,
+    applied: watch::Receiver<u64>,
+}
+
+/// Pause between attempts while the leader is unknown or changing.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+impl RaftNode {
+    /// Starts Raft on `storage` (already open with every domain table).
+    pub async fn start(storage: Storage, options: NodeOptions) -> Result<Arc<Self>> {
+        let config = openraft::Config {
+            cluster_name: "ecommerce".into(),
+            heartbeat_interval: options.heartbeat_interval_ms,
+            election_timeout_min: options.election_timeout_min_ms,
+            election_timeout_max: options.election_timeout_max_ms,
+            install_snapshot_timeout: options.install_snapshot_timeout_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_logs),
+            max_in_snapshot_log_to_keep: options.logs_to_keep,
+            snapshot_max_chunk_size: 1 << 20,
+            ..Default::default()
+        };
+        let config = Arc::new(config.validate().map_err(|e| Error::Fatal(e.to_string()))?);
+        let log_store = LogStore::new(storage.clone());
+        let state_machine = StateMachine::open(storage.clone(), options.snapshot_dir.clone())
+            .await
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        let applied = state_machine.subscribe_applied();
+        let channels = Channels::default();
+        let network = Network {
+            channels: channels.clone(),
+        };
+        let raft = Raft::new(options.node_id, config, network, log_store, state_machine)
+            .await
+            .map_err(|e| Error::Fatal(e.to_string()))?;
+        Ok(Arc::new(Self {
+            id: options.node_id,
+            info: options.info,
+            raft,
+            storage,
+            channels,
+            applied,
+        }))
+    }
+
+    /// Whether this node already belongs to a cluster (has any log or membership).
+    pub async fn is_initialized(&self) -> Result<bool> {
+        self.raft
+            .is_initialized()
+            .await
+            .map_err(|e| Error::Fatal(e.to_string()))
+    }
+
+    /// Makes this node a single-node cluster (only on a fresh node).
+    pub async fn initialize_single(&self) -> Result<()> {
+        let members = BTreeMap::from([(self.id, self.info.clone())]);
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(Error::Fatal(e.to_string())),
+        }
+    }
+
+    pub fn metrics(&self) -> RaftMetrics {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// Watch the last applied index (for event-log subscribers).
+    pub fn subscribe_applied(&self) -> watch::Receiver<u64> {
+        self.applied.clone()
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+
+    fn leader(&self) -> Option<(NodeId, NodeInfo)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let id = m.current_leader?;
+        let info = m.membership_config.membership().get_node(&id).cloned()?;
+        Some((id, info))
+    }
+
+    /// Waits (until `deadline`) for a leader to be known.
+    async fn wait_leader(&self, deadline: Instant) -> Result<(NodeId, NodeInfo)> {
+        loop {
+            if let Some(leader) = self.leader() {
+                return Ok(leader);
+            }
+            if Instant::now() + RETRY_PAUSE > deadline {
+                return Err(Error::NoLeader);
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    /// Proposes `envelope` on the leader (forwarding if needed) and returns the
+    /// state machine's result.
+    pub async fn write(&self, envelope: Envelope, deadline: Instant) -> Result<Applied> {
+        let retry_safe = envelope.idempotency.is_some();
+        loop {
+            let (leader_id, leader) = self.wait_leader(deadline).await?;
+            let attempt = if leader_id == self.id {
+                self.write_local(envelope.clone())
+                    .await
+                    .map_err(Error::from)
+            } else {
+                self.forward_write(&leader, &envelope, deadline).await
+            };
+            match attempt {
+                Ok(applied) => return Ok(applied),
+                // Nothing was proposed: safe to try again.
+                Err(Error::NoLeader) => {}
+                Err(Error::Timeout | Error::Rpc(_)) if retry_safe => {}
+                Err(e) => return Err(e),
+            }
+            if Instant::now() + RETRY_PAUSE > deadline {
+                return Err(if retry_safe {
+                    Error::Timeout
+                } else {
+                    Error::NoLeader
+                });
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    /// Proposes on this node, which believes it is the leader.
+    pub(crate) async fn write_local(&self, envelope: Envelope) -> Result<Applied, WireError> {
+        if self.raft.metrics().borrow().state != ServerState::Leader {
+            return Err(WireError::NotLeader);
+        }
+        match self.raft.client_write(envelope).await {
+            Ok(response) => response
+                .data
+                .0
+                .ok_or_else(|| WireError::Other("empty response".into())),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(WireError::Ambiguous)
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(WireError::Other(e.to_string()))
+            }
+            Err(RaftError::Fatal(e)) => Err(WireError::Other(e.to_string())),
+        }
+    }
+
+    async fn forward_write(
+        &self,
+        leader: &NodeInfo,
+        envelope: &Envelope,
+        deadline: Instant,
+    ) -> Result<Applied> {
+        let mut client = self
+            .channels
+            .client(&leader.grpc_addr)
+            .map_err(|e| Error::Rpc(e.to_string()))?;
+        let mut request =
+            tonic::Request::new(encode(envelope).map_err(|e| Error::Rpc(e.to_string()))?);
+        request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+        let reply = match client.forward(request).await {
+            Ok(reply) => reply,
+            // The leader is unreachable and never saw the request.
+            Err(status)
+                if status.code() == tonic::Code::Unavailable && is_connect_error(&status) =>
+            {
+                return Err(Error::NoLeader)
+            }
+            Err(status) if status.code() == tonic::Code::DeadlineExceeded => {
+                return Err(Error::Timeout)
+            }
+            Err(status) => return Err(Error::Rpc(status.to_string())),
+        };
+        let result: Result<Applied, WireError> =
+            decode(reply.get_ref()).map_err(|e| Error::Rpc(e.to_string()))?;
+        result.map_err(Error::from)
+    }
+
+    /// Returns once this node has applied every entry committed before the call.
+    pub async fn linearizable_barrier(&self, deadline: Instant) -> Result<()> {
+        loop {
+            let (leader_id, leader) = self.wait_leader(deadline).await?;
+            let read_index = if leader_id == self.id {
+                self.read_index_local().await.map_err(Error::from)
+            } else {
+                self.read_index_remote(&leader, deadline).await
+            };
+            match read_index {
+                Ok(index) => return self.wait_applied(index, deadline).await,
+                Err(Error::NoLeader | Error::Rpc(_)) => {}
+                Err(e) => return Err(e),
+            }
+            if Instant::now() + RETRY_PAUSE > deadline {
+                return Err(Error::NoLeader);
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    /// On the leader: confirms leadership with a quorum; returns the index a
+    /// linearizable read must wait for.
+    pub(crate) async fn read_index_local(&self) -> Result<u64, WireError> {
+        match self.raft.get_read_log_id().await {
+            Ok((read_log_id, _)) => Ok(read_log_id.map_or(0, |l| l.index)),
+            Err(RaftError::APIError(_)) => Err(WireError::NotLeader),
+            Err(RaftError::Fatal(e)) => Err(WireError::Other(e.to_string())),
+        }
+    }
+
+    async fn read_index_remote(&self, leader: &NodeInfo, deadline: Instant) -> Result<u64> {
+        let mut client = self
+            .channels
+            .client(&leader.grpc_addr)
+            .map_err(|e| Error::Rpc(e.to_string()))?;
+        let mut request = tonic::Request::new(encode(&()).map_err(|e| Error::Rpc(e.to_string()))?);
+        request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+        let reply = client
+            .read_index(request)
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::DeadlineExceeded => Error::Timeout,
+                _ => Error::Rpc(s.to_string()),
+            })?;
+        let result: Result<u64, WireError> =
+            decode(reply.get_ref()).map_err(|e| Error::Rpc(e.to_string()))?;
+        result.map_err(Error::from)
+    }
+
+    async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<()> {
+        let mut applied = self.applied.clone();
+        let waited = tokio::time::timeout_at(deadline, async {
+            applied.wait_for(|a| *a >= index).await.map(|_| ())
+        })
+        .await;
+        match waited {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Error::Fatal("state machine stopped".into())),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    /// Runs a membership change on the leader (forwarding if needed).
+    pub async fn change_membership(&self, op: MembershipOp, deadline: Instant) -> Result<()> {
+        loop {
+            let (leader_id, leader) = self.wait_leader(deadline).await?;
+            let attempt = if leader_id == self.id {
+                self.change_membership_local(op.clone())
+                    .await
+                    .map_err(Error::from)
+            } else {
+                self.forward_membership(&leader, &op, deadline).await
+            };
+            match attempt {
+                // Membership changes are idempotent, so retrying is safe.
+                Err(Error::NoLeader | Error::Rpc(_)) if Instant::now() + RETRY_PAUSE < deadline => {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn forward_membership(
+        &self,
+        leader: &NodeInfo,
+        op: &MembershipOp,
+        deadline: Instant,
+    ) -> Result<()> {
+        let mut client = self
+            .channels
+            .client(&leader.grpc_addr)
+            .map_err(|e| Error::Rpc(e.to_string()))?;
+        let mut request = tonic::Request::new(encode(op).map_err(|e| Error::Rpc(e.to_string()))?);
+        request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+        let reply = client
+            .change_membership(request)
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::DeadlineExceeded => Error::Timeout,
+                _ => Error::Rpc(s.to_string()),
+            })?;
+        let result: Result<(), WireError> =
+            decode(reply.get_ref()).map_err(|e| Error::Rpc(e.to_string()))?;
+        result.map_err(Error::from)
+    }
+
+    pub(crate) async fn change_membership_local(&self, op: MembershipOp) -> Result<(), WireError> {
+        if self.raft.metrics().borrow().state != ServerState::Leader {
+            return Err(WireError::NotLeader);
+        }
+        let membership = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let result = match op {
+            MembershipOp::TransferLeader { node_id } => {
+                return self.transfer_leader(node_id, &membership).await
+            }
+            MembershipOp::AddLearner { node_id, info } => {
+                let removed = crate::state_machine::removed_nodes(&self.storage)
+                    .map_err(|e| WireError::Other(e.to_string()))?;
+                if removed.contains(&node_id) {
+                    return Err(WireError::NodeIdRemoved(node_id));
+                }
+                match membership.get_node(&node_id) {
+                    Some(existing) if *existing == info => return Ok(()),
+                    Some(existing) => {
+                        return Err(WireError::Membership(format!(
+                            "node id {node_id} is already a member at {existing}"
+                        )))
+                    }
+                    None => self.raft.add_learner(node_id, info, true).await.map(|_| ()),
+                }
+            }
+            MembershipOp::Promote { node_id } => {
+                if voters.contains(&node_id) {
+                    return Ok(());
+                }
+                if membership.get_node(&node_id).is_none() {
+                    return Err(WireError::Membership(format!(
+                        "node {node_id} is not a learner of this cluster"
+                    )));
+                }
+                self.raft
+                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node_id])), false)
+                    .await
+                    .map(|_| ())
+            }
+            MembershipOp::Remove { node_id } => {
+                if membership.get_node(&node_id).is_none() {
+                    return Ok(());
+                }
+                if voters.contains(&node_id) {
+                    if voters.len() == 1 {
+                        return Err(WireError::Membership("cannot remove the last voter".into()));
+                    }
+                    self.raft
+                        .change_membership(
+                            ChangeMembers::RemoveVoters(BTreeSet::from([node_id])),
+                            false,
+                        )
+                        .await
+                        .map(|_| ())
+                } else {
+                    self.raft
+                        .change_membership(
+                            ChangeMembers::RemoveNodes(BTreeSet::from([node_id])),
+                            false,
+                        )
+                        .await
+                        .map(|_| ())
+                }
+            }
+        };
+        result.map_err(|e| match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => WireError::NotLeader,
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+                WireError::Membership(e.to_string())
+            }
+            RaftError::Fatal(e) => WireError::Other(e.to_string()),
+        })
+    }
+
+    /// Leadership transfer for openraft 0.9, which has no such call: the leader
+    /// stops sending heartbeats so that the followers' leader leases lapse,
+    /// then asks the target to campaign until it wins or the attempt times
+    /// out. Another follower may win the race; the caller is told so.
+    async fn transfer_leader(
+        &self,
+        target: NodeId,
+        membership: &openraft::Membership<NodeId, NodeInfo>,
+    ) -> Result<(), WireError> {
+        if target == self.id {
+            return Ok(());
+        }
+        if !membership.voter_ids().any(|v| v == target) {
+            return Err(WireError::Membership(format!(
+                "node {target} is not a voter"
+            )));
+        }
+        let addr = membership
+            .get_node(&target)
+            .map(|n| n.grpc_addr.clone())
+            .unwrap_or_default();
+        let election_max = Duration::from_millis(self.raft.config().election_timeout_max);
+        self.raft.runtime_config().heartbeat(false);
+        let deadline = Instant::now() + election_max * 10;
+        let mut leader = None;
+        while Instant::now() < deadline {
+            tokio::time::sleep(election_max / 2).await;
+            leader = self.raft.metrics().borrow().current_leader;
+            if leader == Some(target) {
+                break;
+            }
+            if leader == Some(self.id) {
+                if let Err(e) = self.ask_to_campaign(&addr).await {
+                    tracing::debug!(error = %e, "campaign request failed");
+                }
+            }
+        }
+        self.raft.runtime_config().heartbeat(true);
+        match leader {
+            Some(l) if l == target => Ok(()),
+            Some(l) => Err(WireError::Membership(format!(
+                "leadership went to node {l} instead of {target}; retry"
+            ))),
+            None => Err(WireError::Membership(
+                "no leader was elected in time".into(),
+            )),
+        }
+    }
+
+    /// The cluster as this node sees it.
+    pub fn status(&self) -> ClusterStatus {
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let matched = m.replication.clone().unwrap_or_default();
+        let members = membership
+            .nodes()
+            .map(|(id, info)| MemberStatus {
+                node_id: *id,
+                http_addr: info.http_addr.clone(),
+                grpc_addr: info.grpc_addr.clone(),
+                role: if voters.contains(id) {
+                    Role::Voter
+                } else {
+                    Role::Learner
+                },
+                is_leader: m.current_leader == Some(*id),
+                matched_index: if *id == m.id && m.state == ServerState::Leader {
+                    m.last_log_index
+                } else {
+                    matched.get(id).cloned().flatten().map(|l: LogId| l.index)
+                },
+            })
+            .collect();
+        ClusterStatus {
+            node_id: m.id,
+            state: format!("{:?}", m.state).to_lowercase(),
+            leader_id: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            commit_index: self.committed_index(),
+            applied_index: m.last_applied.map(|l| l.index),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+            members,
+        }
+    }
+
+    /// The commit index this node last persisted.
+    pub fn committed_index(&self) -> Option<u64> {
+        self.storage
+            .get_value::<Option<LogId>>(CF_RAFT_META, b"committed")
+            .ok()
+            .flatten()
+            .flatten()
+            .map(|l| l.index)
+    }
+
+    /// Asks this node to start an election now.
+    pub async fn campaign(&self) -> Result<()> {
+        self.raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| Error::Fatal(e.to_string()))
+    }
+
+    /// Asks a member (by gRPC address) to campaign.
+    pub async fn ask_to_campaign(&self, grpc_addr: &str) -> Result<()> {
+        let mut client = self
+            .channels
+            .client(grpc_addr)
+            .map_err(|e| Error::Rpc(e.to_string()))?;
+        let request = tonic::Request::new(encode(&()).map_err(|e| Error::Rpc(e.to_string()))?);
+        let reply = client
+            .campaign(request)
+            .await
+            .map_err(|s| Error::Rpc(s.to_string()))?;
+        let result: Result<(), WireError> =
+            decode(reply.get_ref()).map_err(|e| Error::Rpc(e.to_string()))?;
+        result.map_err(Error::from)
+    }
+
+    /// Events with id greater than `after`, in order, at most `limit`.
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<EventRecord>> {
+        let from = keys::u64_key(after);
+        let rows = self
+            .storage
+            .scan(
+                CF_EVENTS,
+                (Bound::Excluded(&from[..]), Bound::Unbounded),
+                limit,
+            )
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        rows.iter()
+            .map(|(_, v)| codec::decode(v).map_err(|e| Error::Storage(e.to_string())))
+            .collect()
+    }
+
+    /// Id of the newest event in the log (0 when empty).
+    pub fn last_event_id(&self) -> Result<u64> {
+        let last = self
+            .storage
+            .last(CF_EVENTS)
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        Ok(last.and_then(|(k, _)| keys::decode_u64(&k)).unwrap_or(0))
+    }
+
+    pub(crate) fn raft(&self) -> &Raft {
+        &self.raft
+    }
+}
+
+/// Whether a gRPC failure happened while connecting (the request never left).
+fn is_connect_error(status: &tonic::Status) -> bool {
+    let text = format!("{status:?}").to_lowercase();
+    text.contains("tcp connect error") || text.contains("connection refused")
+}

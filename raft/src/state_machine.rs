@@ -1,0 +1,392 @@
+//! The replicated state machine: applies committed entries to RocksDB, builds
+//! and installs snapshots.
+//!
+//! Architecture invariant: one `apply` call writes the domain data, emitted
+//! events, idempotency records, the state-machine clock, the membership and
+//! the last-applied log id in ONE RocksDB write batch, so after a crash the
+//! state is exactly that of some applied prefix of the log.
+//!
+//! Snapshot install is crash-safe: the incoming file is fsynced and verified,
+//! an "installing" marker naming it is fsynced in `raft_meta`, the tables are
+//! replaced, and the marker is removed in the last (fsynced) batch. A node that
+//! starts with the marker present redoes the import before serving.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ecommerce_domains::command::{apply_envelope, ApplyContext};
+use ecommerce_domains::EventRecord;
+use ecommerce_storage::{
+    codec, keys, snapshot, Durability, Storage, CF_EVENTS, CF_RAFT_META, CF_SM_META,
+};
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftLogId};
+use tokio::io::AsyncSeekExt;
+use tokio::sync::watch;
+
+use crate::log_store::io_err;
+use crate::snapshot_store::SnapshotStore;
+use crate::store_adapter::ApplyTx;
+use crate::types::{
+    Entry, EntryResponse, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+
+pub(crate) const KEY_LAST_APPLIED: &[u8] = b"last_applied";
+pub(crate) const KEY_MEMBERSHIP: &[u8] = b"membership";
+pub(crate) const KEY_CLOCK: &[u8] = b"clock";
+pub(crate) const KEY_EVENT_SEQ: &[u8] = b"event_seq";
+pub(crate) const KEY_REMOVED_NODES: &[u8] = b"removed_nodes";
+const KEY_INSTALLING: &[u8] = b"installing_snapshot";
+
+fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError {
+    io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e)
+}
+fn sm_write_err(e: impl std::error::Error + 'static) -> StorageError {
+    io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e)
+}
+
+/// State-machine metadata kept beside the data.
+#[derive(Debug, Clone, Default)]
+struct SmMeta {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    clock: u64,
+    event_seq: u64,
+    removed: BTreeSet<u64>,
+}
+
+impl SmMeta {
+    fn load(storage: &Storage) -> Result<Self, StorageError> {
+        fn get<V: serde::de::DeserializeOwned>(
+            storage: &Storage,
+            key: &[u8],
+        ) -> Result<Option<V>, StorageError> {
+            storage.get_value(CF_SM_META, key).map_err(sm_read_err)
+        }
+        Ok(Self {
+            last_applied: get::<Option<LogId>>(storage, KEY_LAST_APPLIED)?.flatten(),
+            membership: get(storage, KEY_MEMBERSHIP)?.unwrap_or_default(),
+            clock: get(storage, KEY_CLOCK)?.unwrap_or(0),
+            event_seq: get(storage, KEY_EVENT_SEQ)?.unwrap_or(0),
+            removed: get(storage, KEY_REMOVED_NODES)?.unwrap_or_default(),
+        })
+    }
+
+    fn stage(&self, tx: &mut ApplyTx<'_>) -> Result<(), StorageError> {
+        fn enc<V: serde::Serialize>(v: &V) -> Result<Vec<u8>, StorageError> {
+            codec::encode(v).map_err(sm_write_err)
+        }
+        tx.put_bytes(
+            CF_SM_META,
+            KEY_LAST_APPLIED.to_vec(),
+            enc(&self.last_applied)?,
+        );
+        tx.put_bytes(CF_SM_META, KEY_MEMBERSHIP.to_vec(), enc(&self.membership)?);
+        tx.put_bytes(CF_SM_META, KEY_CLOCK.to_vec(), enc(&self.clock)?);
+        tx.put_bytes(CF_SM_META, KEY_EVENT_SEQ.to_vec(), enc(&self.event_seq)?);
+        tx.put_bytes(CF_SM_META, KEY_REMOVED_NODES.to_vec(), enc(&self.removed)?);
+        Ok(())
+    }
+}
+
+/// Node ids ever removed from the cluster (replicated; they may not come back).
+pub fn removed_nodes(storage: &Storage) -> Result<BTreeSet<u64>, StorageError> {
+    Ok(SmMeta::load(storage)?.removed)
+}
+
+pub struct StateMachine {
+    storage: Storage,
+    snapshots: Arc<SnapshotStore>,
+    meta: SmMeta,
+    receiving: Option<PathBuf>,
+    /// Last applied index, for event-log subscribers.
+    applied: watch::Sender<u64>,
+}
+
+impl StateMachine {
+    /// Opens the state machine, first finishing a snapshot install that a crash interrupted.
+    pub async fn open(storage: Storage, snapshot_dir: PathBuf) -> Result<Self, StorageError> {
+        let snapshots = Arc::new(SnapshotStore::open(snapshot_dir).map_err(sm_read_err)?);
+        let installing: Option<PathBuf> = storage
+            .get_value(CF_RAFT_META, KEY_INSTALLING)
+            .map_err(sm_read_err)?;
+        if let Some(path) = &installing {
+            tracing::warn!(path = %path.display(), "finishing an interrupted snapshot install");
+            import(storage.clone(), path.clone()).await?;
+            let meta: SnapshotMeta =
+                codec::decode(&snapshot::read_header(path).map_err(sm_read_err)?)
+                    .map_err(sm_read_err)?;
+            snapshots.publish(path, &meta).map_err(sm_write_err)?;
+        }
+        snapshots.remove_temporaries(None).map_err(sm_write_err)?;
+        let meta = SmMeta::load(&storage)?;
+        let (applied, _) = watch::channel(meta.last_applied.map_or(0, |l| l.index));
+        Ok(Self {
+            storage,
+            snapshots,
+            meta,
+            receiving: None,
+            applied,
+        })
+    }
+
+    /// Watch the last applied index (changes after every apply and install).
+    pub fn subscribe_applied(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    fn notify(&self) {
+        self.applied
+            .send_replace(self.meta.last_applied.map_or(0, |l| l.index));
+    }
+}
+
+/// Replaces the state-machine tables with the snapshot at `path`, clearing
+/// the install marker in the final batch.
+async fn import(storage: Storage, path: PathBuf) -> Result<(), StorageError> {
+    tokio::task::spawn_blocking(move || {
+        storage.import(&path, |batch| batch.delete(CF_RAFT_META, KEY_INSTALLING))
+    })
+    .await
+    .map_err(|e| sm_write_err(std::io::Error::other(e.to_string())))?
+    .map_err(sm_write_err)
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.meta.last_applied, self.meta.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<EntryResponse>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let storage = self.storage.clone();
+        let mut tx = ApplyTx::new(&storage);
+        let mut meta = self.meta.clone();
+        let mut responses = Vec::new();
+        for entry in entries {
+            let log_id = *entry.get_log_id();
+            meta.last_applied = Some(log_id);
+            match entry.payload {
+                EntryPayload::Blank => responses.push(EntryResponse(None)),
+                EntryPayload::Membership(membership) => {
+                    let before: BTreeSet<u64> = meta
+                        .membership
+                        .membership()
+                        .nodes()
+                        .map(|(id, _)| *id)
+                        .collect();
+                    let after: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
+                    meta.removed.extend(before.difference(&after));
+                    meta.membership = StoredMembership::new(Some(log_id), membership);
+                    responses.push(EntryResponse(None));
+                }
+                EntryPayload::Normal(envelope) => {
+                    meta.clock = meta.clock.max(envelope.now_ms);
+                    let ctx = ApplyContext {
+                        log_index: log_id.index,
+                        now_ms: meta.clock,
+                    };
+                    let applied = apply_envelope(&envelope, &ctx, &mut tx).map_err(sm_write_err)?;
+                    for event in std::mem::take(&mut tx.events) {
+                        meta.event_seq += 1;
+                        let record = EventRecord {
+                            id: meta.event_seq,
+                            log_index: log_id.index,
+                            timestamp_ms: ctx.now_ms,
+                            event,
+                        };
+                        let value = codec::encode(&record).map_err(sm_write_err)?;
+                        tx.put_bytes(CF_EVENTS, keys::u64_key(meta.event_seq).to_vec(), value);
+                    }
+                    responses.push(EntryResponse(Some(applied)));
+                }
+            }
+        }
+        meta.stage(&mut tx)?;
+        let mut batch = storage.batch();
+        tx.into_batch(&mut batch).map_err(sm_write_err)?;
+        storage
+            .write(batch, Durability::Buffered)
+            .map_err(sm_write_err)?;
+        self.meta = meta;
+        metrics::counter!("raft_applied_entries_total").increment(responses.len() as u64);
+        self.notify();
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            storage: self.storage.clone(),
+            snapshots: self.snapshots.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let path = self.snapshots.temp_path("incoming");
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+        if let Some(old) = self.receiving.replace(path) {
+            let _ = std::fs::remove_file(old);
+        }
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
+        let err = |e: &dyn std::error::Error| {
+            openraft::StorageIOError::new(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Write,
+                openraft::AnyError::error(e.to_string()),
+            )
+            .into()
+        };
+        // Normally `snapshot` is the file made by `begin_receiving_snapshot`;
+        // if it is another handle (openraft allows that), copy it to a file of ours.
+        let received = self.receiving.take();
+        let path = match &received {
+            Some(p) if same_file(&snapshot, p).await => p.clone(),
+            _ => {
+                if let Some(p) = &received {
+                    let _ = std::fs::remove_file(p);
+                }
+                let path = self.snapshots.temp_path("incoming");
+                let mut source = snapshot;
+                source
+                    .seek(std::io::SeekFrom::Start(0))
+                    .await
+                    .map_err(|e| err(&e))?;
+                let mut copy = tokio::fs::File::create(&path).await.map_err(|e| err(&e))?;
+                tokio::io::copy(&mut source, &mut copy)
+                    .await
+                    .map_err(|e| err(&e))?;
+                path
+            }
+        };
+        // fsync through any descriptor makes the file's data durable.
+        let file = tokio::fs::File::open(&path).await.map_err(|e| err(&e))?;
+        file.sync_all().await.map_err(|e| err(&e))?;
+        let verify_path = path.clone();
+        let header = tokio::task::spawn_blocking(move || snapshot::verify(&verify_path))
+            .await
+            .map_err(|e| err(&std::io::Error::other(e.to_string())))?
+            .map_err(|e| err(&e))?;
+        let file_meta: SnapshotMeta = codec::decode(&header).map_err(|e| err(&e))?;
+        if file_meta.last_log_id != meta.last_log_id {
+            return Err(err(&std::io::Error::other(
+                "snapshot file does not match its metadata",
+            )));
+        }
+        let mut marker = self.storage.batch();
+        let marker_value = codec::encode(&path).map_err(|e| err(&e))?;
+        marker
+            .put(CF_RAFT_META, KEY_INSTALLING, &marker_value)
+            .map_err(|e| err(&e))?;
+        self.storage
+            .write(marker, Durability::Sync)
+            .map_err(|e| err(&e))?;
+        import(self.storage.clone(), path.clone()).await?;
+        self.snapshots.publish(&path, meta).map_err(|e| err(&e))?;
+        self.meta = SmMeta::load(&self.storage)?;
+        tracing::info!(snapshot = %meta.snapshot_id, last_log_id = ?meta.last_log_id, "installed snapshot");
+        metrics::counter!("raft_snapshots_installed_total").increment(1);
+        self.notify();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let Some(meta) = self.snapshots.current_meta().map_err(sm_read_err)? else {
+            return Ok(None);
+        };
+        let file = tokio::fs::File::open(self.snapshots.current_path())
+            .await
+            .map_err(sm_read_err)?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        }))
+    }
+}
+
+/// Whether the open `file` is the file at `path`.
+async fn same_file(file: &tokio::fs::File, path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata().await, std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Builds snapshots from a consistent RocksDB view while applies go on.
+pub struct SnapshotBuilder {
+    storage: Storage,
+    snapshots: Arc<SnapshotStore>,
+}
+
+/// Writes a snapshot of the current state to `path` (fsynced); returns its metadata.
+pub fn write_snapshot(
+    storage: &Storage,
+    path: &std::path::Path,
+) -> Result<SnapshotMeta, StorageError> {
+    let tables = storage.state_machine_tables();
+    storage.with_view(|view| {
+        let last_applied: Option<LogId> = view
+            .get_value::<Option<LogId>>(CF_SM_META, KEY_LAST_APPLIED)
+            .map_err(sm_read_err)?
+            .flatten();
+        let membership: StoredMembership = view
+            .get_value(CF_SM_META, KEY_MEMBERSHIP)
+            .map_err(sm_read_err)?
+            .unwrap_or_default();
+        let snapshot_id = match last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, std::process::id()),
+            None => format!("0-0-{}", std::process::id()),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership: membership,
+            snapshot_id,
+        };
+        let header = codec::encode(&meta).map_err(sm_write_err)?;
+        let file = std::fs::File::create(path).map_err(sm_write_err)?;
+        view.export(&tables, &header, &file).map_err(sm_write_err)?;
+        file.sync_all().map_err(sm_write_err)?;
+        Ok(meta)
+    })
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let (storage, snapshots) = (self.storage.clone(), self.snapshots.clone());
+        let started = std::time::Instant::now();
+        let (meta, file) = tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
+            let path = snapshots.temp_path("building");
+            let meta = write_snapshot(&storage, &path)?;
+            let file = std::fs::File::open(&path).map_err(sm_read_err)?;
+            snapshots.publish(&path, &meta).map_err(sm_write_err)?;
+            Ok((meta, file))
+        })
+        .await
+        .map_err(|e| sm_write_err(std::io::Error::other(e.to_string())))??;
+        metrics::histogram!("raft_snapshot_build_seconds").record(started.elapsed().as_secs_f64());
+        tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
+        })
+    }
+}

@@ -1,0 +1,179 @@
+//! The domains' [`Store`] traits over RocksDB.
+//!
+//! [`Reader`] serves queries straight from the database. [`ApplyTx`] is what
+//! commands write through while the state machine applies a run of entries:
+//! writes are staged in memory (so later entries of the same run read them)
+//! and land in one RocksDB write batch together with the last-applied id.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+
+use ecommerce_domains::store::{KeyPart, Store, StoreFault, StoreMut};
+use ecommerce_domains::Event;
+use ecommerce_storage::{keys, Batch, Storage};
+
+/// Encodes a domain key with the storage layer's order-preserving encoding.
+pub fn encode_key(parts: &[KeyPart<'_>]) -> Vec<u8> {
+    let parts: Vec<keys::KeyPart<'_>> = parts
+        .iter()
+        .map(|p| match p {
+            KeyPart::U64(n) => keys::KeyPart::U64(*n),
+            KeyPart::Str(s) => keys::KeyPart::Str(s),
+        })
+        .collect();
+    keys::encode(&parts)
+}
+
+fn fault(e: impl std::fmt::Display) -> StoreFault {
+    StoreFault(e.to_string())
+}
+
+/// Read-only access for queries.
+pub struct Reader<'a>(pub &'a Storage);
+
+/// The byte range of a prefix scan starting after `after`.
+fn scan_range(
+    prefix: &[KeyPart<'_>],
+    after: Option<&[KeyPart<'_>]>,
+) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let p = encode_key(prefix);
+    let end = keys::prefix_end(&p).map_or(Bound::Unbounded, Bound::Excluded);
+    let start = match after {
+        Some(a) => Bound::Excluded(encode_key(a)),
+        None => Bound::Included(p),
+    };
+    (start, end)
+}
+
+fn as_ref_range(r: &(Bound<Vec<u8>>, Bound<Vec<u8>>)) -> (Bound<&[u8]>, Bound<&[u8]>) {
+    (
+        r.0.as_ref().map(Vec::as_slice),
+        r.1.as_ref().map(Vec::as_slice),
+    )
+}
+
+impl Store for Reader<'_> {
+    fn get_raw(
+        &self,
+        table: &'static str,
+        key: &[KeyPart<'_>],
+    ) -> Result<Option<Vec<u8>>, StoreFault> {
+        self.0.get(table, &encode_key(key)).map_err(fault)
+    }
+
+    fn scan_raw(
+        &self,
+        table: &'static str,
+        prefix: &[KeyPart<'_>],
+        after: Option<&[KeyPart<'_>]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreFault> {
+        let range = scan_range(prefix, after);
+        let rows = self
+            .0
+            .scan(table, as_ref_range(&range), limit)
+            .map_err(fault)?;
+        Ok(rows.into_iter().map(|(_, v)| v).collect())
+    }
+}
+
+/// Staged writes of one apply run.
+pub struct ApplyTx<'a> {
+    storage: &'a Storage,
+    /// table -> encoded key -> value (`None`: deleted).
+    pending: HashMap<&'static str, BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+    /// Events emitted by the entry being applied, drained by the state machine.
+    pub events: Vec<Event>,
+}
+
+impl<'a> ApplyTx<'a> {
+    pub fn new(storage: &'a Storage) -> Self {
+        Self {
+            storage,
+            pending: HashMap::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Stages a raw write to any column family (state-machine metadata, events).
+    pub fn put_bytes(&mut self, table: &'static str, key: Vec<u8>, value: Vec<u8>) {
+        self.pending
+            .entry(table)
+            .or_default()
+            .insert(key, Some(value));
+    }
+
+    /// Moves every staged write into `batch`.
+    pub fn into_batch(self, batch: &mut Batch<'_>) -> ecommerce_storage::Result<()> {
+        for (table, rows) in self.pending {
+            for (key, value) in rows {
+                match value {
+                    Some(v) => batch.put(table, &key, &v)?,
+                    None => batch.delete(table, &key)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store for ApplyTx<'_> {
+    fn get_raw(
+        &self,
+        table: &'static str,
+        key: &[KeyPart<'_>],
+    ) -> Result<Option<Vec<u8>>, StoreFault> {
+        let key = encode_key(key);
+        if let Some(staged) = self.pending.get(table).and_then(|t| t.get(&key)) {
+            return Ok(staged.clone());
+        }
+        self.storage.get(table, &key).map_err(fault)
+    }
+
+    fn scan_raw(
+        &self,
+        table: &'static str,
+        prefix: &[KeyPart<'_>],
+        after: Option<&[KeyPart<'_>]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreFault> {
+        let range = scan_range(prefix, after);
+        let staged = self.pending.get(table);
+        let staged_in_range = || staged.into_iter().flat_map(|t| t.range(range.clone()));
+        // Read `limit` plus as many disk rows as staged deletions could hide.
+        // If the disk read is cut short at key D, at least `limit` live keys are
+        // <= D, so the first `limit` live keys of the merge are exact.
+        let deletions = staged_in_range().filter(|(_, v)| v.is_none()).count();
+        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = self
+            .storage
+            .scan(table, as_ref_range(&range), limit.saturating_add(deletions))
+            .map_err(fault)?
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect();
+        for (k, v) in staged_in_range() {
+            merged.insert(k.clone(), v.clone());
+        }
+        Ok(merged.into_values().flatten().take(limit).collect())
+    }
+}
+
+impl StoreMut for ApplyTx<'_> {
+    fn put_raw(&mut self, table: &'static str, key: &[KeyPart<'_>], value: Vec<u8>) {
+        self.pending
+            .entry(table)
+            .or_default()
+            .insert(encode_key(key), Some(value));
+    }
+
+    fn delete_raw(&mut self, table: &'static str, key: &[KeyPart<'_>]) {
+        self.pending
+            .entry(table)
+            .or_default()
+            .insert(encode_key(key), None);
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.events.push(event);
+    }
+}

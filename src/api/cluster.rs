@@ -1,0 +1,228 @@
+//! Cluster administration over REST: status, membership changes, leadership
+//! transfer, and streaming backups. Any member accepts these; changes are
+//! forwarded to the leader.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ecommerce_raft::{ClusterStatus, MembershipOp, NodeInfo};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{AppJson, Consistency};
+use super::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberDto {
+    pub node_id: u64,
+    pub http_addr: String,
+    pub grpc_addr: String,
+    /// `voter` or `learner`.
+    pub role: String,
+    pub is_leader: bool,
+    pub matched_index: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterDto {
+    pub cluster_id: String,
+    pub node_id: u64,
+    /// leader, follower, candidate or learner.
+    pub state: String,
+    pub leader_id: Option<u64>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub commit_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    pub members: Vec<MemberDto>,
+}
+
+pub fn cluster_dto(cluster_id: &str, s: ClusterStatus) -> ClusterDto {
+    ClusterDto {
+        cluster_id: cluster_id.to_string(),
+        node_id: s.node_id,
+        state: s.state,
+        leader_id: s.leader_id,
+        term: s.term,
+        last_log_index: s.last_log_index,
+        commit_index: s.commit_index,
+        applied_index: s.applied_index,
+        snapshot_index: s.snapshot_index,
+        purged_index: s.purged_index,
+        members: s
+            .members
+            .into_iter()
+            .map(|m| MemberDto {
+                node_id: m.node_id,
+                http_addr: m.http_addr,
+                grpc_addr: m.grpc_addr,
+                role: match m.role {
+                    ecommerce_raft::Role::Voter => "voter".into(),
+                    ecommerce_raft::Role::Learner => "learner".into(),
+                },
+                is_leader: m.is_leader,
+                matched_index: m.matched_index,
+            })
+            .collect(),
+    }
+}
+
+/// The cluster as this node sees it.
+#[utoipa::path(get, path = "/cluster", tag = "cluster", responses((status = 200, body = ClusterDto)))]
+pub async fn status(State(state): State<AppState>) -> Json<ClusterDto> {
+    Json(cluster_dto(&state.cluster_id, state.node.status()))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddLearnerBody {
+    pub node_id: u64,
+    pub http_addr: String,
+    pub grpc_addr: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeIdBody {
+    pub node_id: u64,
+}
+
+fn check_addr(field: &str, addr: &str) -> ApiResult<()> {
+    addr.parse::<std::net::SocketAddr>()
+        .map(|_| ())
+        .map_err(|_| {
+            ApiError::from(ecommerce_domains::DomainError::validation(
+                field,
+                "must be an ip:port socket address",
+            ))
+        })
+}
+
+async fn change(state: &AppState, op: MembershipOp) -> ApiResult<Json<ClusterDto>> {
+    let deadline =
+        Instant::now() + Duration::from_millis(state.settings.http.membership_timeout_ms);
+    state.node.change_membership(op, deadline).await?;
+    Ok(Json(cluster_dto(&state.cluster_id, state.node.status())))
+}
+
+/// Add a node as a learner (it receives the log but does not vote); returns
+/// once it has caught up.
+#[utoipa::path(post, path = "/cluster/learners", tag = "cluster", request_body = AddLearnerBody,
+    responses((status = 200, body = ClusterDto), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn add_learner(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<AddLearnerBody>,
+) -> ApiResult<Json<ClusterDto>> {
+    if body.node_id == 0 {
+        return Err(
+            ecommerce_domains::DomainError::validation("node_id", "must be at least 1").into(),
+        );
+    }
+    check_addr("http_addr", &body.http_addr)?;
+    check_addr("grpc_addr", &body.grpc_addr)?;
+    let info = NodeInfo {
+        http_addr: body.http_addr,
+        grpc_addr: body.grpc_addr,
+    };
+    change(
+        &state,
+        MembershipOp::AddLearner {
+            node_id: body.node_id,
+            info,
+        },
+    )
+    .await
+}
+
+/// Promote a learner to voter.
+#[utoipa::path(post, path = "/cluster/promote", tag = "cluster", request_body = NodeIdBody,
+    responses((status = 200, body = ClusterDto), (status = 409, body = ErrorBody)))]
+pub async fn promote(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<NodeIdBody>,
+) -> ApiResult<Json<ClusterDto>> {
+    change(
+        &state,
+        MembershipOp::Promote {
+            node_id: body.node_id,
+        },
+    )
+    .await
+}
+
+/// Remove a node from the cluster; its id can never be used again.
+#[utoipa::path(post, path = "/cluster/remove", tag = "cluster", request_body = NodeIdBody,
+    responses((status = 200, body = ClusterDto), (status = 409, body = ErrorBody)))]
+pub async fn remove(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<NodeIdBody>,
+) -> ApiResult<Json<ClusterDto>> {
+    change(
+        &state,
+        MembershipOp::Remove {
+            node_id: body.node_id,
+        },
+    )
+    .await
+}
+
+/// Move leadership to another voter.
+#[utoipa::path(post, path = "/cluster/transfer-leader", tag = "cluster", request_body = NodeIdBody,
+    responses((status = 200, body = ClusterDto), (status = 409, body = ErrorBody)))]
+pub async fn transfer_leader(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<NodeIdBody>,
+) -> ApiResult<Json<ClusterDto>> {
+    change(
+        &state,
+        MembershipOp::TransferLeader {
+            node_id: body.node_id,
+        },
+    )
+    .await
+}
+
+/// Stream a consistent snapshot of the whole state (a backup). It includes
+/// every write acknowledged before the request.
+#[utoipa::path(get, path = "/cluster/backup", tag = "cluster",
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 503, body = ErrorBody)))]
+pub async fn backup(State(state): State<AppState>) -> ApiResult<Response> {
+    state.read(Consistency::Linearizable).await?;
+    let dir = state.settings.data_dir.join("backups");
+    let path = dir.join(format!("backup-{}.snap", uuid::Uuid::new_v4()));
+    let storage = state.node.storage().clone();
+    let file = tokio::task::spawn_blocking(move || -> anyhow::Result<std::fs::File> {
+        std::fs::create_dir_all(&dir)?;
+        ecommerce_raft::write_snapshot(&storage, &path)?;
+        let file = std::fs::File::open(&path)?;
+        // The open handle keeps the data readable; nothing is left behind.
+        std::fs::remove_file(&path)?;
+        Ok(file)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    let len = file.metadata().map_err(ApiError::internal)?.len();
+    let stream =
+        tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), 1 << 16);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"ecommerce.backup\"".to_string(),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}

@@ -1,0 +1,159 @@
+//! The REST API: routes, shared state, and the helpers every handler uses to
+//! propose a command or read the replicated state.
+//!
+//! Architecture invariant: handlers parse request DTOs into domain types, then
+//! either propose one command ([`AppState::propose`]) or read through
+//! [`AppState::read`]; they never touch storage or Raft directly.
+
+pub mod cluster;
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod inventory;
+pub mod openapi;
+pub mod ops;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use ecommerce_domains::idempotency::IdempotencyTag;
+use ecommerce_domains::{Command, Envelope};
+use ecommerce_raft::{RaftNode, Reader};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::config::Settings;
+use error::{ApiError, ApiResult};
+use extract::{Consistency, IDEMPOTENT_REPLAYED};
+
+/// State shared by every handler.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub node: Arc<RaftNode>,
+    pub settings: Settings,
+    pub cluster_id: String,
+    pub prometheus: PrometheusHandle,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// A committed command's result, ready to become an HTTP response.
+pub struct Committed {
+    pub outcome: ecommerce_domains::Outcome,
+    pub replayed: bool,
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    pub fn deadline(&self) -> Instant {
+        Instant::now() + Duration::from_millis(self.settings.http.request_timeout_ms)
+    }
+
+    /// Proposes `command` through Raft and waits for its result.
+    pub async fn propose(
+        &self,
+        command: Command,
+        idempotency: Option<IdempotencyTag>,
+    ) -> ApiResult<Committed> {
+        let envelope = Envelope {
+            now_ms: now_ms(),
+            idempotency,
+            command,
+        };
+        let applied = self.node.write(envelope, self.deadline()).await?;
+        Ok(Committed {
+            outcome: applied.outcome,
+            replayed: applied.replayed,
+        })
+    }
+
+    /// A view of the state at the requested consistency.
+    pub async fn read(&self, consistency: Consistency) -> ApiResult<Reader<'_>> {
+        if consistency == Consistency::Linearizable {
+            self.node.linearizable_barrier(self.deadline()).await?;
+        }
+        Ok(Reader(self.node.storage()))
+    }
+}
+
+/// Milliseconds since the Unix epoch on this node's clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Committed {
+    /// Renders the outcome: 200 with `render(response)` as JSON, or the domain
+    /// error; marks replays of a stored outcome with `Idempotent-Replayed: true`.
+    pub fn respond<T: Serialize>(
+        self,
+        render: impl FnOnce(ecommerce_domains::Response) -> ApiResult<T>,
+    ) -> Response {
+        let mut response = match self.outcome.map_err(ApiError::from).and_then(render) {
+            Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
+            Err(e) => e.into_response(),
+        };
+        if self.replayed {
+            response
+                .headers_mut()
+                .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+        }
+        response
+    }
+}
+
+/// An unexpected command response: a bug, answered as a 500.
+pub fn unexpected(response: ecommerce_domains::Response) -> ApiError {
+    ApiError::internal(format!("unexpected command response {response:?}"))
+}
+
+/// Every route of the node.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/warehouses", get(inventory::list_warehouses))
+        .route(
+            "/warehouses/{id}",
+            get(inventory::get_warehouse).put(inventory::put_warehouse),
+        )
+        .route("/inventory/{sku}", get(inventory::get_stock))
+        .route(
+            "/inventory/{sku}/warehouses/{warehouse_id}",
+            put(inventory::set_stock),
+        )
+        .route(
+            "/inventory/{sku}/warehouses/{warehouse_id}/adjustments",
+            post(inventory::adjust_stock),
+        )
+        .route("/events", get(events::list_events))
+        .route("/openapi.json", get(openapi::serve));
+    Router::new()
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route("/cluster", get(cluster::status))
+        .route("/cluster/learners", post(cluster::add_learner))
+        .route("/cluster/promote", post(cluster::promote))
+        .route("/cluster/remove", post(cluster::remove))
+        .route("/cluster/transfer-leader", post(cluster::transfer_leader))
+        .route("/cluster/backup", get(cluster::backup))
+        .nest("/api/v1", api)
+        .fallback(ops::route_not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .with_state(state)
+}

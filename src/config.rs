@@ -1,0 +1,286 @@
+//! Layered, typed configuration: defaults, then a TOML file (`--config`),
+//! then `ECOMMERCE_*` environment variables (`__` separates nested keys, e.g.
+//! `ECOMMERCE_RAFT__SNAPSHOT_LOGS`), then command-line flags. Validated
+//! before anything starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// This node's id: unique in the cluster, never reused after removal.
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    /// REST listen address; port 0 picks a free port.
+    pub http_addr: String,
+    /// gRPC listen address (clients and peers); port 0 picks a free port.
+    pub grpc_addr: String,
+    /// Addresses peers and clients should use, when they differ from the listen
+    /// addresses (e.g. listening on 0.0.0.0).
+    pub advertise_http_addr: Option<String>,
+    pub advertise_grpc_addr: Option<String>,
+    /// REST URL of a member to join; without it a fresh node starts a new
+    /// single-node cluster.
+    pub join: Option<String>,
+    /// Stay a learner after joining (promote later with `cluster promote`).
+    pub join_as_learner: bool,
+    pub log_format: LogFormat,
+    pub raft: RaftSettings,
+    pub http: HttpSettings,
+    pub idempotency: IdempotencySettings,
+    pub storage: StorageSettings,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RaftSettings {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot (and purge the log behind it) every this many entries.
+    pub snapshot_logs: u64,
+    /// Entries kept behind a snapshot for followers that lag a little.
+    pub logs_to_keep: u64,
+    pub install_snapshot_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Deadline of a request, including forwarding and waiting for commit.
+    pub request_timeout_ms: u64,
+    /// Deadline of a membership change (a joining node may need a snapshot).
+    pub membership_timeout_ms: u64,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotencySettings {
+    /// How long a stored response is replayed for its key.
+    pub ttl_secs: u64,
+    /// How often the leader proposes the expiry command.
+    pub sweep_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    pub block_cache_mb: usize,
+    pub write_buffer_mb: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            data_dir: PathBuf::from("./data"),
+            http_addr: "127.0.0.1:8080".into(),
+            grpc_addr: "127.0.0.1:50051".into(),
+            advertise_http_addr: None,
+            advertise_grpc_addr: None,
+            join: None,
+            join_as_learner: false,
+            log_format: LogFormat::Text,
+            raft: RaftSettings {
+                heartbeat_interval_ms: 100,
+                election_timeout_min_ms: 400,
+                election_timeout_max_ms: 800,
+                snapshot_logs: 5000,
+                logs_to_keep: 1000,
+                install_snapshot_timeout_ms: 30_000,
+            },
+            http: HttpSettings {
+                request_timeout_ms: 10_000,
+                membership_timeout_ms: 120_000,
+                max_body_bytes: 1 << 20,
+            },
+            idempotency: IdempotencySettings {
+                ttl_secs: 24 * 3600,
+                sweep_interval_secs: 60,
+            },
+            storage: StorageSettings {
+                block_cache_mb: 64,
+                write_buffer_mb: 16,
+            },
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers alone.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join_as_learner: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raft: Option<RaftOverrides>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RaftOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_logs: Option<u64>,
+}
+
+impl Settings {
+    /// Loads the layers in order and validates the result.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            anyhow::ensure!(
+                file.exists(),
+                "config file {} does not exist",
+                file.display()
+            );
+            figment = figment.merge(Toml::file(file));
+        }
+        let settings: Settings = figment
+            .merge(Env::prefixed("ECOMMERCE_").split("__"))
+            .merge(Serialized::defaults(overrides))
+            .extract()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        use anyhow::ensure;
+        ensure!(self.node_id > 0, "node_id must be at least 1");
+        for (name, addr) in [
+            ("http_addr", &self.http_addr),
+            ("grpc_addr", &self.grpc_addr),
+        ] {
+            ensure!(
+                addr.parse::<SocketAddr>().is_ok(),
+                "{name} {addr:?} is not a socket address (host:port)"
+            );
+        }
+        let r = &self.raft;
+        ensure!(
+            r.heartbeat_interval_ms > 0,
+            "raft.heartbeat_interval_ms must be positive"
+        );
+        ensure!(
+            r.election_timeout_min_ms > 2 * r.heartbeat_interval_ms,
+            "raft.election_timeout_min_ms must exceed twice raft.heartbeat_interval_ms"
+        );
+        ensure!(
+            r.election_timeout_max_ms > r.election_timeout_min_ms,
+            "raft.election_timeout_max_ms must exceed raft.election_timeout_min_ms"
+        );
+        ensure!(r.snapshot_logs > 0, "raft.snapshot_logs must be positive");
+        ensure!(
+            self.http.request_timeout_ms > 0,
+            "http.request_timeout_ms must be positive"
+        );
+        ensure!(
+            self.http.max_body_bytes >= 1024,
+            "http.max_body_bytes must be at least 1024"
+        );
+        ensure!(
+            self.idempotency.ttl_secs > 0,
+            "idempotency.ttl_secs must be positive"
+        );
+        ensure!(
+            self.idempotency.sweep_interval_secs > 0,
+            "idempotency.sweep_interval_secs must be positive"
+        );
+        if let Some(join) = &self.join {
+            ensure!(
+                join.starts_with("http://"),
+                "join must be an http:// URL of a member's REST address"
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_flags_win_over_file() {
+        Settings::default().validate().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(
+            &file,
+            "node_id = 7\nhttp_addr = \"127.0.0.1:9000\"\n[raft]\nsnapshot_logs = 10\n",
+        )
+        .unwrap();
+        let overrides = Overrides {
+            node_id: Some(9),
+            ..Default::default()
+        };
+        let s = Settings::load(Some(&file), &overrides).unwrap();
+        assert_eq!(
+            (s.node_id, s.http_addr.as_str(), s.raft.snapshot_logs),
+            (9, "127.0.0.1:9000", 10)
+        );
+    }
+
+    #[test]
+    fn example_config_files_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let single =
+            Settings::load(Some(&root.join("single-node.toml")), &Overrides::default()).unwrap();
+        assert_eq!(
+            single,
+            Settings::default(),
+            "single-node.toml spells out the defaults"
+        );
+        for i in 1..=3u64 {
+            let s = Settings::load(
+                Some(&root.join(format!("cluster/node{i}.toml"))),
+                &Overrides::default(),
+            )
+            .unwrap();
+            assert_eq!(s.node_id, i);
+            assert_eq!(s.join.is_some(), i != 1);
+        }
+    }
+
+    #[test]
+    fn invalid_settings_are_refused_with_a_reason() {
+        let mut s = Settings::default();
+        s.raft.election_timeout_min_ms = 150;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("election_timeout_min_ms"));
+        let s = Settings {
+            http_addr: "nope".into(),
+            ..Settings::default()
+        };
+        assert!(s.validate().is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "no_such_key = 1\n").unwrap();
+        assert!(Settings::load(Some(&file), &Overrides::default()).is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! The `ecommerce` node: configuration, the REST and gRPC APIs, and
+//! [`Application`], which builds and runs a node. `main.rs` only parses the
+//! command line and calls into here; the tests use the same builder.
+
+pub mod api;
+pub mod config;
+pub mod grpc;
+pub mod identity;
+pub mod restore;
+pub mod startup;
+pub mod telemetry;
+
+pub use startup::Application;

@@ -1,0 +1,60 @@
+//! The `ecommerce` binary: parse the command line, then build and run.
+
+use anyhow::Context;
+use clap::Parser;
+use ecommerce::config::{Overrides, RaftOverrides, Settings};
+use ecommerce::{startup, telemetry, Application};
+use ecommerce_cli::{Cli, Command, ServeArgs};
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        // For errors from a node this is "<code>: <message>".
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Cluster(args) => runtime.block_on(ecommerce_cli::run_cluster(args)),
+        Command::Backup(args) => runtime.block_on(ecommerce_cli::run_backup(args)),
+        Command::Restore(args) => {
+            let info = ecommerce_raft::NodeInfo {
+                http_addr: args.http_addr,
+                grpc_addr: args.grpc_addr,
+            };
+            ecommerce::restore::restore(&args.file, &args.data_dir, args.node_id, info)
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        node_id: args.node_id,
+        data_dir: args.data_dir,
+        http_addr: args.http_addr,
+        grpc_addr: args.grpc_addr,
+        join: args.join,
+        join_as_learner: args.join_as_learner.then_some(true),
+        log_format: args.log_format.as_deref().map(|f| {
+            if f == "json" {
+                ecommerce::config::LogFormat::Json
+            } else {
+                ecommerce::config::LogFormat::Text
+            }
+        }),
+        raft: args.snapshot_logs.map(|n| RaftOverrides {
+            snapshot_logs: Some(n),
+        }),
+    };
+    let settings =
+        Settings::load(args.config.as_deref(), &overrides).context("loading configuration")?;
+    telemetry::init_logging(settings.log_format);
+    let app = Application::build(settings).await?;
+    app.run_until(startup::shutdown_signal()).await
+}

@@ -1,0 +1,322 @@
+//! [`Application`]: builds a node from [`Settings`] and runs it. `main` and
+//! the tests use the same builder.
+//!
+//! Start-up order: identity check, listeners bound (so port 0 works and the
+//! advertised addresses are real), RocksDB opened, Raft started, cluster
+//! bootstrapped or joined, then the REST and gRPC servers and the leader's
+//! housekeeping tasks run until a shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, StatusCode};
+use axum::response::IntoResponse;
+use ecommerce_domains::{Command, Envelope, SystemCommand};
+use ecommerce_raft::{NodeInfo, NodeOptions, RaftGrpc, RaftNode, Role};
+use ecommerce_storage::{Storage, StorageOptions};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::api::error::ApiError;
+use crate::api::{self, AppState, Inner};
+use crate::config::Settings;
+use crate::grpc::PublicGrpc;
+use crate::identity::Identity;
+use crate::telemetry;
+
+/// A built node, ready to run.
+pub struct Application {
+    http_listener: TcpListener,
+    grpc_listener: TcpListener,
+    http_addr: SocketAddr,
+    grpc_addr: SocketAddr,
+    node: Arc<RaftNode>,
+    state: AppState,
+    settings: Settings,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let data_dir = settings.data_dir.clone();
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
+        let mut identity = Identity::load_or_create(&data_dir, settings.node_id)?;
+
+        let http_listener = TcpListener::bind(&settings.http_addr)
+            .await
+            .with_context(|| format!("binding the REST address {}", settings.http_addr))?;
+        let grpc_listener = TcpListener::bind(&settings.grpc_addr)
+            .await
+            .with_context(|| format!("binding the gRPC address {}", settings.grpc_addr))?;
+        let http_addr = http_listener.local_addr()?;
+        let grpc_addr = grpc_listener.local_addr()?;
+        let info = NodeInfo {
+            http_addr: settings
+                .advertise_http_addr
+                .clone()
+                .unwrap_or_else(|| http_addr.to_string()),
+            grpc_addr: settings
+                .advertise_grpc_addr
+                .clone()
+                .unwrap_or_else(|| grpc_addr.to_string()),
+        };
+
+        let storage_options = StorageOptions {
+            block_cache_bytes: settings.storage.block_cache_mb << 20,
+            write_buffer_bytes: settings.storage.write_buffer_mb << 20,
+        };
+        let storage = Storage::open(
+            &data_dir.join("db"),
+            ecommerce_domains::TABLES,
+            &storage_options,
+        )
+        .with_context(|| format!("opening the database in {}", data_dir.display()))?;
+        let r = &settings.raft;
+        let node = RaftNode::start(
+            storage,
+            NodeOptions {
+                node_id: settings.node_id,
+                info: info.clone(),
+                snapshot_dir: data_dir.join("snapshots"),
+                heartbeat_interval_ms: r.heartbeat_interval_ms,
+                election_timeout_min_ms: r.election_timeout_min_ms,
+                election_timeout_max_ms: r.election_timeout_max_ms,
+                snapshot_logs: r.snapshot_logs,
+                logs_to_keep: r.logs_to_keep,
+                install_snapshot_timeout_ms: r.install_snapshot_timeout_ms,
+            },
+        )
+        .await?;
+
+        let cluster_id = match (&settings.join, identity.cluster_id.clone()) {
+            (_, Some(id)) => id,
+            (None, None) => {
+                if !node.is_initialized().await? {
+                    node.initialize_single().await?;
+                    tracing::info!(
+                        node_id = settings.node_id,
+                        "initialised a new single-node cluster"
+                    );
+                }
+                uuid::Uuid::new_v4().to_string()
+            }
+            (Some(join), None) => fetch_cluster_id(join).await?,
+        };
+        identity.bind_cluster(&data_dir, &cluster_id)?;
+
+        let state = AppState::new(Inner {
+            node: node.clone(),
+            settings: settings.clone(),
+            cluster_id,
+            prometheus: telemetry::prometheus(),
+        });
+        Ok(Self {
+            http_listener,
+            grpc_listener,
+            http_addr,
+            grpc_addr,
+            node,
+            state,
+            settings,
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// Serves until `shutdown` resolves, then stops gracefully.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+
+        let router = api::router(self.state.clone())
+            .layer(axum::middleware::from_fn(telemetry::track_http))
+            .layer(DefaultBodyLimit::max(self.settings.http.max_body_bytes))
+            .layer(CatchPanicLayer::custom(|_| {
+                ApiError::new("internal", "internal error").into_response()
+            }))
+            .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
+                "x-request-id",
+            )))
+            .layer(TraceLayer::new_for_http())
+            .layer(SetRequestIdLayer::new(
+                HeaderName::from_static("x-request-id"),
+                MakeRequestUuid,
+            ));
+        let http = axum::serve(self.http_listener, router)
+            .with_graceful_shutdown(stopped(stop_rx.clone()));
+
+        let public = PublicGrpc {
+            node: self.node.clone(),
+            cluster_id: self.state.cluster_id.clone(),
+        };
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter.set_serving::<crate::grpc::proto::cluster_service_server::ClusterServiceServer<PublicGrpc>>().await;
+        let grpc = tonic::transport::Server::builder()
+            .add_service(RaftGrpc::new(self.node.clone()).into_server())
+            .add_service(health_service)
+            .add_service(public.cluster_service())
+            .add_service(public.event_service())
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(self.grpc_listener),
+                stopped(stop_rx.clone()),
+            );
+
+        tracing::info!(node_id = self.node.id, http = %self.http_addr, grpc = %self.grpc_addr, "serving");
+        let http_task = tokio::spawn(async move { http.await });
+        let grpc_task = tokio::spawn(grpc);
+        let housekeeping = tokio::spawn(idempotency_sweeper(
+            self.node.clone(),
+            self.settings.clone(),
+        ));
+        let join = self.settings.join.clone().map(|url| {
+            tokio::spawn(join_cluster(
+                self.node.clone(),
+                url,
+                self.settings.join_as_learner,
+            ))
+        });
+
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        housekeeping.abort();
+        if let Some(join) = join {
+            join.abort();
+        }
+        let (http_result, grpc_result) = tokio::join!(http_task, grpc_task);
+        http_result?.context("REST server")?;
+        grpc_result?.context("gRPC server")?;
+        self.node.shutdown().await;
+        Ok(())
+    }
+}
+
+/// Asks a member for the cluster id (a fresh node joining).
+async fn fetch_cluster_id(join: &str) -> anyhow::Result<String> {
+    let url = format!("{}/cluster", join.trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let mut last_error = String::new();
+    for _ in 0..60 {
+        match client.get(&url).send().await {
+            Ok(r) if r.status().is_success() => {
+                let body: serde_json::Value = r.json().await?;
+                if let Some(id) = body["cluster_id"].as_str() {
+                    return Ok(id.to_string());
+                }
+                bail!("{url} answered without a cluster_id");
+            }
+            Ok(r) => last_error = format!("status {}", r.status()),
+            Err(e) => last_error = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    bail!("could not reach {url} to join the cluster: {last_error}")
+}
+
+/// Joins through the member at `url` (idempotent): added as learner, then
+/// promoted unless `as_learner`. Retries until it is done.
+async fn join_cluster(node: Arc<RaftNode>, url: String, as_learner: bool) {
+    let client = reqwest::Client::new();
+    let base = url.trim_end_matches('/').to_string();
+    let body = serde_json::json!({
+        "node_id": node.id, "http_addr": node.info.http_addr, "grpc_addr": node.info.grpc_addr
+    });
+    let mut step = 0;
+    loop {
+        let role = node
+            .status()
+            .members
+            .iter()
+            .find(|m| m.node_id == node.id)
+            .map(|m| m.role);
+        let (path, payload) = match role {
+            Some(Role::Voter) => return,
+            Some(Role::Learner) if as_learner => return,
+            Some(Role::Learner) => ("promote", serde_json::json!({ "node_id": node.id })),
+            None => ("learners", body.clone()),
+        };
+        match client
+            .post(format!("{base}/cluster/{path}"))
+            .json(&payload)
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => tracing::info!(step = path, "joined the cluster"),
+            Ok(r) if r.status() == StatusCode::CONFLICT => {
+                let text = r.text().await.unwrap_or_default();
+                tracing::error!(response = %text, "the cluster refused this node; not retrying");
+                return;
+            }
+            Ok(r) => {
+                tracing::warn!(status = %r.status(), step = path, "join attempt refused; retrying")
+            }
+            Err(e) => tracing::warn!(error = %e, step = path, "join attempt failed; retrying"),
+        }
+        step += 1;
+        let pause = Duration::from_millis(200 * step.min(10));
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// On the leader, periodically proposes the expiry of old idempotency records.
+/// Time comes from the proposer's clock inside the command; every replica
+/// applies the same cut-off.
+async fn idempotency_sweeper(node: Arc<RaftNode>, settings: Settings) {
+    let every = Duration::from_secs(settings.idempotency.sweep_interval_secs);
+    let ttl_ms = settings.idempotency.ttl_secs * 1000;
+    loop {
+        tokio::time::sleep(every).await;
+        if node.status().leader_id != Some(node.id) {
+            continue;
+        }
+        let envelope = Envelope {
+            now_ms: api::now_ms(),
+            idempotency: None,
+            command: Command::System(SystemCommand::ExpireIdempotency { ttl_ms }),
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        if let Err(e) = node.write(envelope, deadline).await {
+            tracing::debug!(error = %e, "idempotency sweep skipped");
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}

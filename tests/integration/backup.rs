@@ -1,0 +1,183 @@
+//! Backup and restore through the shipped CLI: `ecommerce backup FILE --node URL` against a
+//! running 3-node cluster, `ecommerce restore FILE ...` into a fresh data dir, `serve` on it,
+//! and a field-by-field comparison of stock, warehouses and events between the two clusters.
+
+use serde_json::Value;
+
+use crate::client::{Client, Consistency};
+use crate::harness::{cluster_view, eventually, run_cli, Cluster, Node, STARTUP_TIMEOUT};
+
+/// Panics with the command's output unless it exited successfully.
+#[track_caller]
+fn assert_success(output: &std::process::Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// 200 body of `GET path` on `client`.
+async fn get_ok(client: &Client, path: &str) -> Value {
+    client
+        .get(path)
+        .await
+        .expect("GET")
+        .ok(&format!("GET {path} on {}", client.base()))
+}
+
+#[tokio::test]
+async fn backup_of_a_running_cluster_restores_into_an_identical_new_cluster() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let old = cluster.client(leader);
+    for (id, name) in [("bk-main", "Main"), ("bk-east", "East")] {
+        old.put_warehouse(id, name)
+            .await
+            .expect("PUT warehouse")
+            .ok(&format!("create warehouse {id}"));
+    }
+    let skus: Vec<String> = (0..12).map(|i| format!("bk-{i}")).collect();
+    for (i, sku) in skus.iter().enumerate() {
+        let wh = if i % 2 == 0 { "bk-main" } else { "bk-east" };
+        old.set_stock(sku, wh, 10 + i as i64)
+            .await
+            .expect("PUT stock")
+            .expect_stock(sku, 10 + i as i64, &format!("stock {sku}"));
+    }
+    // bk-0 lives in both warehouses; bk-1 gets a positive adjustment.
+    old.set_stock("bk-0", "bk-east", 4)
+        .await
+        .expect("PUT stock")
+        .ok("stock bk-0 in bk-east");
+    old.adjust("bk-0", "bk-main", -3, "damaged", None)
+        .await
+        .expect("POST adjustment")
+        .expect_stock("bk-0", 7, "adjust bk-0 in bk-main");
+    old.adjust("bk-1", "bk-east", 5, "found", None)
+        .await
+        .expect("POST adjustment")
+        .expect_stock("bk-1", 16, "adjust bk-1");
+
+    // Back up from a follower that has applied everything.
+    let (leader, applied) = cluster.leader_applied().await;
+    let source = *cluster
+        .ids()
+        .iter()
+        .find(|id| **id != leader)
+        .expect("a follower");
+    cluster.wait_applied(source, applied).await;
+    let work = tempfile::tempdir().expect("temp dir for the backup file");
+    let file = work.path().join("cluster.backup");
+    let file_arg = file.display().to_string();
+    let output = run_cli(["backup", &file_arg, "--node", &cluster.node(source).url()]).await;
+    assert_success(&output, "ecommerce backup");
+    let size = std::fs::metadata(&file)
+        .unwrap_or_else(|e| panic!("backup file {file_arg} missing after success: {e}"))
+        .len();
+    assert!(size > 0, "backup file {file_arg} is empty");
+
+    let mut restored = Node::new(1, &[]);
+    let output = run_cli([
+        "restore".to_string(),
+        file_arg.clone(),
+        "--data-dir".into(),
+        restored.data_dir().display().to_string(),
+        "--node-id".into(),
+        "1".into(),
+        "--http-addr".into(),
+        restored.http_addr.to_string(),
+        "--grpc-addr".into(),
+        restored.grpc_addr.to_string(),
+    ])
+    .await;
+    assert_success(&output, "ecommerce restore");
+    restored.start(None, false).await;
+    let new = restored.client();
+    let view = eventually(
+        "the restored node to lead its own single-node cluster",
+        STARTUP_TIMEOUT,
+        || {
+            let c = new.clone();
+            async move {
+                let view = cluster_view(&c).await?;
+                if view.leader_id == Some(1) && view.voters() == [1] && view.learners().is_empty() {
+                    Ok(view)
+                } else {
+                    Err(view.raw.to_string())
+                }
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        view.members.len(),
+        1,
+        "restored cluster members: {:?}",
+        view.members
+    );
+
+    for sku in &skus {
+        let before = old
+            .get_stock(sku, Consistency::Linearizable)
+            .await
+            .expect("GET stock");
+        let after = new
+            .get_stock(sku, Consistency::Linearizable)
+            .await
+            .expect("GET stock");
+        assert_eq!(
+            (after.status, &after.body),
+            (before.status, &before.body),
+            "stock of {sku}: restored (left) differs from original (right)"
+        );
+    }
+    assert_eq!(
+        get_ok(&new, "/api/v1/warehouses").await,
+        get_ok(&old, "/api/v1/warehouses").await,
+        "warehouse list: restored (left) differs from original (right)"
+    );
+    for id in ["bk-main", "bk-east"] {
+        let path = format!("/api/v1/warehouses/{id}");
+        assert_eq!(
+            get_ok(&new, &path).await,
+            get_ok(&old, &path).await,
+            "warehouse {id}"
+        );
+    }
+    let events_new = new.all_events().await.expect("events on restored node");
+    let events_old = old.all_events().await.expect("events on original cluster");
+    assert!(
+        events_old.len() >= 15,
+        "expected at least 15 events for 15 stock writes, original has {}",
+        events_old.len()
+    );
+    assert_eq!(
+        events_new, events_old,
+        "events: restored (left) differs from original (right)"
+    );
+
+    // The two clusters are independent from now on.
+    new.set_stock("bk-new", "bk-main", 1)
+        .await
+        .expect("PUT stock")
+        .expect_stock("bk-new", 1, "write on the restored cluster");
+    old.get_stock("bk-new", Consistency::Linearizable)
+        .await
+        .expect("GET stock")
+        .expect_error(
+            404,
+            "sku_not_found",
+            "a write on the restored cluster must not reach the original",
+        );
+    old.set_stock("bk-old", "bk-main", 2)
+        .await
+        .expect("PUT stock")
+        .expect_stock(
+            "bk-old",
+            2,
+            "write on the original cluster after the backup",
+        );
+}

@@ -1,0 +1,193 @@
+//! `Idempotency-Key` on a 3-node cluster: a replay returns the stored response with
+//! `Idempotent-Replayed: true` and does not apply twice (checked with relative adjustments, so
+//! a double apply would show in the stock), a reused key with another body is refused with 422,
+//! and replays work on any node, also after the leader was killed and replaced.
+
+use serde_json::json;
+
+use crate::client::{Client, Consistency, Reply};
+use crate::harness::{retry_write, Cluster, STARTUP_TIMEOUT};
+
+const SKU: &str = "idem-1";
+const WH: &str = "wh-i";
+
+/// Panics unless `replay` is a replay of `original`: same status and body, replay header set.
+#[track_caller]
+fn assert_replay(replay: &Reply, original: &Reply, what: &str) {
+    assert_eq!(
+        (replay.status, &replay.body),
+        (original.status, &original.body),
+        "{what}: replay (left) differs from the original response (right)"
+    );
+    assert_eq!(
+        replay.header("idempotent-replayed"),
+        Some("true"),
+        "{what}: a replay must carry Idempotent-Replayed: true; got {replay}"
+    );
+}
+
+/// Reads the stock of [`SKU`] linearizably on every client and checks `on_hand`.
+async fn assert_on_hand_everywhere(clients: &[Client], on_hand: i64, what: &str) {
+    for client in clients {
+        client
+            .get_stock(SKU, Consistency::Linearizable)
+            .await
+            .expect("GET stock")
+            .expect_stock(SKU, on_hand, &format!("{what} (read on {})", client.base()));
+    }
+}
+
+#[tokio::test]
+async fn idempotent_writes_apply_once_and_replay_on_any_node_across_failover() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let followers: Vec<u64> = cluster
+        .ids()
+        .into_iter()
+        .filter(|id| *id != leader)
+        .collect();
+    let everyone: Vec<Client> = cluster
+        .ids()
+        .into_iter()
+        .map(|id| cluster.client(id))
+        .collect();
+    let on_leader = cluster.client(leader);
+    on_leader
+        .put_warehouse(WH, "Main")
+        .await
+        .expect("PUT warehouse")
+        .ok("create warehouse");
+    on_leader
+        .set_stock(SKU, WH, 10)
+        .await
+        .expect("PUT stock")
+        .expect_stock(SKU, 10, "initial stock");
+
+    let key = "adjust-idem-1-0001";
+    let first = on_leader
+        .adjust(SKU, WH, -3, "damaged", Some(key))
+        .await
+        .expect("POST adjustment");
+    first.expect_stock(SKU, 7, "first adjustment with a key");
+    assert_ne!(
+        first.header("idempotent-replayed"),
+        Some("true"),
+        "the first request is not a replay: {first}"
+    );
+
+    let second = on_leader
+        .adjust(SKU, WH, -3, "damaged", Some(key))
+        .await
+        .expect("POST adjustment");
+    assert_replay(&second, &first, "same key, same body, same node");
+    assert_on_hand_everywhere(&everyone, 7, "the replayed adjustment must not apply again").await;
+
+    on_leader
+        .adjust(SKU, WH, -4, "damaged", Some(key))
+        .await
+        .expect("POST adjustment")
+        .expect_error(422, "idempotency_key_reused", "same key, different delta");
+    on_leader
+        .adjust(SKU, WH, -3, "stolen", Some(key))
+        .await
+        .expect("POST adjustment")
+        .expect_error(422, "idempotency_key_reused", "same key, different reason");
+    assert_on_hand_everywhere(&everyone, 7, "a refused key reuse must not apply").await;
+
+    // A second key, first used on a follower, then replayed on the other follower.
+    let key2 = "adjust-idem-1-0002";
+    let first2 = cluster
+        .client(followers[0])
+        .adjust(SKU, WH, 5, "found", Some(key2))
+        .await
+        .expect("POST adjustment");
+    first2.expect_stock(SKU, 12, "adjustment with a key sent to a follower");
+    let second2 = cluster
+        .client(followers[1])
+        .adjust(SKU, WH, 5, "found", Some(key2))
+        .await
+        .expect("POST adjustment");
+    assert_replay(&second2, &first2, "key2 replayed on the other follower");
+
+    // The first key replays its stored response (on_hand 7) although the stock is now 12.
+    let third = cluster
+        .client(followers[1])
+        .adjust(SKU, WH, -3, "damaged", Some(key))
+        .await
+        .expect("POST adjustment");
+    assert_replay(
+        &third,
+        &first,
+        "first key replayed on a follower after later writes",
+    );
+    assert_on_hand_everywhere(&everyone, 12, "replays on followers must not apply").await;
+
+    // Same key on an absolute write too.
+    let put_key = "put-idem-1-0001";
+    let put_first = on_leader
+        .set_stock_with("idem-2", WH, json!({"on_hand": 4}), Some(put_key))
+        .await
+        .expect("PUT stock");
+    put_first.expect_stock("idem-2", 4, "PUT with a key");
+    let put_again = cluster
+        .client(followers[0])
+        .set_stock_with("idem-2", WH, json!({"on_hand": 4}), Some(put_key))
+        .await
+        .expect("PUT stock");
+    assert_replay(&put_again, &put_first, "PUT replayed on a follower");
+    assert_eq!(
+        put_again.version(),
+        put_first.version(),
+        "a replayed PUT must not create a new log entry"
+    );
+
+    // Kill the leader; the survivors elect a new one and still know every key.
+    cluster.kill(leader);
+    let survivors: Vec<Client> = followers.iter().map(|id| cluster.client(*id)).collect();
+    let after = retry_write(
+        "replay after killing the leader",
+        STARTUP_TIMEOUT,
+        |attempt| {
+            let client = survivors[attempt as usize % survivors.len()].clone();
+            async move { client.adjust(SKU, WH, -3, "damaged", Some(key)).await }
+        },
+    )
+    .await;
+    assert_replay(&after, &first, "first key replayed after leader failover");
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, leader, "the killed node cannot be the leader");
+    let on_new = cluster.client(new_leader);
+    let after2 = on_new
+        .adjust(SKU, WH, 5, "found", Some(key2))
+        .await
+        .expect("POST adjustment");
+    assert_replay(&after2, &first2, "key2 replayed on the new leader");
+    on_new
+        .adjust(SKU, WH, 6, "found", Some(key2))
+        .await
+        .expect("POST adjustment")
+        .expect_error(
+            422,
+            "idempotency_key_reused",
+            "key2 with another delta after failover",
+        );
+    assert_on_hand_everywhere(&survivors, 12, "replays after failover must not apply").await;
+
+    // A fresh key still applies exactly once under the new leader.
+    let key3 = "adjust-idem-1-0003";
+    let first3 = on_new
+        .adjust(SKU, WH, -2, "damaged", Some(key3))
+        .await
+        .expect("POST adjustment");
+    first3.expect_stock(SKU, 10, "fresh key under the new leader");
+    let other = survivors
+        .iter()
+        .find(|c| c.base() != on_new.base())
+        .expect("another survivor");
+    let second3 = other
+        .adjust(SKU, WH, -2, "damaged", Some(key3))
+        .await
+        .expect("POST adjustment");
+    assert_replay(&second3, &first3, "key3 replayed on the other survivor");
+    assert_on_hand_everywhere(&survivors, 10, "key3 applied once").await;
+}
