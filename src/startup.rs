@@ -265,8 +265,11 @@ async fn join_cluster(node: Arc<RaftNode>, url: String, as_learner: bool) {
             Ok(r) if r.status().is_success() => tracing::info!(step = path, "joined the cluster"),
             Ok(r) if r.status() == StatusCode::CONFLICT => {
                 let text = r.text().await.unwrap_or_default();
-                tracing::error!(response = %text, "the cluster refused this node; not retrying");
-                return;
+                if text.contains("node_id_removed") {
+                    tracing::error!(response = %text, "this node id was removed from the cluster; not retrying");
+                    return;
+                }
+                tracing::warn!(response = %text, step = path, "join attempt refused; retrying");
             }
             Ok(r) => {
                 tracing::warn!(status = %r.status(), step = path, "join attempt refused; retrying")

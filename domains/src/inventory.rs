@@ -420,7 +420,7 @@ mod tests {
             out.unwrap_err(),
             DomainError::WarehouseNotFound("w1".into())
         );
-        assert!(s.tables.get(STOCK).is_none() && s.events.is_empty());
+        assert!(!s.tables.contains_key(STOCK) && s.events.is_empty());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::ops::Bound;
 
 use ecommerce_domains::EventRecord;
 use ecommerce_storage::{codec, keys, Storage, CF_EVENTS, CF_RAFT_META};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -112,6 +112,8 @@ pub(crate) enum WireError {
     Ambiguous,
     NodeIdRemoved(NodeId),
     Membership(String),
+    /// Another membership change is still being committed; try again shortly.
+    MembershipInProgress,
     Other(String),
 }
 
@@ -122,6 +124,9 @@ impl From<WireError> for Error {
             WireError::Ambiguous => Error::Timeout,
             WireError::NodeIdRemoved(id) => Error::NodeIdRemoved(id),
             WireError::Membership(m) => Error::Membership(m),
+            WireError::MembershipInProgress => {
+                Error::Membership("another membership change is in progress".into())
+            }
             WireError::Other(m) => Error::Rpc(m),
         }
     }
@@ -499,6 +504,9 @@ impl RaftNode {
         };
         result.map_err(|e| match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => WireError::NotLeader,
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                ChangeMembershipError::InProgress(_),
+            )) => WireError::MembershipInProgress,
             RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
                 WireError::Membership(e.to_string())
             }

@@ -1,5 +1,6 @@
 //! openraft's storage conformance suite against the RocksDB log store and
-//! state machine, plus crash-safety checks of our own.
+//! state machine.
+#![allow(clippy::result_large_err)] // openraft's StorageError is imposed by its traits
 
 use ecommerce_raft::types::{StorageError, TypeConfig};
 use ecommerce_raft::{LogStore, StateMachine};
