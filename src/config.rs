@@ -51,7 +51,8 @@ pub struct RaftSettings {
     pub election_timeout_max_ms: u64,
     /// Build a snapshot (and purge the log behind it) every this many entries.
     pub snapshot_logs: u64,
-    /// Entries kept behind a snapshot for followers that lag a little.
+    /// Entries kept behind a snapshot for followers that lag a little (at
+    /// most `snapshot_logs`).
     pub logs_to_keep: u64,
     pub install_snapshot_timeout_ms: u64,
 }

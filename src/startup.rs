@@ -90,7 +90,8 @@ impl Application {
                 election_timeout_min_ms: r.election_timeout_min_ms,
                 election_timeout_max_ms: r.election_timeout_max_ms,
                 snapshot_logs: r.snapshot_logs,
-                logs_to_keep: r.logs_to_keep,
+                // Keeping more than one snapshot interval of log buys nothing.
+                logs_to_keep: r.logs_to_keep.min(r.snapshot_logs),
                 install_snapshot_timeout_ms: r.install_snapshot_timeout_ms,
             },
         )

@@ -25,6 +25,7 @@ use ecommerce_domains::EventRecord;
 use ecommerce_storage::{codec, keys, Storage, CF_EVENTS, CF_RAFT_META};
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -297,29 +298,24 @@ impl RaftNode {
         envelope: &Envelope,
         deadline: Instant,
     ) -> Result<Applied> {
-        let mut client = self
-            .channels
-            .client(&leader.grpc_addr)
-            .map_err(|e| Error::Rpc(e.to_string()))?;
-        let mut request =
-            tonic::Request::new(encode(envelope).map_err(|e| Error::Rpc(e.to_string()))?);
-        request.set_timeout(deadline.saturating_duration_since(Instant::now()));
-        let reply = match client.forward(request).await {
-            Ok(reply) => reply,
+        match self
+            .call_peer(
+                &leader.grpc_addr,
+                PeerCall::Forward,
+                envelope,
+                Some(deadline),
+            )
+            .await
+        {
+            Ok(result) => result.map_err(Error::from),
             // The leader is unreachable and never saw the request.
             Err(status)
                 if status.code() == tonic::Code::Unavailable && is_connect_error(&status) =>
             {
-                return Err(Error::NoLeader)
+                Err(Error::NoLeader)
             }
-            Err(status) if status.code() == tonic::Code::DeadlineExceeded => {
-                return Err(Error::Timeout)
-            }
-            Err(status) => return Err(Error::Rpc(status.to_string())),
-        };
-        let result: Result<Applied, WireError> =
-            decode(reply.get_ref()).map_err(|e| Error::Rpc(e.to_string()))?;
-        result.map_err(Error::from)
+            Err(status) => Err(status_error(status)),
+        }
     }
 
     /// Returns once this node has applied every entry committed before the call.
@@ -354,22 +350,10 @@ impl RaftNode {
     }
 
     async fn read_index_remote(&self, leader: &NodeInfo, deadline: Instant) -> Result<u64> {
-        let mut client = self
-            .channels
-            .client(&leader.grpc_addr)
-            .map_err(|e| Error::Rpc(e.to_string()))?;
-        let mut request = tonic::Request::new(encode(&()).map_err(|e| Error::Rpc(e.to_string()))?);
-        request.set_timeout(deadline.saturating_duration_since(Instant::now()));
-        let reply = client
-            .read_index(request)
-            .await
-            .map_err(|s| match s.code() {
-                tonic::Code::DeadlineExceeded => Error::Timeout,
-                _ => Error::Rpc(s.to_string()),
-            })?;
-        let result: Result<u64, WireError> =
-            decode(reply.get_ref()).map_err(|e| Error::Rpc(e.to_string()))?;
-        result.map_err(Error::from)
+        let reply = self
+            .call_peer(&leader.grpc_addr, PeerCall::ReadIndex, &(), Some(deadline))
+            .await;
+        reply.map_err(status_error)?.map_err(Error::from)
     }
 
     async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<()> {
@@ -390,18 +374,18 @@ impl RaftNode {
         loop {
             let (leader_id, leader) = self.wait_leader(deadline).await?;
             let attempt = if leader_id == self.id {
-                self.change_membership_local(op.clone())
-                    .await
-                    .map_err(Error::from)
+                self.change_membership_local(op.clone()).await
             } else {
                 self.forward_membership(&leader, &op, deadline).await
             };
             match attempt {
                 // Membership changes are idempotent, so retrying is safe.
-                Err(Error::NoLeader | Error::Rpc(_)) if Instant::now() + RETRY_PAUSE < deadline => {
+                Err(
+                    WireError::NotLeader | WireError::MembershipInProgress | WireError::Other(_),
+                ) if Instant::now() + RETRY_PAUSE < deadline => {
                     tokio::time::sleep(RETRY_PAUSE).await;
                 }
-                other => return other,
+                other => return other.map_err(Error::from),
             }
         }
     }
@@ -411,23 +395,16 @@ impl RaftNode {
         leader: &NodeInfo,
         op: &MembershipOp,
         deadline: Instant,
-    ) -> Result<()> {
-        let mut client = self
-            .channels
-            .client(&leader.grpc_addr)
-            .map_err(|e| Error::Rpc(e.to_string()))?;
-        let mut request = tonic::Request::new(encode(op).map_err(|e| Error::Rpc(e.to_string()))?);
-        request.set_timeout(deadline.saturating_duration_since(Instant::now()));
-        let reply = client
-            .change_membership(request)
-            .await
-            .map_err(|s| match s.code() {
-                tonic::Code::DeadlineExceeded => Error::Timeout,
-                _ => Error::Rpc(s.to_string()),
-            })?;
-        let result: Result<(), WireError> =
-            decode(reply.get_ref()).map_err(|e| Error::Rpc(e.to_string()))?;
-        result.map_err(Error::from)
+    ) -> Result<(), WireError> {
+        let reply = self
+            .call_peer(
+                &leader.grpc_addr,
+                PeerCall::ChangeMembership,
+                op,
+                Some(deadline),
+            )
+            .await;
+        reply.unwrap_or_else(|status| Err(WireError::Other(status.to_string())))
     }
 
     pub(crate) async fn change_membership_local(&self, op: MembershipOp) -> Result<(), WireError> {
@@ -623,18 +600,36 @@ impl RaftNode {
 
     /// Asks a member (by gRPC address) to campaign.
     pub async fn ask_to_campaign(&self, grpc_addr: &str) -> Result<()> {
+        let reply = self
+            .call_peer(grpc_addr, PeerCall::Campaign, &(), None)
+            .await;
+        reply.map_err(status_error)?.map_err(Error::from)
+    }
+
+    /// Calls a peer and decodes its `Result<T, WireError>` reply; a transport
+    /// failure comes back as the gRPC status.
+    async fn call_peer<Req: Serialize, T: DeserializeOwned>(
+        &self,
+        grpc_addr: &str,
+        call: PeerCall,
+        payload: &Req,
+        deadline: Option<Instant>,
+    ) -> Result<Result<T, WireError>, tonic::Status> {
         let mut client = self
             .channels
             .client(grpc_addr)
-            .map_err(|e| Error::Rpc(e.to_string()))?;
-        let request = tonic::Request::new(encode(&()).map_err(|e| Error::Rpc(e.to_string()))?);
-        let reply = client
-            .campaign(request)
-            .await
-            .map_err(|s| Error::Rpc(s.to_string()))?;
-        let result: Result<(), WireError> =
-            decode(reply.get_ref()).map_err(|e| Error::Rpc(e.to_string()))?;
-        result.map_err(Error::from)
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let mut request = tonic::Request::new(encode(payload)?);
+        if let Some(deadline) = deadline {
+            request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+        }
+        let reply = match call {
+            PeerCall::Forward => client.forward(request).await,
+            PeerCall::ReadIndex => client.read_index(request).await,
+            PeerCall::ChangeMembership => client.change_membership(request).await,
+            PeerCall::Campaign => client.campaign(request).await,
+        }?;
+        decode(reply.get_ref())
     }
 
     /// Events with id greater than `after`, in order, at most `limit`.
@@ -664,6 +659,23 @@ impl RaftNode {
 
     pub(crate) fn raft(&self) -> &Raft {
         &self.raft
+    }
+}
+
+/// The node-to-node calls besides openraft's own.
+#[derive(Debug, Clone, Copy)]
+enum PeerCall {
+    Forward,
+    ReadIndex,
+    ChangeMembership,
+    Campaign,
+}
+
+/// A transport failure as the API layer sees it.
+fn status_error(status: tonic::Status) -> Error {
+    match status.code() {
+        tonic::Code::DeadlineExceeded => Error::Timeout,
+        _ => Error::Rpc(status.to_string()),
     }
 }
 

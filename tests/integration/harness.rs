@@ -346,7 +346,9 @@ impl Node {
             .current_dir(self.dir())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
-            .stderr(Stdio::from(stderr));
+            .stderr(Stdio::from(stderr))
+            // Plain log files: no ANSI colour codes.
+            .env("NO_COLOR", "1");
         scrub_env(&mut command);
         let child = command
             .spawn()
