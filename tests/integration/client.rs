@@ -166,8 +166,14 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: impl Into<String>) -> Client {
+        Client::with_timeout(base, REQUEST_TIMEOUT)
+    }
+
+    /// A client whose requests give up after `timeout` instead of [`REQUEST_TIMEOUT`] (for
+    /// checking that the node itself answers before some bound).
+    pub fn with_timeout(base: impl Into<String>, timeout: Duration) -> Client {
         let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(timeout)
             .connect_timeout(Duration::from_secs(2))
             .pool_max_idle_per_host(0)
             .no_proxy()

@@ -489,13 +489,23 @@ async fn learner_joins_is_promoted_a_voter_is_removed_and_its_id_is_refused() {
         }
     })
     .await;
-    let own = cluster.view(4).await;
-    assert_eq!(own.node_id, Some(4), "node 4 /cluster node_id: {}", own.raw);
-    assert!(
-        own.members.contains(&(4, "learner".to_string())),
-        "node 4 should see itself as a learner: {:?}",
-        own.members
-    );
+    // Node 4 learns its membership from the replicated log, a moment after the leader.
+    let learner_client = cluster.client(4);
+    eventually("node 4 to see itself as a learner", STARTUP_TIMEOUT, || {
+        let c = learner_client.clone();
+        async move {
+            let own = crate::harness::cluster_view(&c).await?;
+            if own.node_id == Some(4) && own.members.contains(&(4, "learner".to_string())) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "node_id {:?}, members {:?}",
+                    own.node_id, own.members
+                ))
+            }
+        }
+    })
+    .await;
     let (_, applied) = cluster.leader_applied().await;
     cluster.wait_applied(4, applied).await;
     cluster

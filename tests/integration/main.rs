@@ -3,7 +3,8 @@
 //!
 //! Every test starts real node processes through `harness` (own temp data dir, free loopback
 //! ports, readiness polled with a deadline, SIGKILL on drop) and talks to them only through
-//! the public REST API (`client`) and the CLI. Nothing here links against the crate's library.
+//! the public REST API (`client`), the CLI, and the public gRPC API (`grpc`, whose generated
+//! client is the only thing used from the crate's library).
 //! Run with `cargo test --test integration -- --test-threads 2`; a failing test prints the
 //! tail of each node's log, and `ECOMMERCE_TEST_KEEP_DIRS=1` keeps the node dirs.
 
@@ -14,4 +15,6 @@ mod backup;
 mod cluster;
 mod errors;
 mod events;
+mod grpc;
 mod idempotency;
+mod leadership;
