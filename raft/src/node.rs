@@ -248,9 +248,12 @@ impl RaftNode {
         loop {
             let (leader_id, leader) = self.wait_leader(deadline).await?;
             let attempt = if leader_id == self.id {
-                self.write_local(envelope.clone())
-                    .await
-                    .map_err(Error::from)
+                // Without a quorum the proposal never commits: give up at the
+                // deadline (the outcome is unknown: the entry may commit later).
+                match tokio::time::timeout_at(deadline, self.write_local(envelope.clone())).await {
+                    Ok(result) => result.map_err(Error::from),
+                    Err(_) => Err(Error::Timeout),
+                }
             } else {
                 self.forward_write(&leader, &envelope, deadline).await
             };
@@ -374,7 +377,12 @@ impl RaftNode {
         loop {
             let (leader_id, leader) = self.wait_leader(deadline).await?;
             let attempt = if leader_id == self.id {
-                self.change_membership_local(op.clone()).await
+                match tokio::time::timeout_at(deadline, self.change_membership_local(op.clone()))
+                    .await
+                {
+                    Ok(result) => result,
+                    Err(_) => return Err(Error::Timeout),
+                }
             } else {
                 self.forward_membership(&leader, &op, deadline).await
             };

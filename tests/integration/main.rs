@@ -18,5 +18,5 @@ mod events;
 mod grpc;
 mod idempotency;
 mod leadership;
-mod quorum;
 mod ops;
+mod quorum;
