@@ -49,6 +49,8 @@ impl Application {
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
         let mut identity = Identity::load_or_create(&data_dir, settings.node_id)?;
+        // Backups are streamed from unlinked files; anything here is a leftover.
+        let _ = std::fs::remove_dir_all(data_dir.join("backups"));
 
         let http_listener = TcpListener::bind(&settings.http_addr)
             .await
@@ -291,17 +293,29 @@ async fn idempotency_sweeper(node: Arc<RaftNode>, settings: Settings) {
     let ttl_ms = settings.idempotency.ttl_secs * 1000;
     loop {
         tokio::time::sleep(every).await;
-        if node.status().leader_id != Some(node.id) {
-            continue;
-        }
-        let envelope = Envelope {
-            now_ms: api::now_ms(),
-            idempotency: None,
-            command: Command::System(SystemCommand::ExpireIdempotency { ttl_ms }),
-        };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        if let Err(e) = node.write(envelope, deadline).await {
-            tracing::debug!(error = %e, "idempotency sweep skipped");
+        // One command removes at most EXPIRE_BATCH records: go on while full.
+        while node.status().leader_id == Some(node.id) {
+            let envelope = Envelope {
+                now_ms: api::now_ms(),
+                idempotency: None,
+                command: Command::System(SystemCommand::ExpireIdempotency { ttl_ms }),
+            };
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            match node.write(envelope, deadline).await {
+                Ok(applied) => {
+                    let removed = match applied.outcome {
+                        Ok(ecommerce_domains::Response::Expired { removed }) => removed,
+                        _ => 0,
+                    };
+                    if removed < ecommerce_domains::idempotency::EXPIRE_BATCH as u64 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "idempotency sweep skipped");
+                    break;
+                }
+            }
         }
     }
 }

@@ -58,6 +58,9 @@ pub enum Error {
     Fatal(String),
     #[error("peer rpc failed: {0}")]
     Rpc(String),
+    /// This node is installing a snapshot; its state is not readable yet.
+    #[error("a snapshot is being installed")]
+    Installing,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -245,8 +245,20 @@ impl RaftNode {
     /// state machine's result.
     pub async fn write(&self, envelope: Envelope, deadline: Instant) -> Result<Applied> {
         let retry_safe = envelope.idempotency.is_some();
+        // Set once an attempt may have been proposed: from then on, failing
+        // means "outcome unknown" (504), never "nothing happened" (503).
+        let mut outcome_unknown = false;
+        let give_up = |outcome_unknown: bool| {
+            if outcome_unknown {
+                Error::Timeout
+            } else {
+                Error::NoLeader
+            }
+        };
         loop {
-            let (leader_id, leader) = self.wait_leader(deadline).await?;
+            let Ok((leader_id, leader)) = self.wait_leader(deadline).await else {
+                return Err(give_up(outcome_unknown));
+            };
             let attempt = if leader_id == self.id {
                 // Without a quorum the proposal never commits: give up at the
                 // deadline (the outcome is unknown: the entry may commit later).
@@ -261,25 +273,30 @@ impl RaftNode {
                 Ok(applied) => return Ok(applied),
                 // Nothing was proposed: safe to try again.
                 Err(Error::NoLeader) => {}
-                Err(Error::Timeout | Error::Rpc(_)) if retry_safe => {}
+                // Maybe proposed: only a write the state machine deduplicates may be retried.
+                Err(Error::Timeout | Error::Rpc(_)) => {
+                    outcome_unknown = true;
+                    if !retry_safe {
+                        return Err(Error::Timeout);
+                    }
+                }
                 Err(e) => return Err(e),
             }
             if Instant::now() + RETRY_PAUSE > deadline {
-                return Err(if retry_safe {
-                    Error::Timeout
-                } else {
-                    Error::NoLeader
-                });
+                return Err(give_up(outcome_unknown));
             }
             tokio::time::sleep(RETRY_PAUSE).await;
         }
     }
 
     /// Proposes on this node, which believes it is the leader.
-    pub(crate) async fn write_local(&self, envelope: Envelope) -> Result<Applied, WireError> {
+    pub(crate) async fn write_local(&self, mut envelope: Envelope) -> Result<Applied, WireError> {
         if self.raft.metrics().borrow().state != ServerState::Leader {
             return Err(WireError::NotLeader);
         }
+        // The leader's clock stamps every command, so one node's clock drives
+        // log time at a time (the state machine keeps it monotonic).
+        envelope.now_ms = now_ms();
         match self.raft.client_write(envelope).await {
             Ok(response) => response
                 .data
@@ -521,7 +538,7 @@ impl RaftNode {
             .map(|n| n.grpc_addr.clone())
             .unwrap_or_default();
         let election_max = Duration::from_millis(self.raft.config().election_timeout_max);
-        self.raft.runtime_config().heartbeat(false);
+        let _heartbeats = HeartbeatPause::start(&self.raft);
         let deadline = Instant::now() + election_max * 10;
         let mut leader = None;
         while Instant::now() < deadline {
@@ -536,7 +553,6 @@ impl RaftNode {
                 }
             }
         }
-        self.raft.runtime_config().heartbeat(true);
         match leader {
             Some(l) if l == target => Ok(()),
             Some(l) => Err(WireError::Membership(format!(
@@ -642,6 +658,7 @@ impl RaftNode {
 
     /// Events with id greater than `after`, in order, at most `limit`.
     pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<EventRecord>> {
+        let _complete = self.storage.try_read_complete().ok_or(Error::Installing)?;
         let from = keys::u64_key(after);
         let rows = self
             .storage
@@ -668,6 +685,30 @@ impl RaftNode {
     pub(crate) fn raft(&self) -> &Raft {
         &self.raft
     }
+}
+
+/// Pauses the leader's heartbeats; they resume when this is dropped, also
+/// when the transfer is abandoned half-way (client gone, deadline passed).
+struct HeartbeatPause<'a>(&'a Raft);
+
+impl<'a> HeartbeatPause<'a> {
+    fn start(raft: &'a Raft) -> Self {
+        raft.runtime_config().heartbeat(false);
+        Self(raft)
+    }
+}
+
+impl Drop for HeartbeatPause<'_> {
+    fn drop(&mut self) {
+        self.0.runtime_config().heartbeat(true);
+    }
+}
+
+/// Milliseconds since the Unix epoch on this node's clock.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The node-to-node calls besides openraft's own.

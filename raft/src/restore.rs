@@ -55,7 +55,11 @@ pub fn restore_into(
                 KEY_REMOVED_NODES,
                 &codec::encode(&BTreeSet::<u64>::new())?,
             )?;
-            batch.put(CF_RAFT_META, b"last_purged", &codec::encode(&last)?)
+            batch.put(CF_RAFT_META, b"last_purged", &codec::encode(&last)?)?;
+            // Start from the backup's term: entries of a lower term would sort
+            // below the restored log id and never count as committed.
+            let vote = crate::types::Vote::new(last.leader_id.term, node_id);
+            batch.put(CF_RAFT_META, b"vote", &codec::encode(&vote)?)
         })
         .map_err(storage_err)?;
     Ok(meta)

@@ -49,6 +49,11 @@ impl SnapshotStore {
         Ok(())
     }
 
+    /// fsyncs the directory, making renames and new files in it durable.
+    pub fn sync_dir(&self) -> std::io::Result<()> {
+        std::fs::File::open(&self.dir)?.sync_all()
+    }
+
     /// The metadata of the current snapshot, if there is one.
     pub fn current_meta(&self) -> Result<Option<SnapshotMeta>, ecommerce_storage::Error> {
         match snapshot::read_header(&self.current_path()) {
@@ -75,7 +80,7 @@ impl SnapshotStore {
             }
         }
         std::fs::rename(path, self.current_path())?;
-        std::fs::File::open(&self.dir)?.sync_all()?;
+        self.sync_dir()?;
         Ok(true)
     }
 }

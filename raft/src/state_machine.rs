@@ -111,13 +111,16 @@ impl StateMachine {
         let installing: Option<PathBuf> = storage
             .get_value(CF_RAFT_META, KEY_INSTALLING)
             .map_err(sm_read_err)?;
-        if let Some(path) = &installing {
+        if let Some(marked) = installing {
+            // The marked file was published (renamed to current.snap) if the
+            // crash came after that step.
+            let path = if marked.exists() {
+                marked
+            } else {
+                snapshots.current_path()
+            };
             tracing::warn!(path = %path.display(), "finishing an interrupted snapshot install");
-            import(storage.clone(), path.clone()).await?;
-            let meta: SnapshotMeta =
-                codec::decode(&snapshot::read_header(path).map_err(sm_read_err)?)
-                    .map_err(sm_read_err)?;
-            snapshots.publish(path, &meta).map_err(sm_write_err)?;
+            finish_install(&storage, &snapshots, path).await?;
         }
         snapshots.remove_temporaries(None).map_err(sm_write_err)?;
         let meta = SmMeta::load(&storage)?;
@@ -145,12 +148,31 @@ impl StateMachine {
 /// Replaces the state-machine tables with the snapshot at `path`, clearing
 /// the install marker in the final batch.
 async fn import(storage: Storage, path: PathBuf) -> Result<(), StorageError> {
-    tokio::task::spawn_blocking(move || {
-        storage.import(&path, |batch| batch.delete(CF_RAFT_META, KEY_INSTALLING))
-    })
-    .await
-    .map_err(|e| sm_write_err(std::io::Error::other(e.to_string())))?
-    .map_err(sm_write_err)
+    tokio::task::spawn_blocking(move || storage.import(&path, |_| Ok(())))
+        .await
+        .map_err(|e| sm_write_err(std::io::Error::other(e.to_string())))?
+        .map_err(sm_write_err)
+}
+
+/// With the install marker naming `path` already on disk: replaces the tables
+/// with the snapshot, publishes the file as the current snapshot, and only
+/// then clears the marker. A crash at any step is finished at the next start.
+async fn finish_install(
+    storage: &Storage,
+    snapshots: &SnapshotStore,
+    path: PathBuf,
+) -> Result<(), StorageError> {
+    import(storage.clone(), path.clone()).await?;
+    if path != snapshots.current_path() {
+        let meta: SnapshotMeta = codec::decode(&snapshot::read_header(&path).map_err(sm_read_err)?)
+            .map_err(sm_read_err)?;
+        snapshots.publish(&path, &meta).map_err(sm_write_err)?;
+    }
+    let mut clear = storage.batch();
+    clear
+        .delete(CF_RAFT_META, KEY_INSTALLING)
+        .map_err(sm_write_err)?;
+    storage.write(clear, Durability::Sync).map_err(sm_write_err)
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -291,6 +313,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 "snapshot file does not match its metadata",
             )));
         }
+        // The file's directory entry must be durable before the marker names it.
+        self.snapshots.sync_dir().map_err(|e| err(&e))?;
         let mut marker = self.storage.batch();
         let marker_value = codec::encode(&path).map_err(|e| err(&e))?;
         marker
@@ -299,8 +323,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.storage
             .write(marker, Durability::Sync)
             .map_err(|e| err(&e))?;
-        import(self.storage.clone(), path.clone()).await?;
-        self.snapshots.publish(&path, meta).map_err(|e| err(&e))?;
+        finish_install(&self.storage, &self.snapshots, path).await?;
         self.meta = SmMeta::load(&self.storage)?;
         tracing::info!(snapshot = %meta.snapshot_id, last_log_id = ?meta.last_log_id, "installed snapshot");
         metrics::counter!("raft_snapshots_installed_total").increment(1);
@@ -309,15 +332,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let Some(meta) = self.snapshots.current_meta().map_err(sm_read_err)? else {
-            return Ok(None);
+        // One open for both metadata and data: a concurrent publish may
+        // replace current.snap, but not under an open handle.
+        let mut file = match std::fs::File::open(self.snapshots.current_path()) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(sm_read_err(e)),
         };
-        let file = tokio::fs::File::open(self.snapshots.current_path())
-            .await
-            .map_err(sm_read_err)?;
+        let header = snapshot::read_header_from(&file).map_err(sm_read_err)?;
+        let meta: SnapshotMeta = codec::decode(&header).map_err(sm_read_err)?;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).map_err(sm_read_err)?;
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(file),
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         }))
     }
 }

@@ -28,8 +28,22 @@ fn fault(e: impl std::fmt::Display) -> StoreFault {
     StoreFault(e.to_string())
 }
 
-/// Read-only access for queries.
-pub struct Reader<'a>(pub &'a Storage);
+/// Read-only access for queries; never sees a half-installed snapshot.
+pub struct Reader<'a> {
+    storage: &'a Storage,
+    _complete: std::sync::RwLockReadGuard<'a, ()>,
+}
+
+impl<'a> Reader<'a> {
+    /// `None` while a snapshot install is replacing the state.
+    pub fn new(storage: &'a Storage) -> Option<Self> {
+        let guard = storage.try_read_complete()?;
+        Some(Self {
+            storage,
+            _complete: guard,
+        })
+    }
+}
 
 /// The byte range of a prefix scan starting after `after`.
 fn scan_range(
@@ -58,7 +72,7 @@ impl Store for Reader<'_> {
         table: &'static str,
         key: &[KeyPart<'_>],
     ) -> Result<Option<Vec<u8>>, StoreFault> {
-        self.0.get(table, &encode_key(key)).map_err(fault)
+        self.storage.get(table, &encode_key(key)).map_err(fault)
     }
 
     fn scan_raw(
@@ -70,7 +84,7 @@ impl Store for Reader<'_> {
     ) -> Result<Vec<Vec<u8>>, StoreFault> {
         let range = scan_range(prefix, after);
         let rows = self
-            .0
+            .storage
             .scan(table, as_ref_range(&range), limit)
             .map_err(fault)?;
         Ok(rows.into_iter().map(|(_, v)| v).collect())

@@ -201,7 +201,10 @@ pub async fn backup(State(state): State<AppState>) -> ApiResult<Response> {
     let storage = state.node.storage().clone();
     let file = tokio::task::spawn_blocking(move || -> anyhow::Result<std::fs::File> {
         std::fs::create_dir_all(&dir)?;
-        ecommerce_raft::write_snapshot(&storage, &path)?;
+        if let Err(e) = ecommerce_raft::write_snapshot(&storage, &path) {
+            let _ = std::fs::remove_file(&path);
+            return Err(e.into());
+        }
         let file = std::fs::File::open(&path)?;
         // The open handle keeps the data readable; nothing is left behind.
         std::fs::remove_file(&path)?;

@@ -109,6 +109,7 @@ impl From<ecommerce_raft::Error> for ApiError {
                 tracing::warn!(error = %m, "peer rpc failed");
                 Self::new("unavailable", "a peer could not be reached; retry shortly")
             }
+            E::Installing => Self::new("unavailable", "this node is installing a snapshot; retry shortly"),
             E::Storage(_) | E::Fatal(_) => Self::internal(e),
         }
     }

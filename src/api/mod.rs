@@ -87,7 +87,7 @@ impl AppState {
         if consistency == Consistency::Linearizable {
             self.node.linearizable_barrier(self.deadline()).await?;
         }
-        Ok(Reader(self.node.storage()))
+        Reader::new(self.node.storage()).ok_or_else(|| ecommerce_raft::Error::Installing.into())
     }
 }
 

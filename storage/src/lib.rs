@@ -15,7 +15,7 @@ pub mod snapshot;
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBWithThreadMode, Direction, IteratorMode,
@@ -93,6 +93,9 @@ pub struct Storage {
     db: Arc<Db>,
     path: PathBuf,
     domain_tables: Arc<Vec<String>>,
+    /// Held for writing while a snapshot import replaces the state-machine
+    /// tables, for reading by whoever must not see a half-imported state.
+    import_lock: Arc<RwLock<()>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -135,6 +138,7 @@ impl Storage {
             db: Arc::new(db),
             path: path.to_path_buf(),
             domain_tables: Arc::new(domain_tables.iter().map(|s| s.to_string()).collect()),
+            import_lock: Arc::new(RwLock::new(())),
         })
     }
 
@@ -223,13 +227,30 @@ impl Storage {
         Ok(())
     }
 
-    /// Runs `f` over a consistent point-in-time view of the whole database.
+    /// Runs `f` over a consistent point-in-time view of the whole database
+    /// (waiting for a snapshot import in progress to finish; call it off the
+    /// async runtime).
     pub fn with_view<R>(&self, f: impl FnOnce(&View<'_>) -> R) -> R {
+        let _complete = self.import_lock.read().unwrap_or_else(|e| e.into_inner());
         let snapshot = self.db.snapshot();
         f(&View {
             storage: self,
             snapshot,
         })
+    }
+
+    /// A guard under which reads never see a half-imported snapshot, or `None`
+    /// while an import is in progress (never blocks).
+    pub fn try_read_complete(&self) -> Option<RwLockReadGuard<'_, ()>> {
+        match self.import_lock.try_read() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    fn lock_for_import(&self) -> RwLockWriteGuard<'_, ()> {
+        self.import_lock.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// An integer RocksDB property summed over the state machine tables, e.g.

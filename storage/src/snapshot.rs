@@ -22,6 +22,9 @@ const MAGIC: &[u8; 8] = b"ECSNAP01";
 const TAG_END: u8 = 0;
 const TAG_TABLE: u8 = 1;
 const TAG_ENTRY: u8 = 2;
+/// Largest key, value or header a snapshot record may hold; a larger length
+/// can only come from a corrupt file and is refused before allocating.
+const MAX_RECORD: usize = 256 << 20;
 /// Size at which an import flushes its write batch.
 const IMPORT_BATCH_BYTES: usize = 4 << 20;
 
@@ -121,7 +124,11 @@ impl<R: Read> Reader<R> {
     fn take_len_prefixed(&mut self) -> Result<Vec<u8>> {
         let mut len = [0u8; 4];
         self.take(&mut len)?;
-        let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
+        let len = u32::from_le_bytes(len) as usize;
+        if len > MAX_RECORD {
+            return Err(Error::CorruptSnapshot(format!("record of {len} bytes")));
+        }
+        let mut buf = vec![0u8; len];
         self.take(&mut buf)?;
         Ok(buf)
     }
@@ -145,9 +152,14 @@ impl<R: Read> Reader<R> {
             TAG_END => {
                 let expected = self.hasher.finalize_reset();
                 let mut actual = [0u8; 32];
-                self.inner.read_exact(&mut actual)?;
+                self.inner
+                    .read_exact(&mut actual)
+                    .map_err(|_| Error::CorruptSnapshot("truncated checksum".into()))?;
                 if expected.as_slice() != actual {
                     return Err(Error::CorruptSnapshot("checksum mismatch".into()));
+                }
+                if self.inner.read(&mut [0u8; 1])? != 0 {
+                    return Err(Error::CorruptSnapshot("bytes after the checksum".into()));
                 }
                 self.done = true;
                 Ok(None)
@@ -166,6 +178,11 @@ fn open_file(path: &Path) -> Result<(Reader<BufReader<File>>, Vec<u8>)> {
 /// Reads only the header of a snapshot file.
 pub fn read_header(path: &Path) -> Result<Vec<u8>> {
     Ok(open_file(path)?.1)
+}
+
+/// Reads only the header from an open snapshot file (from its current position).
+pub fn read_header_from(file: impl Read) -> Result<Vec<u8>> {
+    Ok(Reader::open(BufReader::new(file))?.1)
 }
 
 /// Reads the whole file, checking its structure and checksum; returns the header.
@@ -187,6 +204,7 @@ impl Storage {
         path: &Path,
         finish: impl FnOnce(&mut Batch<'_>) -> Result<()>,
     ) -> Result<()> {
+        let _exclusive = self.lock_for_import();
         let tables = self.state_machine_tables();
         let mut batch = self.batch();
         for table in &tables {

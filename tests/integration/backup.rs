@@ -5,7 +5,9 @@
 use serde_json::Value;
 
 use crate::client::{Client, Consistency};
-use crate::harness::{cluster_view, eventually, run_cli, Cluster, Node, STARTUP_TIMEOUT};
+use crate::harness::{
+    cluster_view, eventually, retry_write, run_cli, Cluster, Node, STARTUP_TIMEOUT,
+};
 
 /// Panics with the command's output unless it exited successfully.
 #[track_caller]
@@ -180,4 +182,69 @@ async fn backup_of_a_running_cluster_restores_into_an_identical_new_cluster() {
             2,
             "write on the original cluster after the backup",
         );
+}
+
+/// A backup taken after a failover (log ids of a later term, led by another
+/// node) restored under a node id the old cluster never had: the new cluster
+/// must commit writes, and versions keep growing past the backup's.
+#[tokio::test]
+async fn restore_after_failover_under_a_new_node_id_accepts_writes() {
+    let mut cluster = Cluster::start(3).await;
+    let first = cluster.leader().await;
+    cluster
+        .client(first)
+        .put_warehouse("w1", "Main")
+        .await
+        .expect("PUT")
+        .ok("warehouse");
+    cluster.kill(first);
+    let second = cluster.leader().await;
+    assert_ne!(first, second);
+    let leader_client = cluster.client(second);
+    let before = retry_write("stock on the new leader", STARTUP_TIMEOUT, |_| {
+        let c = leader_client.clone();
+        async move { c.set_stock("fo-1", "w1", 3).await }
+    })
+    .await;
+    before.expect_stock("fo-1", 3, "stock after failover");
+    let backup_version = before.version();
+
+    let work = tempfile::tempdir().expect("temp dir");
+    let file = work
+        .path()
+        .join("after-failover.backup")
+        .display()
+        .to_string();
+    assert_success(
+        &run_cli(["backup", &file, "--node", &cluster.node(second).url()]).await,
+        "backup",
+    );
+    let mut restored = Node::new(5, &[]);
+    let output = run_cli([
+        "restore".to_string(),
+        file,
+        "--data-dir".into(),
+        restored.data_dir().display().to_string(),
+        "--node-id".into(),
+        "5".into(),
+        "--http-addr".into(),
+        restored.http_addr.to_string(),
+        "--grpc-addr".into(),
+        restored.grpc_addr.to_string(),
+    ])
+    .await;
+    assert_success(&output, "restore");
+    restored.start(None, false).await;
+    let new = restored.client();
+    let after = retry_write("a write on the restored cluster", STARTUP_TIMEOUT, |_| {
+        let c = new.clone();
+        async move { c.adjust("fo-1", "w1", 2, "restock", None).await }
+    })
+    .await;
+    after.expect_stock("fo-1", 5, "write on the restored cluster");
+    assert!(
+        after.version() > backup_version,
+        "version {} must exceed the backup's {backup_version}",
+        after.version()
+    );
 }
