@@ -19,21 +19,35 @@ async fn transfer_leader_moves_leadership_and_writes_continue() {
         .into_iter()
         .find(|id| *id != leader && *id != target)
         .expect("a third node");
-    let output = run_cli([
-        "cluster",
-        "transfer-leader",
-        "--node-id",
-        &target.to_string(),
-        "--node",
-        &cluster.node(via).url(),
-    ])
-    .await;
-    assert!(
-        output.status.success(),
-        "transfer-leader failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    // Another follower may win the election race; the node then answers 409
+    // "retry", which an operator (or this test) does.
+    let mut attempts = Vec::new();
+    let mut succeeded = false;
+    for _ in 0..5 {
+        let output = run_cli([
+            "cluster",
+            "transfer-leader",
+            "--node-id",
+            &target.to_string(),
+            "--node",
+            &cluster.node(via).url(),
+        ])
+        .await;
+        succeeded = output.status.success();
+        attempts.push(format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+        if succeeded {
+            break;
+        }
+        assert!(
+            attempts.last().unwrap().contains("retry"),
+            "transfer-leader failed: {attempts:?}"
+        );
+    }
+    assert!(succeeded, "transfer-leader never succeeded: {attempts:?}");
     let client = cluster.client(via);
     eventually(
         format!("every node to see node {target} as leader"),
