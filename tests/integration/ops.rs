@@ -66,3 +66,43 @@ async fn health_ready_metrics_and_openapi() {
     }
     assert!(doc["components"]["schemas"].get("ErrorBody").is_some());
 }
+
+/// A data directory belongs to one node id: starting another id on it fails
+/// at once with a message that says whose it is, and the data is untouched.
+#[tokio::test]
+async fn a_node_refuses_another_nodes_data_dir() {
+    let mut cluster = Cluster::start(1).await;
+    cluster
+        .node(1)
+        .client()
+        .put_warehouse("w1", "Main")
+        .await
+        .unwrap()
+        .ok("put warehouse");
+    cluster.kill(1);
+    let data_dir = cluster.node(1).data_dir();
+    let run = tokio::process::Command::new(crate::harness::BIN)
+        .args(["serve", "--node-id", "2", "--data-dir"])
+        .arg(&data_dir)
+        .args(["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(30), run)
+        .await
+        .expect("serve on another node's data dir must exit, not serve")
+        .expect("run the binary");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "serve succeeded on node 1's data dir: {stderr}"
+    );
+    assert!(stderr.contains("belongs to node 1"), "stderr: {stderr}");
+
+    cluster.restart(1).await;
+    cluster
+        .node(1)
+        .client()
+        .get("/api/v1/warehouses/w1")
+        .await
+        .unwrap()
+        .ok("node 1 still has its data");
+}
