@@ -191,3 +191,89 @@ async fn idempotent_writes_apply_once_and_replay_on_any_node_across_failover() {
     assert_replay(&second3, &first3, "key3 replayed on the other survivor");
     assert_on_hand_everywhere(&survivors, 10, "key3 applied once").await;
 }
+
+/// A follower that was down while a keyed write happened and the log behind
+/// it was purged learns the idempotency record from the snapshot: once it
+/// leads, a retry of that request is replayed, not applied again.
+#[tokio::test]
+async fn a_record_travels_in_the_snapshot_to_a_node_that_missed_the_write() {
+    let mut cluster = Cluster::start_with(3, &["--snapshot-logs", "20"]).await;
+    let leader = cluster.leader().await;
+    let behind = cluster
+        .ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .expect("a follower");
+    cluster.kill(behind);
+    let client = cluster.client(leader);
+    client
+        .put_warehouse(WH, "Idempotency")
+        .await
+        .expect("PUT")
+        .ok("warehouse");
+    let original = client
+        .adjust(SKU, WH, 7, "keyed", Some("snap-key"))
+        .await
+        .expect("POST");
+    original.expect_stock(SKU, 7, "keyed adjustment");
+    let keyed_index = original.version();
+    for i in 0..60 {
+        client
+            .set_stock(&format!("filler-{i}"), WH, i)
+            .await
+            .expect("PUT")
+            .ok("filler write");
+    }
+    crate::harness::eventually(
+        "the leader to purge its log past the keyed write",
+        STARTUP_TIMEOUT,
+        || {
+            let c = client.clone();
+            async move {
+                let body = c.cluster().await.map_err(|e| e.to_string())?.body;
+                match body["purged_index"].as_u64() {
+                    Some(p) if p >= keyed_index => Ok(()),
+                    _ => Err(body.to_string()),
+                }
+            }
+        },
+    )
+    .await;
+
+    cluster.restart(behind).await;
+    let (_, applied) = cluster.leader_applied().await;
+    cluster.wait_applied(behind, applied).await;
+    let view = cluster.view(behind).await;
+    assert!(
+        view.raw["snapshot_index"]
+            .as_u64()
+            .is_some_and(|s| s >= keyed_index),
+        "node {behind} should have caught up by snapshot: {}",
+        view.raw
+    );
+
+    // Make the node that only saw the snapshot the leader, then retry there.
+    let mut led = false;
+    for _ in 0..5 {
+        let reply = client
+            .post("/cluster/transfer-leader", &json!({ "node_id": behind }))
+            .await
+            .expect("POST");
+        if reply.status == 200 {
+            led = true;
+            break;
+        }
+    }
+    assert!(led, "could not make node {behind} the leader");
+    let retry = retry_write("the keyed retry on the new leader", STARTUP_TIMEOUT, |_| {
+        let c = cluster.client(behind);
+        async move { c.adjust(SKU, WH, 7, "keyed", Some("snap-key")).await }
+    })
+    .await;
+    assert_replay(
+        &retry,
+        &original,
+        "retry on a node that learned the key from a snapshot",
+    );
+    assert_on_hand_everywhere(&[cluster.client(behind)], 7, "after the replay").await;
+}
