@@ -66,7 +66,7 @@ pub fn decode<T: DeserializeOwned>(payload: &Payload) -> Result<T, tonic::Status
     codec::decode(&payload.data).map_err(|e| tonic::Status::invalid_argument(e.to_string()))
 }
 
-/// Creates [`Connection`]s for openraft.
+/// Creates the per-peer connections openraft replicates through.
 #[derive(Clone, Default)]
 pub struct Network {
     pub channels: Channels,
