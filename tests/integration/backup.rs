@@ -21,6 +21,24 @@ fn assert_success(output: &std::process::Output, what: &str) {
     );
 }
 
+/// `ecommerce restore FILE` into `node`'s (empty) data dir, under its id and addresses.
+async fn restore(file: &str, node: &Node) {
+    let output = run_cli([
+        "restore".to_string(),
+        file.to_string(),
+        "--data-dir".into(),
+        node.data_dir().display().to_string(),
+        "--node-id".into(),
+        node.id.to_string(),
+        "--http-addr".into(),
+        node.http_addr.to_string(),
+        "--grpc-addr".into(),
+        node.grpc_addr.to_string(),
+    ])
+    .await;
+    assert_success(&output, "ecommerce restore");
+}
+
 /// 200 body of `GET path` on `client`.
 async fn get_ok(client: &Client, path: &str) -> Value {
     client
@@ -82,20 +100,7 @@ async fn backup_of_a_running_cluster_restores_into_an_identical_new_cluster() {
     assert!(size > 0, "backup file {file_arg} is empty");
 
     let mut restored = Node::new(1, &[]);
-    let output = run_cli([
-        "restore".to_string(),
-        file_arg.clone(),
-        "--data-dir".into(),
-        restored.data_dir().display().to_string(),
-        "--node-id".into(),
-        "1".into(),
-        "--http-addr".into(),
-        restored.http_addr.to_string(),
-        "--grpc-addr".into(),
-        restored.grpc_addr.to_string(),
-    ])
-    .await;
-    assert_success(&output, "ecommerce restore");
+    restore(&file_arg, &restored).await;
     restored.start(None, false).await;
     let new = restored.client();
     let view = eventually(
@@ -220,20 +225,7 @@ async fn restore_after_failover_under_a_new_node_id_accepts_writes() {
         "backup",
     );
     let mut restored = Node::new(5, &[]);
-    let output = run_cli([
-        "restore".to_string(),
-        file,
-        "--data-dir".into(),
-        restored.data_dir().display().to_string(),
-        "--node-id".into(),
-        "5".into(),
-        "--http-addr".into(),
-        restored.http_addr.to_string(),
-        "--grpc-addr".into(),
-        restored.grpc_addr.to_string(),
-    ])
-    .await;
-    assert_success(&output, "restore");
+    restore(&file, &restored).await;
     restored.start(None, false).await;
     let new = restored.client();
     let after = retry_write("a write on the restored cluster", STARTUP_TIMEOUT, |_| {
