@@ -286,7 +286,7 @@ async fn join_cluster(node: Arc<RaftNode>, url: String, as_learner: bool) {
 }
 
 /// On the leader, periodically proposes the expiry of old idempotency records.
-/// Time comes from the proposer's clock inside the command; every replica
+/// Time comes from the leader's clock inside the command; every replica
 /// applies the same cut-off.
 async fn idempotency_sweeper(node: Arc<RaftNode>, settings: Settings) {
     let every = Duration::from_secs(settings.idempotency.sweep_interval_secs);
@@ -296,7 +296,7 @@ async fn idempotency_sweeper(node: Arc<RaftNode>, settings: Settings) {
         // One command removes at most EXPIRE_BATCH records: go on while full.
         while node.status().leader_id == Some(node.id) {
             let envelope = Envelope {
-                now_ms: api::now_ms(),
+                now_ms: 0, // stamped by the leader
                 idempotency: None,
                 command: Command::System(SystemCommand::ExpireIdempotency { ttl_ms }),
             };

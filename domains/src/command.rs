@@ -10,7 +10,8 @@ use crate::DomainError;
 /// What a client request becomes before it is proposed: one log entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
-    /// The proposer's wall clock in milliseconds. The state machine never reads
+    /// The leader's wall clock in milliseconds, stamped when it proposes the
+    /// command (whatever the sender put here is replaced). The state machine never reads
     /// a clock of its own; it uses this value (made monotonic, see
     /// [`ApplyContext::now_ms`]).
     pub now_ms: u64,
@@ -37,8 +38,8 @@ pub enum SystemCommand {
 pub struct ApplyContext {
     /// Index of the log entry being applied: the version of what it writes.
     pub log_index: u64,
-    /// Log-ordered time: the maximum of every proposer clock applied so far,
-    /// so it never goes backwards even if a proposer's clock does.
+    /// Log-ordered time: the maximum of every leader clock applied so far,
+    /// so it never goes backwards even if a leader's clock does.
     pub now_ms: u64,
 }
 

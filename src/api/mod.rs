@@ -14,7 +14,7 @@ pub mod openapi;
 pub mod ops;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -71,7 +71,8 @@ impl AppState {
         idempotency: Option<IdempotencyTag>,
     ) -> ApiResult<Committed> {
         let envelope = Envelope {
-            now_ms: now_ms(),
+            // Stamped by the leader when it proposes the command.
+            now_ms: 0,
             idempotency,
             command,
         };
@@ -89,13 +90,6 @@ impl AppState {
         }
         Reader::new(self.node.storage()).ok_or_else(|| ecommerce_raft::Error::Installing.into())
     }
-}
-
-/// Milliseconds since the Unix epoch on this node's clock.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Committed {
