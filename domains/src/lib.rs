@@ -9,6 +9,7 @@
 //! Architecture invariant: applying a command reads and writes only through
 //! [`store::StoreMut`] and never consults a clock or a random source.
 
+pub mod actor;
 pub mod command;
 pub mod error;
 pub mod event;
@@ -16,6 +17,7 @@ pub mod idempotency;
 pub mod inventory;
 pub mod store;
 
+pub use actor::{Actor, Role};
 pub use command::{ApplyContext, Command, Envelope, Outcome, Response, SystemCommand};
 pub use error::DomainError;
 pub use event::{Event, EventRecord};

@@ -17,6 +17,8 @@ pub const ERROR_CODES: &[(&str, u16)] = &[
     ("invalid_path", 400),
     ("invalid_query", 400),
     ("invalid_header", 400),
+    ("unauthenticated", 401),
+    ("forbidden", 403),
     ("route_not_found", 404),
     ("method_not_allowed", 405),
     ("payload_too_large", 413),

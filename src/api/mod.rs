@@ -5,6 +5,7 @@
 //! either propose one command ([`AppState::propose`]) or read through
 //! [`AppState::read`]; they never touch storage or Raft directly.
 
+pub mod auth;
 pub mod cluster;
 pub mod error;
 pub mod events;

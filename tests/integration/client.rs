@@ -162,6 +162,8 @@ pub enum Consistency {
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// Sent with every request (credentials, see `harness::sign_in`).
+    default_headers: Vec<(String, String)>,
 }
 
 impl Client {
@@ -182,7 +184,15 @@ impl Client {
         Client {
             base: base.into(),
             http,
+            default_headers: Vec::new(),
         }
+    }
+
+    /// This client, sending `name: value` with every request.
+    pub fn with_header(mut self, name: &str, value: &str) -> Client {
+        self.default_headers
+            .push((name.to_string(), value.to_string()));
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -222,6 +232,9 @@ impl Client {
     ) -> Result<Reply> {
         let url = format!("{}{}", self.base, path);
         let mut request = self.http.request(method.clone(), &url);
+        for (name, value) in &self.default_headers {
+            request = request.header(name, value);
+        }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
