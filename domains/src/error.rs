@@ -24,6 +24,22 @@ pub enum DomainError {
     },
     #[error("this idempotency key was already used with a different request")]
     IdempotencyKeyReused,
+    #[error("you are not allowed to do this")]
+    Forbidden,
+    #[error("sku {0:?} is not for sale")]
+    SkuNotForSale(String),
+    #[error("the cart holds {cart} items; {sku} is priced in another currency")]
+    CurrencyMismatch { cart: String, sku: String },
+    #[error("the cart is empty")]
+    CartEmpty,
+    #[error("not enough stock for {} line(s)", .0.len())]
+    OutOfStock(Vec<crate::allocation::Shortage>),
+    #[error("order {0} does not exist")]
+    OrderNotFound(u64),
+    #[error("an order cannot go from {from} to {to}")]
+    InvalidTransition { from: String, to: String },
+    #[error("order {0} holds no reservation that can be extended")]
+    HoldNotActive(u64),
 }
 
 impl DomainError {
@@ -36,6 +52,14 @@ impl DomainError {
             Self::VersionConflict { .. } => "version_conflict",
             Self::InsufficientStock { .. } => "insufficient_stock",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::Forbidden => "forbidden",
+            Self::SkuNotForSale(_) => "sku_not_for_sale",
+            Self::CurrencyMismatch { .. } => "currency_mismatch",
+            Self::CartEmpty => "cart_empty",
+            Self::OutOfStock(_) => "insufficient_stock",
+            Self::OrderNotFound(_) => "order_not_found",
+            Self::InvalidTransition { .. } => "invalid_transition",
+            Self::HoldNotActive(_) => "hold_not_active",
         }
     }
 
@@ -57,7 +81,16 @@ impl DomainError {
             } => json!({
                 "sku": sku, "warehouse_id": warehouse_id, "requested": requested, "available": available
             }),
-            Self::IdempotencyKeyReused => serde_json::Value::Null,
+            Self::IdempotencyKeyReused | Self::Forbidden | Self::CartEmpty => {
+                serde_json::Value::Null
+            }
+            Self::SkuNotForSale(sku) => json!({ "sku": sku }),
+            Self::CurrencyMismatch { cart, sku } => json!({ "cart": cart, "sku": sku }),
+            Self::OutOfStock(lines) => json!({ "lines": lines }),
+            Self::OrderNotFound(id) | Self::HoldNotActive(id) => {
+                json!({ "order_id": id.to_string() })
+            }
+            Self::InvalidTransition { from, to } => json!({ "from": from, "to": to }),
         }
     }
 

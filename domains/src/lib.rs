@@ -10,11 +10,16 @@
 //! [`store::StoreMut`] and never consults a clock or a random source.
 
 pub mod actor;
+pub mod allocation;
+pub mod cart;
 pub mod command;
 pub mod error;
 pub mod event;
 pub mod idempotency;
 pub mod inventory;
+pub mod listing;
+pub mod money;
+pub mod order;
 pub mod store;
 
 pub use actor::{Actor, Role};
@@ -23,7 +28,21 @@ pub use error::DomainError;
 pub use event::{Event, EventRecord};
 
 /// Every domain table (one column family each), in a fixed order.
-pub const TABLES: &[&str] = &[inventory::WAREHOUSES, inventory::STOCK];
+pub const TABLES: &[&str] = &[
+    inventory::WAREHOUSES,
+    inventory::STOCK,
+    inventory::THRESHOLDS,
+    inventory::LOW_STOCK,
+    listing::LISTINGS,
+    cart::CARTS,
+    cart::CART_EXPIRY,
+    order::ORDERS,
+    order::BY_CUSTOMER,
+    order::BY_VENDOR,
+    order::BY_TIME,
+    order::HOLD_EXPIRY,
+    order::PAYMENT_TASKS,
+];
 
 /// Applies one command. Writes go to `store`; when the command is rejected
 /// (`Ok(Err(..))`) the caller discards what it wrote. `Err` is a storage fault:
@@ -35,6 +54,9 @@ pub fn apply(
 ) -> Result<Outcome, store::StoreFault> {
     match command {
         Command::Inventory(c) => inventory::apply(c, ctx, store),
+        Command::Listing(c) => listing::apply(c, ctx, store),
+        Command::Cart(c) => cart::apply(c, ctx, store),
+        Command::Order(c) => order::apply(c, ctx, store),
         Command::System(c) => command::apply_system(c, ctx, store),
     }
 }
