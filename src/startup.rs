@@ -15,7 +15,6 @@ use anyhow::{bail, Context};
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};
 use axum::response::IntoResponse;
-use ecommerce_domains::{Command, Envelope, SystemCommand};
 use ecommerce_raft::{NodeInfo, NodeOptions, RaftGrpc, RaftNode, Role};
 use ecommerce_storage::{Storage, StorageOptions};
 use tokio::net::TcpListener;
@@ -186,10 +185,10 @@ impl Application {
         tracing::info!(node_id = self.node.id, http = %self.http_addr, grpc = %self.grpc_addr, "serving");
         let http_task = tokio::spawn(async move { http.await });
         let grpc_task = tokio::spawn(grpc);
-        let housekeeping = tokio::spawn(idempotency_sweeper(
-            self.node.clone(),
-            self.settings.clone(),
-        ));
+        let provider = std::sync::Arc::new(crate::payments::sandbox::Sandbox {
+            delay: Duration::from_millis(self.settings.payments.sandbox_delay_ms),
+        });
+        let workers = crate::workers::spawn(self.node.clone(), self.settings.clone(), provider);
         let join = self.settings.join.clone().map(|url| {
             tokio::spawn(join_cluster(
                 self.node.clone(),
@@ -201,7 +200,9 @@ impl Application {
         shutdown.await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
-        housekeeping.abort();
+        for worker in &workers {
+            worker.abort();
+        }
         if let Some(join) = join {
             join.abort();
         }
@@ -288,39 +289,6 @@ async fn join_cluster(node: Arc<RaftNode>, url: String, as_learner: bool) {
 /// On the leader, periodically proposes the expiry of old idempotency records.
 /// Time comes from the leader's clock inside the command; every replica
 /// applies the same cut-off.
-async fn idempotency_sweeper(node: Arc<RaftNode>, settings: Settings) {
-    let every = Duration::from_secs(settings.idempotency.sweep_interval_secs);
-    let ttl_ms = settings.idempotency.ttl_secs * 1000;
-    loop {
-        tokio::time::sleep(every).await;
-        // One command removes at most EXPIRE_BATCH records: go on while full.
-        while node.status().leader_id == Some(node.id) {
-            let envelope = Envelope {
-                now_ms: 0, // stamped by the leader
-                idempotency: None,
-                command: Command::System(SystemCommand::ExpireIdempotency { ttl_ms }),
-            };
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            match node.write(envelope, deadline).await {
-                Ok(applied) => {
-                    let removed = match applied.outcome {
-                        Ok(ecommerce_domains::Response::Expired { removed }) => removed,
-                        _ => 0,
-                    };
-                    if removed < ecommerce_domains::idempotency::EXPIRE_BATCH as u64 {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "idempotency sweep skipped");
-                    break;
-                }
-            }
-        }
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

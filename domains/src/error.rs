@@ -26,6 +26,8 @@ pub enum DomainError {
     IdempotencyKeyReused,
     #[error("you are not allowed to do this")]
     Forbidden,
+    #[error("sku {0:?} has no listing")]
+    ListingNotFound(String),
     #[error("sku {0:?} is not for sale")]
     SkuNotForSale(String),
     #[error("the cart holds {cart} items; {sku} is priced in another currency")]
@@ -54,6 +56,7 @@ impl DomainError {
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::Forbidden => "forbidden",
             Self::SkuNotForSale(_) => "sku_not_for_sale",
+            Self::ListingNotFound(_) => "listing_not_found",
             Self::CurrencyMismatch { .. } => "currency_mismatch",
             Self::CartEmpty => "cart_empty",
             Self::OutOfStock(_) => "insufficient_stock",
@@ -84,7 +87,7 @@ impl DomainError {
             Self::IdempotencyKeyReused | Self::Forbidden | Self::CartEmpty => {
                 serde_json::Value::Null
             }
-            Self::SkuNotForSale(sku) => json!({ "sku": sku }),
+            Self::SkuNotForSale(sku) | Self::ListingNotFound(sku) => json!({ "sku": sku }),
             Self::CurrencyMismatch { cart, sku } => json!({ "cart": cart, "sku": sku }),
             Self::OutOfStock(lines) => json!({ "lines": lines }),
             Self::OrderNotFound(id) | Self::HoldNotActive(id) => {

@@ -386,6 +386,9 @@ pub enum PaymentResult {
     },
 }
 
+// Commands live briefly (built, serialized, applied); boxing the large
+// variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum OrderCommand {
     /// Validate the cart, price it, allocate and reserve stock, create the

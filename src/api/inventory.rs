@@ -10,6 +10,7 @@ use ecommerce_domains::{Command, Response as Reply};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::auth::AdminOnly;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{AppJson, AppPath, AppQuery, Consistency, MutationMeta, ReadParams};
 use super::{unexpected, AppState};
@@ -303,4 +304,121 @@ pub async fn adjust_stock(
         .propose(Command::Inventory(command), meta.tag(&body))
         .await?;
     Ok(committed.respond(stock_reply))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdBody {
+    /// Alert when available stock falls below this; null removes the threshold.
+    pub threshold: Option<i64>,
+    /// A warehouse, or absent for the SKU over all warehouses.
+    pub warehouse_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ThresholdDto {
+    pub sku: String,
+    pub warehouse_id: Option<String>,
+    /// 0 when removed.
+    pub threshold: u64,
+    pub version: u64,
+}
+
+/// Set the low-stock threshold of a SKU (over all warehouses, or in one):
+/// crossing it emits `StockLow`, coming back above emits `BackInStock`.
+#[utoipa::path(put, path = "/api/v1/inventory/{sku}/threshold", tag = "inventory", request_body = ThresholdBody,
+    params(("sku" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = ThresholdDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn set_threshold(
+    State(state): State<AppState>,
+    AdminOnly(_admin): AdminOnly,
+    AppPath(raw_sku): AppPath<String>,
+    meta: MutationMeta,
+    AppJson(body): AppJson<ThresholdBody>,
+) -> ApiResult<Response> {
+    let command = InventoryCommand::SetThreshold {
+        sku: sku(&raw_sku)?,
+        warehouse_id: body.warehouse_id.as_deref().map(warehouse_id).transpose()?,
+        threshold: body
+            .threshold
+            .map(|t| inventory::parse_quantity("threshold", t))
+            .transpose()?,
+    };
+    let committed = state
+        .propose(Command::Inventory(command), meta.tag(&body))
+        .await?;
+    Ok(committed.respond(|reply| match reply {
+        Reply::Threshold(t) => Ok(ThresholdDto {
+            sku: t.sku.as_str().to_string(),
+            warehouse_id: t.warehouse_id.map(|w| w.as_str().to_string()),
+            threshold: t.threshold,
+            version: t.version,
+        }),
+        other => Err(unexpected(other)),
+    }))
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LowStockDto {
+    pub sku: String,
+    /// Null: the SKU over all warehouses.
+    pub warehouse_id: Option<String>,
+    pub threshold: u64,
+    pub available: u64,
+    pub since_ms: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LowStockList {
+    pub items: Vec<LowStockDto>,
+    /// Pass as `after` (`sku` or `sku/warehouse_id`) for the next page.
+    pub next_after: Option<String>,
+}
+
+/// Everything below its low-stock threshold (admins).
+#[utoipa::path(get, path = "/api/v1/inventory/low-stock", tag = "inventory", params(ListParams),
+    responses((status = 200, body = LowStockList), (status = 403, body = ErrorBody)))]
+pub async fn low_stock(
+    State(state): State<AppState>,
+    AdminOnly(_admin): AdminOnly,
+    AppQuery(params): AppQuery<ListParams>,
+) -> ApiResult<Json<LowStockList>> {
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            "invalid_query",
+            "limit must be between 1 and 1000",
+        ));
+    }
+    let after = match params.after.as_deref() {
+        None => None,
+        Some(a) => {
+            let (s, w) = a.split_once('/').unwrap_or((a, ""));
+            Some((sku(s)?, w.to_string()))
+        }
+    };
+    let reader = state.read(params.consistency.unwrap_or_default()).await?;
+    let items = inventory::low_stock(&reader, after.as_ref().map(|(s, w)| (s, w.as_str())), limit)?;
+    let next_after = (items.len() == limit)
+        .then(|| {
+            items.last().map(|l| match &l.warehouse_id {
+                Some(w) => format!("{}/{}", l.sku.as_str(), w.as_str()),
+                None => l.sku.as_str().to_string(),
+            })
+        })
+        .flatten();
+    Ok(Json(LowStockList {
+        items: items
+            .into_iter()
+            .map(|l| LowStockDto {
+                sku: l.sku.as_str().to_string(),
+                warehouse_id: l.warehouse_id.map(|w| w.as_str().to_string()),
+                threshold: l.threshold,
+                available: l.available,
+                since_ms: l.since_ms,
+            })
+            .collect(),
+        next_after,
+    }))
 }

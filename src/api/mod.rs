@@ -6,13 +6,16 @@
 //! [`AppState::read`]; they never touch storage or Raft directly.
 
 pub mod auth;
+pub mod carts;
 pub mod cluster;
 pub mod error;
 pub mod events;
 pub mod extract;
 pub mod inventory;
+pub mod listings;
 pub mod openapi;
 pub mod ops;
+pub mod orders;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,7 +129,9 @@ pub fn router(state: AppState) -> Router {
             "/warehouses/{id}",
             get(inventory::get_warehouse).put(inventory::put_warehouse),
         )
+        .route("/inventory/low-stock", get(inventory::low_stock))
         .route("/inventory/{sku}", get(inventory::get_stock))
+        .route("/inventory/{sku}/threshold", put(inventory::set_threshold))
         .route(
             "/inventory/{sku}/warehouses/{warehouse_id}",
             put(inventory::set_stock),
@@ -135,6 +140,24 @@ pub fn router(state: AppState) -> Router {
             "/inventory/{sku}/warehouses/{warehouse_id}/adjustments",
             post(inventory::adjust_stock),
         )
+        .route(
+            "/listings/{sku}",
+            get(listings::get_listing).put(listings::put_listing),
+        )
+        .route("/cart", get(carts::get_cart).delete(carts::clear_cart))
+        .route("/cart/lines", post(carts::add_line))
+        .route(
+            "/cart/lines/{sku}",
+            put(carts::set_line).delete(carts::remove_line),
+        )
+        .route("/cart/merge", post(carts::merge_cart))
+        .route("/checkout", post(orders::checkout))
+        .route("/orders", get(orders::list_orders))
+        .route("/orders/{id}", get(orders::get_order))
+        .route("/orders/{id}/cancel", post(orders::cancel_order))
+        .route("/orders/{id}/extend-hold", post(orders::extend_hold))
+        .route("/orders/{id}/ship", post(orders::ship_order))
+        .route("/orders/{id}/deliver", post(orders::deliver_order))
         .route("/events", get(events::list_events))
         .route("/openapi.json", get(openapi::serve));
     Router::new()
