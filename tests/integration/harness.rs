@@ -674,7 +674,6 @@ impl Cluster {
 /// The one place tests obtain credentials: a copy of `client` that acts as the user named
 /// `user` with `role` (`customer`, `vendor` or `admin`), and that user's id. The same name
 /// gives the same user again.
-#[allow(dead_code)] // first used by the commerce tests
 pub async fn sign_in(client: &Client, role: &str, user: &str) -> (Client, String) {
     let signed_in = client
         .clone()

@@ -10,13 +10,16 @@
 
 mod client;
 mod harness;
+mod shop;
 
 mod backup;
 mod cluster;
+mod commerce;
 mod errors;
 mod events;
 mod grpc;
 mod idempotency;
 mod leadership;
 mod ops;
+mod oversell;
 mod quorum;
