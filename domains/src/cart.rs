@@ -339,3 +339,114 @@ pub fn priced(store: &dyn Store, cart: Option<&Cart>) -> Result<PricedCart, Stor
         version: cart.map_or(0, |c| c.version),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listing::ListingCommand;
+    use crate::store::memory::MemoryStore;
+    use crate::{Actor, Role};
+
+    fn ctx(i: u64, now_ms: u64) -> ApplyContext {
+        ApplyContext {
+            log_index: i,
+            now_ms,
+        }
+    }
+
+    fn list(store: &mut MemoryStore, sku: &str, currency: &str, i: u64) {
+        let command = ListingCommand::Upsert {
+            actor: Actor {
+                user_id: "root".into(),
+                role: Role::Admin,
+            },
+            sku: Sku::parse(sku).unwrap(),
+            name: sku.into(),
+            price: Money::parse("price", 150, currency).unwrap(),
+            vendor_id: None,
+            active: true,
+        };
+        listing::apply(&command, &ctx(i, 0), store)
+            .unwrap()
+            .unwrap();
+    }
+
+    fn set(owner: &CartOwner, sku: &str, quantity: u64, mode: LineMode) -> CartCommand {
+        CartCommand::SetLine {
+            owner: owner.clone(),
+            sku: Sku::parse(sku).unwrap(),
+            quantity,
+            mode,
+        }
+    }
+
+    #[test]
+    fn lines_add_set_remove_and_keep_one_currency() {
+        let mut s = MemoryStore::default();
+        list(&mut s, "A", "EUR", 1);
+        list(&mut s, "U", "USD", 2);
+        let ann = CartOwner::User("ann".into());
+        apply(&set(&ann, "A", 2, LineMode::Add), &ctx(3, 10), &mut s)
+            .unwrap()
+            .unwrap();
+        apply(&set(&ann, "A", 3, LineMode::Add), &ctx(4, 20), &mut s)
+            .unwrap()
+            .unwrap();
+        let err = apply(&set(&ann, "U", 1, LineMode::Add), &ctx(5, 30), &mut s).unwrap();
+        assert_eq!(err.unwrap_err().code(), "currency_mismatch");
+        let err = apply(&set(&ann, "Z", 1, LineMode::Add), &ctx(6, 30), &mut s).unwrap();
+        assert_eq!(err.unwrap_err().code(), "sku_not_for_sale");
+        let err = apply(
+            &set(&ann, "A", MAX_LINE_QUANTITY, LineMode::Add),
+            &ctx(7, 30),
+            &mut s,
+        );
+        assert_eq!(err.unwrap().unwrap_err().code(), "validation_failed");
+        let cart = get(&s, &ann).unwrap().unwrap();
+        assert_eq!(
+            (cart.lines[0].quantity, cart.created_ms, cart.updated_ms),
+            (5, 10, 20)
+        );
+        let priced = priced(&s, Some(&cart)).unwrap();
+        assert_eq!(priced.subtotal.unwrap().amount, 750);
+        apply(&set(&ann, "A", 0, LineMode::Set), &ctx(8, 40), &mut s)
+            .unwrap()
+            .unwrap();
+        assert!(get(&s, &ann).unwrap().unwrap().lines.is_empty());
+        // Once empty, another currency is fine.
+        apply(&set(&ann, "U", 1, LineMode::Add), &ctx(9, 50), &mut s)
+            .unwrap()
+            .unwrap();
+    }
+
+    #[test]
+    fn guest_carts_merge_and_idle_carts_expire() {
+        let mut s = MemoryStore::default();
+        list(&mut s, "A", "EUR", 1);
+        let guest = CartOwner::Guest("hash".into());
+        let ann = CartOwner::User("ann".into());
+        apply(&set(&guest, "A", 2, LineMode::Add), &ctx(2, 100), &mut s)
+            .unwrap()
+            .unwrap();
+        apply(&set(&ann, "A", 1, LineMode::Add), &ctx(3, 100), &mut s)
+            .unwrap()
+            .unwrap();
+        let merge = CartCommand::Merge {
+            guest: guest.clone(),
+            user: ann.clone(),
+        };
+        apply(&merge, &ctx(4, 200), &mut s).unwrap().unwrap();
+        assert_eq!(get(&s, &ann).unwrap().unwrap().lines[0].quantity, 3);
+        assert!(get(&s, &guest).unwrap().is_none());
+        apply(&set(&guest, "A", 1, LineMode::Add), &ctx(5, 300), &mut s)
+            .unwrap()
+            .unwrap();
+        assert_eq!(oldest_update(&s).unwrap(), Some(200));
+        // Idle for 150 ms at t=400: only ann's cart (last changed at 200) goes.
+        let out = apply(&CartCommand::Expire { idle_ms: 150 }, &ctx(6, 400), &mut s).unwrap();
+        assert_eq!(out.unwrap(), Response::Expired { removed: 1 });
+        assert!(get(&s, &ann).unwrap().is_none());
+        assert!(get(&s, &guest).unwrap().is_some());
+        assert_eq!(oldest_update(&s).unwrap(), Some(300));
+    }
+}

@@ -329,3 +329,42 @@ async fn refusals_declines_and_low_stock_alerts() {
         .unwrap()
         .expect_error(409, "invalid_transition", "ship a cancelled order");
 }
+
+#[tokio::test]
+async fn idle_carts_expire_by_a_replicated_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        "[commerce]\ncart_idle_secs = 1\nsweep_interval_ms = 200\n",
+    )
+    .unwrap();
+    let cluster = Cluster::start_with(1, &["--config", config.to_str().unwrap()]).await;
+    let (admin, _) = sign_in(&cluster.client(1), "admin", "root").await;
+    listing(&admin, "C", 100).await;
+    let (cy, _) = sign_in(&cluster.client(1), "customer", "cy").await;
+    add_to_cart(&cy, "C", 2).await.ok("fill cart");
+    let guest = add_to_cart(&cluster.client(1), "C", 1)
+        .await
+        .ok("guest cart");
+    let guest = cluster
+        .client(1)
+        .with_header("x-cart-token", guest["cart_token"].as_str().unwrap());
+    for (who, client) in [("customer", &cy), ("guest", &guest)] {
+        crate::harness::eventually(format!("the {who} cart to expire"), WAIT, || {
+            let client = client.clone();
+            async move {
+                let cart = client
+                    .get("/api/v1/cart")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if cart.body["item_count"] == 0 {
+                    Ok(())
+                } else {
+                    Err(cart.to_string())
+                }
+            }
+        })
+        .await;
+    }
+}
