@@ -280,6 +280,17 @@ impl Order {
         v
     }
 
+    /// True when `actor` may see (part of) this order; see [`Order::visible_to`].
+    pub fn is_visible_to(&self, actor: &Actor) -> bool {
+        actor.is_admin()
+            || self.customer_id == actor.user_id
+            || (actor.role == Role::Vendor
+                && self
+                    .lines
+                    .iter()
+                    .any(|l| l.vendor_id.as_deref() == Some(actor.user_id.as_str())))
+    }
+
     /// What `actor` may see of this order, or `None` if nothing.
     /// Customers see their own orders, admins all; a vendor sees the lines it
     /// sells (with their allocations), the address it ships to, and the
@@ -590,7 +601,10 @@ pub fn apply(
             order_id,
             ttl_ms,
         } => {
-            let mut order = domain!(load_for(store, *order_id, |o| may_act(actor, o)));
+            let mut order = domain!(load_for(store, *order_id, |o| o.is_visible_to(actor)));
+            if !may_act(actor, &order) {
+                return Ok(Err(DomainError::Forbidden));
+            }
             let Hold::Held { expires_at_ms } = order.hold else {
                 return Ok(Err(DomainError::HoldNotActive(order.id)));
             };
@@ -616,7 +630,10 @@ pub fn apply(
             order_id,
             reason,
         } => {
-            let mut order = domain!(load_for(store, *order_id, |o| may_act(actor, o)));
+            let mut order = domain!(load_for(store, *order_id, |o| o.is_visible_to(actor)));
+            if !may_act(actor, &order) {
+                return Ok(Err(DomainError::Forbidden));
+            }
             cancel(store, ctx, &mut order, Some(actor), reason)
         }
         OrderCommand::Ship {
@@ -625,8 +642,7 @@ pub fn apply(
             carrier,
             tracking_number,
         } => {
-            let mut order = domain!(load_for(store, *order_id, |o| may_fulfil(actor, o)
-                || may_act(actor, o)));
+            let mut order = domain!(load_for(store, *order_id, |o| o.is_visible_to(actor)));
             if !may_fulfil(actor, &order) {
                 return Ok(Err(DomainError::Forbidden));
             }
@@ -667,8 +683,7 @@ pub fn apply(
             Ok(Ok(Response::Order(Box::new(order))))
         }
         OrderCommand::Deliver { actor, order_id } => {
-            let mut order = domain!(load_for(store, *order_id, |o| may_fulfil(actor, o)
-                || may_act(actor, o)));
+            let mut order = domain!(load_for(store, *order_id, |o| o.is_visible_to(actor)));
             if !may_fulfil(actor, &order) {
                 return Ok(Err(DomainError::Forbidden));
             }

@@ -309,6 +309,62 @@ async fn refusals_declines_and_low_stock_alerts() {
         .filter(|t| matches!(*t, "StockLow" | "BackInStock"))
         .collect();
     assert_eq!(kinds, ["StockLow", "BackInStock"]);
+
+    // A vendor lists its own SKU and sees only its lines of an order that holds them.
+    let (v1, v1_id) = sign_in(&cluster.client(1), "vendor", "v1").await;
+    let (v2, v2_id) = sign_in(&cluster.client(1), "vendor", "v2").await;
+    let vendor_listing = |vendor: &str| json!({"name": "Vendor thing", "price": {"amount": 700, "currency": "EUR"}, "vendor_id": vendor});
+    v1.put("/api/v1/listings/VX", &vendor_listing(&v1_id))
+        .await
+        .unwrap()
+        .ok("vendor lists its SKU");
+    v2.put("/api/v1/listings/VX", &vendor_listing(&v2_id))
+        .await
+        .unwrap()
+        .expect_error(403, "forbidden", "another vendor takes the SKU");
+    stock(&admin, "VX", "w1", 2).await;
+    add_to_cart(&bob, "VX", 1).await.ok("add VX");
+    add_to_cart(&bob, "L", 1).await.ok("add L");
+    let mixed = checkout(&bob, &checkout_body(CARD_OK), None).await.unwrap();
+    let mixed_id = order_id(&mixed);
+    let seen = v1
+        .get(&format!("/api/v1/orders/{mixed_id}"))
+        .await
+        .unwrap()
+        .ok("vendor reads the order");
+    assert_eq!(seen["lines"].as_array().unwrap().len(), 1, "{seen}");
+    assert_eq!(seen["lines"][0]["sku"], "VX");
+    assert_eq!(
+        seen["totals"]["total"]["amount"], 700,
+        "only its lines count"
+    );
+    assert_eq!(
+        seen["payment"]["method"], "",
+        "no payment details for vendors"
+    );
+    let listed = v1
+        .get("/api/v1/orders")
+        .await
+        .unwrap()
+        .ok("vendor lists orders");
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    v2.get(&format!("/api/v1/orders/{mixed_id}"))
+        .await
+        .unwrap()
+        .expect_error(404, "order_not_found", "a vendor with no line in it");
+    wait_for_status(&bob, &mixed_id, "paid", WAIT).await;
+    v1.post(
+        &format!("/api/v1/orders/{mixed_id}/ship"),
+        &json!({"carrier": "x", "tracking_number": "y"}),
+    )
+    .await
+    .unwrap()
+    .expect_error(
+        403,
+        "forbidden",
+        "a vendor cannot ship another vendor's lines",
+    );
+
     bob.get("/api/v1/inventory/low-stock")
         .await
         .unwrap()
@@ -330,18 +386,35 @@ async fn refusals_declines_and_low_stock_alerts() {
         .expect_error(409, "invalid_transition", "ship a cancelled order");
 }
 
+/// A node configured with short cart expiry and payment timeouts.
 #[tokio::test]
-async fn idle_carts_expire_by_a_replicated_command() {
+async fn idle_carts_expire_and_unanswered_payments_cancel_the_order() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("node.toml");
     std::fs::write(
         &config,
-        "[commerce]\ncart_idle_secs = 1\nsweep_interval_ms = 200\n",
+        "[commerce]\ncart_idle_secs = 1\nsweep_interval_ms = 200\n\
+         [payments]\ntimeout_ms = 200\nmax_attempts = 2\nretry_backoff_ms = 50\n",
     )
     .unwrap();
     let cluster = Cluster::start_with(1, &["--config", config.to_str().unwrap()]).await;
     let (admin, _) = sign_in(&cluster.client(1), "admin", "root").await;
     listing(&admin, "C", 100).await;
+    warehouse(&admin, "w1", 48.0, 0).await;
+    stock(&admin, "C", "w1", 9).await;
+
+    // The slow card never answers within 200 ms: after two attempts the payment has failed,
+    // and the order is cancelled with its stock back.
+    let (dee, _) = sign_in(&cluster.client(1), "customer", "dee").await;
+    add_to_cart(&dee, "C", 4).await.ok("fill cart");
+    let placed = checkout(&dee, &checkout_body(crate::shop::CARD_SLOW), None)
+        .await
+        .unwrap();
+    let id = order_id(&placed);
+    let failed = wait_for_status(&dee, &id, "cancelled", WAIT).await;
+    assert_eq!(failed["payment"]["status"], "failed", "{failed}");
+    assert_eq!(level(&admin, "C", "w1").await, (9, 0));
+
     let (cy, _) = sign_in(&cluster.client(1), "customer", "cy").await;
     add_to_cart(&cy, "C", 2).await.ok("fill cart");
     let guest = add_to_cart(&cluster.client(1), "C", 1)

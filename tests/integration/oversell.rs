@@ -119,6 +119,32 @@ async fn racing_checkouts_on_every_node_never_oversell() {
         "the race had winners ({won}) and losers ({lost})"
     );
 
+    // An admin pages through every order, newest first, 5 at a time.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..CUSTOMERS {
+        let query = after
+            .as_ref()
+            .map_or(String::new(), |a| format!("&after={a}"));
+        let page = admin
+            .get(&format!("/api/v1/orders?limit=5{query}"))
+            .await
+            .unwrap()
+            .ok("page of orders");
+        for o in page["items"].as_array().unwrap() {
+            seen.push(o["id"].as_str().unwrap().parse::<u64>().unwrap());
+        }
+        match page["next_after"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), won, "every order once: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seen:?}"
+    );
+
     // Every node agrees: reserved = units sold, never more than the stock.
     for id in cluster.running_ids() {
         let client = cluster.client(id);
