@@ -60,11 +60,17 @@ async fn propose(node: &RaftNode, command: Command) -> Option<Response> {
     }
 }
 
-/// Repeats an expiry command while it removes full batches.
-async fn expire_all(node: &RaftNode, command: Command, batch: usize) {
+/// Repeats an expiry command while it removes full batches; counts what it
+/// removed in `expired_total{kind}`.
+async fn expire_all(node: &RaftNode, command: Command, batch: usize, kind: &'static str) {
     while is_leader(node) {
         match propose(node, command.clone()).await {
-            Some(Response::Expired { removed }) if removed >= batch as u64 => continue,
+            Some(Response::Expired { removed }) => {
+                metrics::counter!("expired_total", "kind" => kind).increment(removed);
+                if removed < batch as u64 {
+                    break;
+                }
+            }
             _ => break,
         }
     }
@@ -77,7 +83,8 @@ async fn idempotency_sweeper(node: Arc<RaftNode>, settings: Settings) {
         tokio::time::sleep(every).await;
         if is_leader(&node) {
             let command = Command::System(SystemCommand::ExpireIdempotency { ttl_ms });
-            expire_all(&node, command, ecommerce_domains::idempotency::EXPIRE_BATCH).await;
+            let batch = ecommerce_domains::idempotency::EXPIRE_BATCH;
+            expire_all(&node, command, batch, "idempotency_record").await;
         }
     }
 }
@@ -109,11 +116,11 @@ async fn commerce_sweeper(node: Arc<RaftNode>, settings: Settings) {
         };
         if hold_due {
             let command = Command::Order(OrderCommand::ExpireHolds);
-            expire_all(&node, command, order::EXPIRE_BATCH).await;
+            expire_all(&node, command, order::EXPIRE_BATCH, "hold").await;
         }
         if cart_due {
             let command = Command::Cart(cart::CartCommand::Expire { idle_ms });
-            expire_all(&node, command, cart::EXPIRE_BATCH).await;
+            expire_all(&node, command, cart::EXPIRE_BATCH, "cart").await;
         }
     }
 }
@@ -163,7 +170,10 @@ async fn payment_worker(
             tokio::spawn(async move {
                 let key = task.key.clone();
                 let result = perform(provider.as_ref(), &task, &settings).await;
-                tracing::info!(order_id = task.order_id, op = ?task.op, outcome = ?result_kind(&result), "payment task done");
+                let outcome = result_kind(&result);
+                tracing::info!(order_id = task.order_id, op = ?task.op, outcome, "payment task done");
+                metrics::counter!("payment_tasks_total", "op" => format!("{:?}", task.op).to_lowercase(), "outcome" => outcome)
+                    .increment(1);
                 let command = Command::Order(OrderCommand::PaymentResult {
                     order_id: task.order_id,
                     op: task.op,

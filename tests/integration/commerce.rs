@@ -296,6 +296,12 @@ async fn refusals_declines_and_low_stock_alerts() {
         (5, 0),
         "the hold was released"
     );
+    let metrics = cluster.client(1).get("/metrics").await.unwrap();
+    let metrics = metrics.body.as_str().unwrap_or_default();
+    assert!(
+        metrics.contains(r#"payment_tasks_total{op="authorize",outcome="declined"} 1"#),
+        "{metrics}"
+    );
     let low = admin
         .get("/api/v1/inventory/low-stock")
         .await
