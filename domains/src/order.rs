@@ -39,7 +39,7 @@ pub const BY_CUSTOMER: &str = "orders_by_customer";
 pub const BY_VENDOR: &str = "orders_by_vendor";
 /// (newest-first order key) → order id, for admins.
 pub const BY_TIME: &str = "orders_by_time";
-/// (hold expiry ms, order id) → order id, for confirmed orders.
+/// (hold expiry ms, order id) → the same, for confirmed orders.
 pub const HOLD_EXPIRY: &str = "orders_hold_expiry";
 /// (order id, operation) → payment task: the payment outbox.
 pub const PAYMENT_TASKS: &str = "payment_tasks";
@@ -507,6 +507,37 @@ fn enqueue(
     )
 }
 
+/// An entry of the hold-expiry index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct HoldEntry {
+    expires_at_ms: u64,
+    order_id: OrderId,
+}
+
+fn schedule_expiry(
+    store: &mut dyn StoreMut,
+    expires_at_ms: u64,
+    order_id: OrderId,
+) -> Result<(), StoreFault> {
+    let entry = HoldEntry {
+        expires_at_ms,
+        order_id,
+    };
+    store::put(
+        store,
+        HOLD_EXPIRY,
+        &[KeyPart::U64(expires_at_ms), KeyPart::U64(order_id)],
+        &entry,
+    )
+}
+
+fn unschedule_expiry(store: &mut dyn StoreMut, expires_at_ms: u64, order_id: OrderId) {
+    store.delete_raw(
+        HOLD_EXPIRY,
+        &[KeyPart::U64(expires_at_ms), KeyPart::U64(order_id)],
+    );
+}
+
 /// Returns the units of every allocation to available stock.
 fn release(
     store: &mut dyn StoreMut,
@@ -515,10 +546,7 @@ fn release(
     ctx: &ApplyContext,
 ) -> Result<Result<(), DomainError>, StoreFault> {
     if let Hold::Held { expires_at_ms } = order.hold {
-        store.delete_raw(
-            HOLD_EXPIRY,
-            &[KeyPart::U64(expires_at_ms), KeyPart::U64(order.id)],
-        );
+        unschedule_expiry(store, expires_at_ms, order.id);
     }
     if matches!(order.hold, Hold::Held { .. } | Hold::Committed) {
         for a in &order.allocations {
@@ -609,16 +637,8 @@ pub fn apply(
                 return Ok(Err(DomainError::HoldNotActive(order.id)));
             };
             let next = ctx.now_ms.saturating_add(*ttl_ms).max(expires_at_ms);
-            store.delete_raw(
-                HOLD_EXPIRY,
-                &[KeyPart::U64(expires_at_ms), KeyPart::U64(order.id)],
-            );
-            store::put(
-                store,
-                HOLD_EXPIRY,
-                &[KeyPart::U64(next), KeyPart::U64(order.id)],
-                &order.id,
-            )?;
+            unschedule_expiry(store, expires_at_ms, order.id);
+            schedule_expiry(store, next, order.id)?;
             order.hold = Hold::Held {
                 expires_at_ms: next,
             };
@@ -713,18 +733,19 @@ pub fn apply(
             result,
         } => payment_result(store, ctx, *order_id, *op, result),
         OrderCommand::ExpireHolds => {
-            let due: Vec<OrderId> = store.scan(HOLD_EXPIRY, &[], None, EXPIRE_BATCH)?;
+            let due: Vec<HoldEntry> = store.scan(HOLD_EXPIRY, &[], None, EXPIRE_BATCH)?;
             let mut removed = 0;
-            for id in due {
-                let Some(mut order) = get(store, id)? else {
-                    continue;
-                };
-                let Hold::Held { expires_at_ms } = order.hold else {
-                    continue;
-                };
-                if expires_at_ms > ctx.now_ms {
+            for entry in due {
+                if entry.expires_at_ms > ctx.now_ms {
                     break;
                 }
+                let order = get(store, entry.order_id)?;
+                let Some(mut order) = order.filter(|o| matches!(o.hold, Hold::Held { .. })) else {
+                    // Not expected (every change of a hold moves its entry), but a
+                    // stale entry must not block the ones behind it.
+                    unschedule_expiry(store, entry.expires_at_ms, entry.order_id);
+                    continue;
+                };
                 if let Err(e) = cancel(store, ctx, &mut order, None, "reservation expired")? {
                     return Ok(Err(e));
                 }
@@ -894,12 +915,7 @@ fn checkout(
         ctx,
         store,
     );
-    store::put(
-        store,
-        HOLD_EXPIRY,
-        &[KeyPart::U64(expires_at_ms), KeyPart::U64(id)],
-        &id,
-    )?;
+    schedule_expiry(store, expires_at_ms, id)?;
     store::put(
         store,
         BY_CUSTOMER,
@@ -944,10 +960,7 @@ fn payment_result(
             };
             if order.status == OrderStatus::Confirmed {
                 if let Hold::Held { expires_at_ms } = order.hold {
-                    store.delete_raw(
-                        HOLD_EXPIRY,
-                        &[KeyPart::U64(expires_at_ms), KeyPart::U64(order.id)],
-                    );
+                    unschedule_expiry(store, expires_at_ms, order.id);
                 }
                 order.hold = Hold::Committed;
                 transition(
@@ -1106,14 +1119,8 @@ pub fn payment_tasks(store: &dyn Store, limit: usize) -> Result<Vec<PaymentTask>
 
 /// The earliest hold expiry, for the leader's sweeper.
 pub fn next_hold_expiry(store: &dyn Store) -> Result<Option<u64>, StoreFault> {
-    let first: Vec<OrderId> = store.scan(HOLD_EXPIRY, &[], None, 1)?;
-    match first.first() {
-        Some(id) => Ok(get(store, *id)?.and_then(|o| match o.hold {
-            Hold::Held { expires_at_ms } => Some(expires_at_ms),
-            _ => None,
-        })),
-        None => Ok(None),
-    }
+    let first: Vec<HoldEntry> = store.scan(HOLD_EXPIRY, &[], None, 1)?;
+    Ok(first.first().map(|e| e.expires_at_ms))
 }
 
 #[cfg(test)]
