@@ -17,7 +17,7 @@ use crate::DomainError;
 
 /// Carts keyed by owner.
 pub const CARTS: &str = "carts";
-/// Carts by last change: (updated_ms, owner kind, owner id).
+/// Carts by last change: (updated_ms, owner kind, owner id) → the same.
 pub const CART_EXPIRY: &str = "carts_expiry";
 /// Most lines a cart may hold.
 pub const MAX_LINES: usize = 100;
@@ -146,18 +146,33 @@ fn save(store: &mut dyn StoreMut, mut cart: Cart, ctx: &ApplyContext) -> Result<
     cart.version = ctx.log_index;
     store::put(store, CARTS, &cart.owner.key(), &cart)?;
     let [kind, id] = cart.owner.key();
+    let entry = ExpiryEntry {
+        updated_ms: cart.updated_ms,
+        owner: cart.owner.clone(),
+    };
     store::put(
         store,
         CART_EXPIRY,
         &[KeyPart::U64(cart.updated_ms), kind, id],
-        &cart.owner,
+        &entry,
     )?;
     Ok(cart)
 }
 
+/// An entry of the idle-cart index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ExpiryEntry {
+    updated_ms: u64,
+    owner: CartOwner,
+}
+
 fn remove_expiry_entry(store: &mut dyn StoreMut, cart: &Cart) {
-    let [kind, id] = cart.owner.key();
-    store.delete_raw(CART_EXPIRY, &[KeyPart::U64(cart.updated_ms), kind, id]);
+    remove_entry(store, cart.updated_ms, &cart.owner);
+}
+
+fn remove_entry(store: &mut dyn StoreMut, updated_ms: u64, owner: &CartOwner) {
+    let [kind, id] = owner.key();
+    store.delete_raw(CART_EXPIRY, &[KeyPart::U64(updated_ms), kind, id]);
 }
 
 /// Removes a cart (after checkout, merge or expiry).
@@ -259,17 +274,20 @@ pub fn apply(
         }
         CartCommand::Expire { idle_ms } => {
             let cutoff = ctx.now_ms.saturating_sub(*idle_ms);
-            let due: Vec<CartOwner> = store.scan(CART_EXPIRY, &[], None, EXPIRE_BATCH)?;
+            let due: Vec<ExpiryEntry> = store.scan(CART_EXPIRY, &[], None, EXPIRE_BATCH)?;
             let mut removed = 0;
-            for owner in due {
-                let Some(cart) = get(store, &owner)? else {
-                    continue;
-                };
-                if cart.updated_ms > cutoff {
+            for entry in due {
+                if entry.updated_ms > cutoff {
                     break;
                 }
-                delete(store, &cart);
-                removed += 1;
+                match get(store, &entry.owner)? {
+                    Some(cart) if cart.updated_ms == entry.updated_ms => {
+                        delete(store, &cart);
+                        removed += 1;
+                    }
+                    // A stale entry (not expected) must not block the ones behind it.
+                    _ => remove_entry(store, entry.updated_ms, &entry.owner),
+                }
             }
             Ok(Ok(Response::Expired { removed }))
         }
@@ -278,11 +296,8 @@ pub fn apply(
 
 /// The time the oldest cart was last changed, for the leader's sweeper.
 pub fn oldest_update(store: &dyn Store) -> Result<Option<u64>, StoreFault> {
-    let first: Vec<CartOwner> = store.scan(CART_EXPIRY, &[], None, 1)?;
-    match first.first() {
-        Some(owner) => Ok(get(store, owner)?.map(|c| c.updated_ms)),
-        None => Ok(None),
-    }
+    let first: Vec<ExpiryEntry> = store.scan(CART_EXPIRY, &[], None, 1)?;
+    Ok(first.first().map(|e| e.updated_ms))
 }
 
 /// A cart line with its current price.
