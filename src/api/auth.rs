@@ -10,9 +10,14 @@
 //!
 //! Development credentials: until bearer tokens land, a request names its actor
 //! with `X-Dev-Actor: <role>:<user_id>` (role `customer`, `vendor` or `admin`).
+//!
+//! [`authenticate_headers`] is the one place a credential is read: the
+//! extractors call it with the HTTP headers, the gRPC services with the request
+//! metadata, so a change of credential applies to both.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use ecommerce_domains::{Actor, Role};
 
 use super::error::ApiError;
@@ -28,8 +33,10 @@ pub struct SignedIn(pub Actor);
 /// A signed-in admin.
 pub struct AdminOnly(pub Actor);
 
-fn authenticate(parts: &Parts) -> Result<Option<Actor>, ApiError> {
-    let Some(raw) = parts.headers.get(DEV_ACTOR) else {
+/// The caller named by a request's headers (or gRPC metadata), if any; a
+/// credential that is present but invalid is refused.
+pub fn authenticate_headers(headers: &HeaderMap) -> Result<Option<Actor>, ApiError> {
+    let Some(raw) = headers.get(DEV_ACTOR) else {
         return Ok(None);
     };
     let invalid = || {
@@ -50,6 +57,21 @@ fn authenticate(parts: &Parts) -> Result<Option<Actor>, ApiError> {
     }))
 }
 
+/// A signed-in caller, else `unauthenticated`.
+pub fn signed_in(actor: Option<Actor>) -> Result<Actor, ApiError> {
+    actor.ok_or_else(unauthenticated)
+}
+
+/// A signed-in admin, else `unauthenticated` or `forbidden`.
+pub fn admin_only(actor: Option<Actor>) -> Result<Actor, ApiError> {
+    let actor = signed_in(actor)?;
+    if actor.is_admin() {
+        Ok(actor)
+    } else {
+        Err(forbidden())
+    }
+}
+
 pub fn unauthenticated() -> ApiError {
     ApiError::new("unauthenticated", "sign in to use this route")
 }
@@ -62,7 +84,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        authenticate(parts).map(Self)
+        authenticate_headers(&parts.headers).map(Self)
     }
 }
 
@@ -70,7 +92,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        authenticate(parts)?.map(Self).ok_or_else(unauthenticated)
+        signed_in(authenticate_headers(&parts.headers)?).map(Self)
     }
 }
 
@@ -78,11 +100,6 @@ impl<S: Send + Sync> FromRequestParts<S> for AdminOnly {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let actor = authenticate(parts)?.ok_or_else(unauthenticated)?;
-        if actor.is_admin() {
-            Ok(Self(actor))
-        } else {
-            Err(forbidden())
-        }
+        admin_only(authenticate_headers(&parts.headers)?).map(Self)
     }
 }

@@ -7,22 +7,22 @@
 
 use axum::extract::State;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Json;
 use base64::Engine;
 use ecommerce_domains::cart::{self, CartCommand, CartOwner, LineMode, PricedCart, PricedLine};
 use ecommerce_domains::inventory::Sku;
-use ecommerce_domains::{Command, Response as Reply};
+use ecommerce_domains::{Actor, Command, Response as Reply};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use super::auth::{Caller, SignedIn};
+use super::auth::{authenticate_headers, SignedIn};
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{AppJson, AppPath, AppQuery, MutationMeta, ReadParams};
+use super::extract::{AppJson, AppPath, AppQuery, Consistency, MutationMeta, ReadParams};
 use super::listings::MoneyDto;
-use super::{unexpected, AppState, Committed};
+use super::{unexpected, AppState, Committed, Rendered};
 
 pub const CART_TOKEN: &str = "x-cart-token";
 
@@ -124,17 +124,15 @@ pub struct CartRef {
     pub owner: Option<CartOwner>,
 }
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for CartRef {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Caller(actor) = Caller::from_request_parts(parts, state).await?;
-        if let Some(actor) = actor {
+impl CartRef {
+    /// From a request's headers (or gRPC metadata): the credential, else `X-Cart-Token`.
+    pub fn from_headers(headers: &HeaderMap) -> ApiResult<Self> {
+        if let Some(actor) = authenticate_headers(headers)? {
             return Ok(Self {
                 owner: Some(CartOwner::User(actor.user_id)),
             });
         }
-        let owner = match parts.headers.get(CART_TOKEN) {
+        let owner = match headers.get(CART_TOKEN) {
             None => None,
             Some(raw) => Some(token_owner(raw.to_str().map_err(|_| {
                 ApiError::new("invalid_header", "X-Cart-Token must be visible ASCII")
@@ -142,19 +140,55 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for CartRef {
         };
         Ok(Self { owner })
     }
+
+    /// The owner of a cart that must already exist (a guest without a token has none).
+    pub fn existing(self) -> ApiResult<CartOwner> {
+        self.owner
+            .ok_or_else(|| ApiError::from(ecommerce_domains::DomainError::CartEmpty))
+    }
 }
 
-async fn read_cart(
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for CartRef {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Self::from_headers(&parts.headers)
+    }
+}
+
+/// The cart of `owner` (none: an empty cart), priced now.
+pub async fn read_cart(
     state: &AppState,
     owner: Option<&CartOwner>,
-    params: ReadParams,
-) -> ApiResult<CartDto> {
-    let reader = state.read(params.consistency.unwrap_or_default()).await?;
+    consistency: Consistency,
+) -> ApiResult<PricedCart> {
+    let reader = state.read(consistency).await?;
     let stored = match owner {
         Some(o) => cart::get(&reader, o)?,
         None => None,
     };
-    Ok(cart::priced(&reader, stored.as_ref())?.into())
+    Ok(cart::priced(&reader, stored.as_ref())?)
+}
+
+/// Proposes a cart change: the changed cart, priced now, or the refusal.
+pub async fn propose_change(
+    state: &AppState,
+    command: CartCommand,
+    tag: Option<ecommerce_domains::idempotency::IdempotencyTag>,
+) -> ApiResult<Rendered<PricedCart>> {
+    let committed: Committed = state.propose(Command::Cart(command), tag).await?;
+    // The cart comes from the command's result; prices from this node's replica.
+    let priced = match &committed.outcome {
+        Ok(Reply::Cart(c)) => {
+            let reader = state.read(Consistency::Stale).await?;
+            Some(cart::priced(&reader, Some(c))?)
+        }
+        _ => None,
+    };
+    Ok(committed.render(move |reply| match (reply, priced) {
+        (Reply::Cart(_), Some(p)) => Ok(p),
+        (other, _) => Err(unexpected(other)),
+    }))
 }
 
 /// Proposes a cart change and answers with the priced cart.
@@ -164,23 +198,14 @@ async fn change(
     tag: Option<ecommerce_domains::idempotency::IdempotencyTag>,
     new_token: Option<String>,
 ) -> ApiResult<Response> {
-    let committed: Committed = state.propose(Command::Cart(command), tag).await?;
-    // The cart comes from the command's result; prices from this node's replica.
-    let priced = match &committed.outcome {
-        Ok(Reply::Cart(c)) => {
-            let reader = state.read(super::extract::Consistency::Stale).await?;
-            Some(cart::priced(&reader, Some(c))?)
-        }
-        _ => None,
-    };
     let token = new_token.clone();
-    let mut response = committed.respond(move |reply| match (reply, priced) {
-        (Reply::Cart(_), Some(p)) => Ok(CartDto {
+    let mut response = propose_change(state, command, tag)
+        .await?
+        .map(move |p| CartDto {
             cart_token: token,
             ..CartDto::from(p)
-        }),
-        (other, _) => Err(unexpected(other)),
-    });
+        })
+        .into_response();
     if let (Some(token), StatusCode::OK) = (new_token, response.status()) {
         if let Ok(value) = HeaderValue::from_str(&token) {
             response.headers_mut().insert(CART_TOKEN, value);
@@ -198,7 +223,12 @@ pub async fn get_cart(
     cart: CartRef,
     AppQuery(params): AppQuery<ReadParams>,
 ) -> ApiResult<Json<CartDto>> {
-    Ok(Json(read_cart(&state, cart.owner.as_ref(), params).await?))
+    let consistency = params.consistency.unwrap_or_default();
+    Ok(Json(
+        read_cart(&state, cart.owner.as_ref(), consistency)
+            .await?
+            .into(),
+    ))
 }
 
 /// Add units of a SKU to the cart (a guest without a token gets a new cart and token).
@@ -211,33 +241,59 @@ pub async fn add_line(
     meta: MutationMeta,
     AppJson(body): AppJson<AddLineBody>,
 ) -> ApiResult<Response> {
-    let quantity = cart::parse_line_quantity(body.quantity)?;
-    if quantity == 0 {
-        return Err(ApiError::from(ecommerce_domains::DomainError::validation(
-            "quantity",
-            "must be at least 1",
-        )));
-    }
-    let sku = Sku::parse(&body.sku)?;
-    let (owner, token) = match cart.owner {
-        Some(owner) => (owner, None),
-        None => {
-            let token = new_token();
-            (token_owner(&token)?, Some(token))
-        }
-    };
-    let command = CartCommand::SetLine {
-        owner,
-        sku,
-        quantity,
-        mode: LineMode::Add,
-    };
+    let (command, token) = body.command(cart)?;
     change(&state, command, meta.tag(&body), token).await
 }
 
-fn existing(cart: CartRef) -> ApiResult<CartOwner> {
-    cart.owner
-        .ok_or_else(|| ApiError::from(ecommerce_domains::DomainError::CartEmpty))
+impl AddLineBody {
+    /// The command adding this line to `cart`, and the new cart token when
+    /// it creates a guest cart.
+    pub fn command(&self, cart: CartRef) -> ApiResult<(CartCommand, Option<String>)> {
+        let quantity = cart::parse_line_quantity(self.quantity)?;
+        if quantity == 0 {
+            return Err(ApiError::from(ecommerce_domains::DomainError::validation(
+                "quantity",
+                "must be at least 1",
+            )));
+        }
+        let sku = Sku::parse(&self.sku)?;
+        let (owner, token) = match cart.owner {
+            Some(owner) => (owner, None),
+            None => {
+                let token = new_token();
+                (token_owner(&token)?, Some(token))
+            }
+        };
+        let command = CartCommand::SetLine {
+            owner,
+            sku,
+            quantity,
+            mode: LineMode::Add,
+        };
+        Ok((command, token))
+    }
+}
+
+impl SetLineBody {
+    /// The command setting the quantity of `raw_sku` in `cart`.
+    pub fn command(&self, cart: CartRef, raw_sku: &str) -> ApiResult<CartCommand> {
+        Ok(CartCommand::SetLine {
+            owner: cart.existing()?,
+            sku: Sku::parse(raw_sku)?,
+            quantity: cart::parse_line_quantity(self.quantity)?,
+            mode: LineMode::Set,
+        })
+    }
+}
+
+/// The command removing `raw_sku` from `cart`.
+pub fn remove_line_command(cart: CartRef, raw_sku: &str) -> ApiResult<CartCommand> {
+    Ok(CartCommand::SetLine {
+        owner: cart.existing()?,
+        sku: Sku::parse(raw_sku)?,
+        quantity: 0,
+        mode: LineMode::Set,
+    })
 }
 
 /// Set the quantity of a line (0 removes it).
@@ -251,12 +307,7 @@ pub async fn set_line(
     meta: MutationMeta,
     AppJson(body): AppJson<SetLineBody>,
 ) -> ApiResult<Response> {
-    let command = CartCommand::SetLine {
-        owner: existing(cart)?,
-        sku: Sku::parse(&raw)?,
-        quantity: cart::parse_line_quantity(body.quantity)?,
-        mode: LineMode::Set,
-    };
+    let command = body.command(cart, &raw)?;
     change(&state, command, meta.tag(&body), None).await
 }
 
@@ -270,12 +321,7 @@ pub async fn remove_line(
     AppPath(raw): AppPath<String>,
     meta: MutationMeta,
 ) -> ApiResult<Response> {
-    let command = CartCommand::SetLine {
-        owner: existing(cart)?,
-        sku: Sku::parse(&raw)?,
-        quantity: 0,
-        mode: LineMode::Set,
-    };
+    let command = remove_line_command(cart, &raw)?;
     change(&state, command, meta.tag(&()), None).await
 }
 
@@ -289,7 +335,7 @@ pub async fn clear_cart(
     meta: MutationMeta,
 ) -> ApiResult<Response> {
     let command = CartCommand::Clear {
-        owner: existing(cart)?,
+        owner: cart.existing()?,
     };
     change(&state, command, meta.tag(&()), None).await
 }
@@ -303,15 +349,22 @@ pub async fn merge_cart(
     meta: MutationMeta,
     AppJson(body): AppJson<MergeBody>,
 ) -> ApiResult<Response> {
-    let guest = token_owner(&body.cart_token).map_err(|_| {
-        ApiError::from(ecommerce_domains::DomainError::validation(
-            "cart_token",
-            "is not a cart token",
-        ))
-    })?;
-    let command = CartCommand::Merge {
-        guest,
-        user: CartOwner::User(actor.user_id),
-    };
+    let command = body.command(actor)?;
     change(&state, command, meta.tag(&body), None).await
+}
+
+impl MergeBody {
+    /// The command moving this guest cart into `actor`'s cart.
+    pub fn command(&self, actor: Actor) -> ApiResult<CartCommand> {
+        let guest = token_owner(&self.cart_token).map_err(|_| {
+            ApiError::from(ecommerce_domains::DomainError::validation(
+                "cart_token",
+                "is not a cart token",
+            ))
+        })?;
+        Ok(CartCommand::Merge {
+            guest,
+            user: CartOwner::User(actor.user_id),
+        })
+    }
 }

@@ -228,20 +228,35 @@ pub async fn get_stock(
     AppPath(raw): AppPath<String>,
     AppQuery(params): AppQuery<ReadParams>,
 ) -> ApiResult<Json<SkuStockDto>> {
-    let sku = sku(&raw)?;
-    let reader = state.read(params.consistency.unwrap_or_default()).await?;
-    let stock = inventory::sku_stock(&reader, &sku)?.ok_or_else(|| {
+    let stock = find_stock(&state, &raw, params.consistency.unwrap_or_default()).await?;
+    Ok(Json(stock.into()))
+}
+
+impl From<inventory::SkuStock> for SkuStockDto {
+    fn from(stock: inventory::SkuStock) -> Self {
+        Self {
+            sku: stock.sku,
+            on_hand: stock.on_hand,
+            reserved: stock.reserved,
+            available: stock.available,
+            warehouses: stock.warehouses.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// Stock of SKU `raw` over all warehouses, or `sku_not_found`.
+pub async fn find_stock(
+    state: &AppState,
+    raw: &str,
+    consistency: Consistency,
+) -> ApiResult<inventory::SkuStock> {
+    let sku = sku(raw)?;
+    let reader = state.read(consistency).await?;
+    inventory::sku_stock(&reader, &sku)?.ok_or_else(|| {
         ApiError::from(ecommerce_domains::DomainError::SkuNotFound(
             sku.as_str().into(),
         ))
-    })?;
-    Ok(Json(SkuStockDto {
-        sku: stock.sku,
-        on_hand: stock.on_hand,
-        reserved: stock.reserved,
-        available: stock.available,
-        warehouses: stock.warehouses.into_iter().map(Into::into).collect(),
-    }))
+    })
 }
 
 /// Set the on-hand stock of a SKU in a warehouse (optionally compare-and-set on version).
@@ -337,26 +352,45 @@ pub async fn set_threshold(
     meta: MutationMeta,
     AppJson(body): AppJson<ThresholdBody>,
 ) -> ApiResult<Response> {
-    let command = InventoryCommand::SetThreshold {
-        sku: sku(&raw_sku)?,
-        warehouse_id: body.warehouse_id.as_deref().map(warehouse_id).transpose()?,
-        threshold: body
-            .threshold
-            .map(|t| inventory::parse_quantity("threshold", t))
-            .transpose()?,
-    };
+    let command = body.command(&raw_sku)?;
     let committed = state
         .propose(Command::Inventory(command), meta.tag(&body))
         .await?;
-    Ok(committed.respond(|reply| match reply {
-        Reply::Threshold(t) => Ok(ThresholdDto {
+    let rendered = committed.render(threshold_reply).map(ThresholdDto::from);
+    Ok(rendered.into_response())
+}
+
+impl From<inventory::Threshold> for ThresholdDto {
+    fn from(t: inventory::Threshold) -> Self {
+        Self {
             sku: t.sku.as_str().to_string(),
             warehouse_id: t.warehouse_id.map(|w| w.as_str().to_string()),
             threshold: t.threshold,
             version: t.version,
-        }),
+        }
+    }
+}
+
+impl ThresholdBody {
+    /// The command setting (or removing) the low-stock threshold of `raw_sku`.
+    pub fn command(&self, raw_sku: &str) -> ApiResult<InventoryCommand> {
+        Ok(InventoryCommand::SetThreshold {
+            sku: sku(raw_sku)?,
+            warehouse_id: self.warehouse_id.as_deref().map(warehouse_id).transpose()?,
+            threshold: self
+                .threshold
+                .map(|t| inventory::parse_quantity("threshold", t))
+                .transpose()?,
+        })
+    }
+}
+
+/// The threshold a threshold command answered.
+pub fn threshold_reply(reply: Reply) -> ApiResult<inventory::Threshold> {
+    match reply {
+        Reply::Threshold(t) => Ok(t),
         other => Err(unexpected(other)),
-    }))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -384,6 +418,31 @@ pub async fn low_stock(
     AdminOnly(_admin): AdminOnly,
     AppQuery(params): AppQuery<ListParams>,
 ) -> ApiResult<Json<LowStockList>> {
+    let (items, next_after) = low_stock_page(&state, &params).await?;
+    Ok(Json(LowStockList {
+        items: items.into_iter().map(Into::into).collect(),
+        next_after,
+    }))
+}
+
+impl From<inventory::LowStock> for LowStockDto {
+    fn from(l: inventory::LowStock) -> Self {
+        Self {
+            sku: l.sku.as_str().to_string(),
+            warehouse_id: l.warehouse_id.map(|w| w.as_str().to_string()),
+            threshold: l.threshold,
+            available: l.available,
+            since_ms: l.since_ms,
+        }
+    }
+}
+
+/// A page of what is below its low-stock threshold, and the `after` of the
+/// next page (`sku` or `sku/warehouse_id`).
+pub async fn low_stock_page(
+    state: &AppState,
+    params: &ListParams,
+) -> ApiResult<(Vec<inventory::LowStock>, Option<String>)> {
     let limit = params.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::new(
@@ -408,17 +467,5 @@ pub async fn low_stock(
             })
         })
         .flatten();
-    Ok(Json(LowStockList {
-        items: items
-            .into_iter()
-            .map(|l| LowStockDto {
-                sku: l.sku.as_str().to_string(),
-                warehouse_id: l.warehouse_id.map(|w| w.as_str().to_string()),
-                threshold: l.threshold,
-                available: l.available,
-                since_ms: l.since_ms,
-            })
-            .collect(),
-        next_after,
-    }))
+    Ok((items, next_after))
 }

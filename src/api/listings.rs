@@ -6,13 +6,13 @@ use axum::Json;
 use ecommerce_domains::inventory::Sku;
 use ecommerce_domains::listing::{self, Listing, ListingCommand};
 use ecommerce_domains::money::Money;
-use ecommerce_domains::{Command, DomainError, Response as Reply};
+use ecommerce_domains::{Actor, Command, DomainError, Response as Reply};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::SignedIn;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{AppJson, AppPath, AppQuery, MutationMeta, ReadParams};
+use super::extract::{AppJson, AppPath, AppQuery, Consistency, MutationMeta, ReadParams};
 use super::{unexpected, AppState};
 
 /// An amount in minor units (cents) and its ISO 4217 currency.
@@ -80,21 +80,36 @@ pub async fn put_listing(
     meta: MutationMeta,
     AppJson(body): AppJson<ListingBody>,
 ) -> ApiResult<Response> {
-    let command = ListingCommand::Upsert {
-        actor,
-        sku: Sku::parse(&raw)?,
-        name: listing::parse_name("name", &body.name)?,
-        price: Money::parse("price", body.price.amount, &body.price.currency)?,
-        vendor_id: body.vendor_id.clone(),
-        active: body.active.unwrap_or(true),
-    };
+    let command = body.command(actor, &raw)?;
     let committed = state
         .propose(Command::Listing(command), meta.tag(&body))
         .await?;
-    Ok(committed.respond(|reply| match reply {
-        Reply::Listing(l) => Ok(ListingDto::from(l)),
+    Ok(committed
+        .render(listing_reply)
+        .map(ListingDto::from)
+        .into_response())
+}
+
+impl ListingBody {
+    /// The command creating or replacing the listing of `raw_sku`.
+    pub fn command(&self, actor: Actor, raw_sku: &str) -> ApiResult<ListingCommand> {
+        Ok(ListingCommand::Upsert {
+            actor,
+            sku: Sku::parse(raw_sku)?,
+            name: listing::parse_name("name", &self.name)?,
+            price: Money::parse("price", self.price.amount, &self.price.currency)?,
+            vendor_id: self.vendor_id.clone(),
+            active: self.active.unwrap_or(true),
+        })
+    }
+}
+
+/// The listing a listing command answered.
+pub fn listing_reply(reply: Reply) -> ApiResult<Listing> {
+    match reply {
+        Reply::Listing(l) => Ok(l),
         other => Err(unexpected(other)),
-    }))
+    }
 }
 
 /// Read the listing of a SKU.
@@ -105,9 +120,18 @@ pub async fn get_listing(
     AppPath(raw): AppPath<String>,
     AppQuery(params): AppQuery<ReadParams>,
 ) -> ApiResult<Json<ListingDto>> {
-    let sku = Sku::parse(&raw)?;
-    let reader = state.read(params.consistency.unwrap_or_default()).await?;
-    let listing = listing::get(&reader, &sku)?
-        .ok_or_else(|| ApiError::from(DomainError::ListingNotFound(raw)))?;
-    Ok(Json(listing.into()))
+    let consistency = params.consistency.unwrap_or_default();
+    Ok(Json(find_listing(&state, &raw, consistency).await?.into()))
+}
+
+/// The listing of SKU `raw`, or `listing_not_found`.
+pub async fn find_listing(
+    state: &AppState,
+    raw: &str,
+    consistency: Consistency,
+) -> ApiResult<Listing> {
+    let sku = Sku::parse(raw)?;
+    let reader = state.read(consistency).await?;
+    listing::get(&reader, &sku)?
+        .ok_or_else(|| ApiError::from(DomainError::ListingNotFound(raw.to_string())))
 }

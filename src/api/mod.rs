@@ -97,13 +97,50 @@ impl AppState {
 }
 
 impl Committed {
+    /// The outcome as `render(response)`, or the domain's refusal; either way
+    /// with whether it replays a stored outcome. Transport-neutral: REST
+    /// answers it with [`Rendered::into_response`], gRPC with its own reply.
+    pub fn render<T>(
+        self,
+        render: impl FnOnce(ecommerce_domains::Response) -> ApiResult<T>,
+    ) -> Rendered<T> {
+        Rendered {
+            result: self.outcome.map_err(ApiError::from).and_then(render),
+            replayed: self.replayed,
+        }
+    }
+
     /// Renders the outcome: 200 with `render(response)` as JSON, or the domain
     /// error; marks replays of a stored outcome with `Idempotent-Replayed: true`.
     pub fn respond<T: Serialize>(
         self,
         render: impl FnOnce(ecommerce_domains::Response) -> ApiResult<T>,
     ) -> Response {
-        let mut response = match self.outcome.map_err(ApiError::from).and_then(render) {
+        self.render(render).into_response()
+    }
+}
+
+/// A committed command's result, rendered for the caller.
+pub struct Rendered<T> {
+    pub result: ApiResult<T>,
+    /// True when the result is a stored one replayed for a repeated idempotency key.
+    pub replayed: bool,
+}
+
+impl<T> Rendered<T> {
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Rendered<U> {
+        Rendered {
+            result: self.result.map(f),
+            replayed: self.replayed,
+        }
+    }
+}
+
+impl<T: Serialize> Rendered<T> {
+    /// 200 with the value as JSON, or the error; replays are marked with
+    /// `Idempotent-Replayed: true`.
+    pub fn into_response(self) -> Response {
+        let mut response = match self.result {
             Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
             Err(e) => e.into_response(),
         };

@@ -20,7 +20,8 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{AppJson, AppPath, AppQuery, Consistency, MutationMeta, ReadParams};
 use super::inventory::LocationDto;
 use super::listings::MoneyDto;
-use super::{unexpected, AppState};
+use super::{unexpected, AppState, Rendered};
+use crate::config::CommerceSettings;
 use crate::payments::sandbox;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -291,15 +292,25 @@ impl From<Order> for OrderDto {
     }
 }
 
-/// The order as `actor` may see it.
-fn order_reply(actor: &Actor) -> impl FnOnce(Reply) -> ApiResult<OrderDto> + '_ {
+/// The order a command answered, as `actor` may see it.
+pub fn visible_order(actor: &Actor) -> impl FnOnce(Reply) -> ApiResult<Order> + '_ {
     move |reply| match reply {
         Reply::Order(o) => o
             .visible_to(actor)
-            .map(OrderDto::from)
             .ok_or_else(|| DomainError::OrderNotFound(o.id).into()),
         other => Err(unexpected(other)),
     }
+}
+
+/// Proposes an order command: the order as `actor` may see it, or the refusal.
+pub async fn propose_order(
+    state: &AppState,
+    actor: &Actor,
+    command: OrderCommand,
+    tag: Option<ecommerce_domains::idempotency::IdempotencyTag>,
+) -> ApiResult<Rendered<Order>> {
+    let committed = state.propose(Command::Order(command), tag).await?;
+    Ok(committed.render(visible_order(actor)))
 }
 
 /// (year, month) of the node's clock, for card expiry.
@@ -353,48 +364,61 @@ pub async fn checkout(
     meta: MutationMeta,
     AppJson(body): AppJson<CheckoutBody>,
 ) -> ApiResult<Response> {
-    let strategy = match body.allocation_strategy.as_deref() {
-        None => Strategy::default(),
-        Some(raw) => Strategy::parse(raw).ok_or_else(|| {
-            DomainError::validation(
-                "allocation_strategy",
-                "must be priority, nearest or highest_stock",
-            )
-        })?,
-    };
-    let c = &state.settings.commerce;
-    let ttl_secs = body.hold_ttl_secs.unwrap_or(c.hold_ttl_secs);
-    if !(1..=c.max_hold_ttl_secs).contains(&ttl_secs) {
-        return Err(DomainError::validation(
-            "hold_ttl_secs",
-            format!("must be between 1 and {}", c.max_hold_ttl_secs),
-        )
-        .into());
-    }
-    let shipping_address = body.shipping_address.clone().parse()?;
-    if strategy == Strategy::Nearest && shipping_address.location.is_none() {
-        return Err(DomainError::validation(
-            "shipping_address.location",
-            "the nearest strategy needs the address's location",
-        )
-        .into());
-    }
-    let command = OrderCommand::Checkout {
-        actor: actor.clone(),
-        cart: CartOwner::User(actor.user_id.clone()),
-        shipping_address,
-        strategy,
-        hold_ttl_ms: ttl_secs * 1000,
-        payment_method: payment_method(&body.payment)?,
-    };
-    let committed = state
-        .propose(Command::Order(command), meta.tag(&body))
-        .await?;
-    let mut response = committed.respond(order_reply(&actor));
+    let command = body.command(&state.settings.commerce, &actor)?;
+    let mut response = propose_order(&state, &actor, command, meta.tag(&body))
+        .await?
+        .map(OrderDto::from)
+        .into_response();
     if response.status() == StatusCode::OK {
         *response.status_mut() = StatusCode::CREATED;
     }
     Ok(response)
+}
+
+/// A hold length in ms, from `secs` between 1 and `max_secs`.
+fn hold_ttl_ms(field: &str, secs: u64, max_secs: u64) -> ApiResult<u64> {
+    if !(1..=max_secs).contains(&secs) {
+        return Err(
+            DomainError::validation(field, format!("must be between 1 and {max_secs}")).into(),
+        );
+    }
+    Ok(secs * 1000)
+}
+
+impl CheckoutBody {
+    /// The command placing `actor`'s cart as an order.
+    pub fn command(&self, settings: &CommerceSettings, actor: &Actor) -> ApiResult<OrderCommand> {
+        let strategy = match self.allocation_strategy.as_deref() {
+            None => Strategy::default(),
+            Some(raw) => Strategy::parse(raw).ok_or_else(|| {
+                DomainError::validation(
+                    "allocation_strategy",
+                    "must be priority, nearest or highest_stock",
+                )
+            })?,
+        };
+        let hold_ttl_ms = hold_ttl_ms(
+            "hold_ttl_secs",
+            self.hold_ttl_secs.unwrap_or(settings.hold_ttl_secs),
+            settings.max_hold_ttl_secs,
+        )?;
+        let shipping_address = self.shipping_address.clone().parse()?;
+        if strategy == Strategy::Nearest && shipping_address.location.is_none() {
+            return Err(DomainError::validation(
+                "shipping_address.location",
+                "the nearest strategy needs the address's location",
+            )
+            .into());
+        }
+        Ok(OrderCommand::Checkout {
+            actor: actor.clone(),
+            cart: CartOwner::User(actor.user_id.clone()),
+            shipping_address,
+            strategy,
+            hold_ttl_ms,
+            payment_method: payment_method(&self.payment)?,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -444,6 +468,20 @@ pub async fn list_orders(
     SignedIn(actor): SignedIn,
     AppQuery(params): AppQuery<OrderListParams>,
 ) -> ApiResult<Json<OrderList>> {
+    let (orders, next) = list_visible(&state, &actor, &params).await?;
+    Ok(Json(OrderList {
+        items: orders.into_iter().map(OrderDto::from).collect(),
+        next_after: next.map(|id| id.to_string()),
+    }))
+}
+
+/// A page of the orders `actor` may see (each as it may see it), newest
+/// first, and the id to continue after.
+pub async fn list_visible(
+    state: &AppState,
+    actor: &Actor,
+    params: &OrderListParams,
+) -> ApiResult<(Vec<Order>, Option<OrderId>)> {
     let limit = params.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::new(
@@ -485,14 +523,8 @@ pub async fn list_orders(
     };
     let reader = state.read(params.consistency.unwrap_or_default()).await?;
     let (orders, next) = order::list(&reader, scope, &filter, after, limit)?;
-    Ok(Json(OrderList {
-        items: orders
-            .iter()
-            .filter_map(|o| o.visible_to(&actor))
-            .map(OrderDto::from)
-            .collect(),
-        next_after: next.map(|id| id.to_string()),
-    }))
+    let visible = orders.iter().filter_map(|o| o.visible_to(actor)).collect();
+    Ok((visible, next))
 }
 
 /// Read one order with its lines, allocations, payment and timeline.
@@ -504,11 +536,22 @@ pub async fn get_order(
     AppPath(raw): AppPath<String>,
     AppQuery(params): AppQuery<ReadParams>,
 ) -> ApiResult<Json<OrderDto>> {
-    let id = order_id(&raw)?;
-    let reader = state.read(params.consistency.unwrap_or_default()).await?;
+    let consistency = params.consistency.unwrap_or_default();
+    let order = find_order(&state, &actor, &raw, consistency).await?;
+    Ok(Json(order.into()))
+}
+
+/// Order `raw_id` as `actor` may see it; `order_not_found` if it may not.
+pub async fn find_order(
+    state: &AppState,
+    actor: &Actor,
+    raw_id: &str,
+    consistency: Consistency,
+) -> ApiResult<Order> {
+    let id = order_id(raw_id)?;
+    let reader = state.read(consistency).await?;
     order::get(&reader, id)?
-        .and_then(|o| o.visible_to(&actor))
-        .map(|o| Json(o.into()))
+        .and_then(|o| o.visible_to(actor))
         .ok_or_else(|| DomainError::OrderNotFound(id).into())
 }
 
@@ -539,8 +582,8 @@ async fn transition(
     command: OrderCommand,
     tag: Option<ecommerce_domains::idempotency::IdempotencyTag>,
 ) -> ApiResult<Response> {
-    let committed = state.propose(Command::Order(command), tag).await?;
-    Ok(committed.respond(order_reply(actor)))
+    let rendered = propose_order(state, actor, command, tag).await?;
+    Ok(rendered.map(OrderDto::from).into_response())
 }
 
 fn short_text(field: &str, raw: &str, max: usize) -> ApiResult<String> {
@@ -565,16 +608,23 @@ pub async fn cancel_order(
     meta: MutationMeta,
     AppJson(body): AppJson<CancelBody>,
 ) -> ApiResult<Response> {
-    let reason = match &body.reason {
-        Some(r) => short_text("reason", r, 500)?,
-        None => String::new(),
-    };
-    let command = OrderCommand::Cancel {
-        actor: actor.clone(),
-        order_id: order_id(&raw)?,
-        reason,
-    };
+    let command = body.command(&actor, &raw)?;
     transition(&state, &actor, command, meta.tag(&body)).await
+}
+
+impl CancelBody {
+    /// The command cancelling order `raw_id`.
+    pub fn command(&self, actor: &Actor, raw_id: &str) -> ApiResult<OrderCommand> {
+        let reason = match &self.reason {
+            Some(r) => short_text("reason", r, 500)?,
+            None => String::new(),
+        };
+        Ok(OrderCommand::Cancel {
+            actor: actor.clone(),
+            order_id: order_id(raw_id)?,
+            reason,
+        })
+    }
 }
 
 /// Keep a confirmed order's stock reserved for `ttl_secs` more (e.g. while a
@@ -589,18 +639,25 @@ pub async fn extend_hold(
     meta: MutationMeta,
     AppJson(body): AppJson<ExtendHoldBody>,
 ) -> ApiResult<Response> {
-    let max = state.settings.commerce.max_hold_ttl_secs;
-    if !(1..=max).contains(&body.ttl_secs) {
-        return Err(
-            DomainError::validation("ttl_secs", format!("must be between 1 and {max}")).into(),
-        );
-    }
-    let command = OrderCommand::ExtendHold {
-        actor: actor.clone(),
-        order_id: order_id(&raw)?,
-        ttl_ms: body.ttl_secs * 1000,
-    };
+    let command = body.command(&state.settings.commerce, &actor, &raw)?;
     transition(&state, &actor, command, meta.tag(&body)).await
+}
+
+impl ExtendHoldBody {
+    /// The command extending the hold of order `raw_id`.
+    pub fn command(
+        &self,
+        settings: &CommerceSettings,
+        actor: &Actor,
+        raw_id: &str,
+    ) -> ApiResult<OrderCommand> {
+        let ttl_ms = hold_ttl_ms("ttl_secs", self.ttl_secs, settings.max_hold_ttl_secs)?;
+        Ok(OrderCommand::ExtendHold {
+            actor: actor.clone(),
+            order_id: order_id(raw_id)?,
+            ttl_ms,
+        })
+    }
 }
 
 /// Ship a paid order (admins, or the vendor selling every line): its units
@@ -616,13 +673,20 @@ pub async fn ship_order(
     meta: MutationMeta,
     AppJson(body): AppJson<ShipBody>,
 ) -> ApiResult<Response> {
-    let command = OrderCommand::Ship {
-        actor: actor.clone(),
-        order_id: order_id(&raw)?,
-        carrier: short_text("carrier", &body.carrier, 100)?,
-        tracking_number: short_text("tracking_number", &body.tracking_number, 100)?,
-    };
+    let command = body.command(&actor, &raw)?;
     transition(&state, &actor, command, meta.tag(&body)).await
+}
+
+impl ShipBody {
+    /// The command shipping order `raw_id`.
+    pub fn command(&self, actor: &Actor, raw_id: &str) -> ApiResult<OrderCommand> {
+        Ok(OrderCommand::Ship {
+            actor: actor.clone(),
+            order_id: order_id(raw_id)?,
+            carrier: short_text("carrier", &self.carrier, 100)?,
+            tracking_number: short_text("tracking_number", &self.tracking_number, 100)?,
+        })
+    }
 }
 
 /// Mark a shipped order delivered.
@@ -636,9 +700,14 @@ pub async fn deliver_order(
     AppPath(raw): AppPath<String>,
     meta: MutationMeta,
 ) -> ApiResult<Response> {
-    let command = OrderCommand::Deliver {
-        actor: actor.clone(),
-        order_id: order_id(&raw)?,
-    };
+    let command = deliver_command(&actor, &raw)?;
     transition(&state, &actor, command, meta.tag(&())).await
+}
+
+/// The command marking order `raw_id` delivered.
+pub fn deliver_command(actor: &Actor, raw_id: &str) -> ApiResult<OrderCommand> {
+    Ok(OrderCommand::Deliver {
+        actor: actor.clone(),
+        order_id: order_id(raw_id)?,
+    })
 }
