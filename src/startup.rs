@@ -26,7 +26,7 @@ use tower_http::trace::TraceLayer;
 use crate::api::error::ApiError;
 use crate::api::{self, AppState, Inner};
 use crate::config::Settings;
-use crate::grpc::PublicGrpc;
+use crate::grpc::{Commerce, PublicGrpc};
 use crate::identity::Identity;
 use crate::telemetry;
 
@@ -170,6 +170,7 @@ impl Application {
             node: self.node.clone(),
             cluster_id: self.state.cluster_id.clone(),
         };
+        let commerce = Commerce::new(self.state.clone());
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<crate::grpc::proto::cluster_service_server::ClusterServiceServer<PublicGrpc>>().await;
         let grpc = tonic::transport::Server::builder()
@@ -177,6 +178,10 @@ impl Application {
             .add_service(health_service)
             .add_service(public.cluster_service())
             .add_service(public.event_service())
+            .add_service(commerce.cart_service())
+            .add_service(commerce.order_service())
+            .add_service(commerce.inventory_service())
+            .add_service(commerce.listing_service())
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(self.grpc_listener),
                 stopped(stop_rx.clone()),
