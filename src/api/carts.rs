@@ -241,14 +241,35 @@ pub async fn add_line(
     meta: MutationMeta,
     AppJson(body): AppJson<AddLineBody>,
 ) -> ApiResult<Response> {
-    let (command, token) = body.command(cart)?;
-    change(&state, command, meta.tag(&body), token).await
+    let tag = meta.tag(&body);
+    let (command, token) = body.command(cart, tag.is_some())?;
+    change(&state, command, tag, token).await
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CartTokenDto {
+    pub cart_token: String,
+}
+
+/// A new guest cart token. Nothing is stored until a line is added with it;
+/// a guest that retries with `Idempotency-Key` gets its token here first.
+#[utoipa::path(post, path = "/api/v1/cart/token", tag = "carts",
+    responses((status = 200, body = CartTokenDto)))]
+pub async fn new_cart_token() -> Json<CartTokenDto> {
+    Json(CartTokenDto {
+        cart_token: new_token(),
+    })
 }
 
 impl AddLineBody {
     /// The command adding this line to `cart`, and the new cart token when
-    /// it creates a guest cart.
-    pub fn command(&self, cart: CartRef) -> ApiResult<(CartCommand, Option<String>)> {
+    /// it creates a guest cart. A request that may be retried (`idempotent`)
+    /// cannot create one: its replay could not hand out the same token.
+    pub fn command(
+        &self,
+        cart: CartRef,
+        idempotent: bool,
+    ) -> ApiResult<(CartCommand, Option<String>)> {
         let quantity = cart::parse_line_quantity(self.quantity)?;
         if quantity == 0 {
             return Err(ApiError::from(ecommerce_domains::DomainError::validation(
@@ -259,6 +280,12 @@ impl AddLineBody {
         let sku = Sku::parse(&self.sku)?;
         let (owner, token) = match cart.owner {
             Some(owner) => (owner, None),
+            None if idempotent => {
+                return Err(ApiError::from(ecommerce_domains::DomainError::validation(
+                    "X-Cart-Token",
+                    "a guest request with an Idempotency-Key needs a cart token: get one from POST /api/v1/cart/token",
+                )))
+            }
             None => {
                 let token = new_token();
                 (token_owner(&token)?, Some(token))

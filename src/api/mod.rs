@@ -188,6 +188,7 @@ pub fn router(state: AppState) -> Router {
             put(carts::set_line).delete(carts::remove_line),
         )
         .route("/cart/merge", post(carts::merge_cart))
+        .route("/cart/token", post(carts::new_cart_token))
         .route("/checkout", post(orders::checkout))
         .route("/orders", get(orders::list_orders))
         .route("/orders/{id}", get(orders::get_order))

@@ -24,6 +24,7 @@ use super::{carts, cluster, error, events, inventory, listings, ops, orders};
         inventory::set_threshold, inventory::low_stock,
         listings::put_listing, listings::get_listing,
         carts::get_cart, carts::add_line, carts::set_line, carts::remove_line, carts::clear_cart, carts::merge_cart,
+        carts::new_cart_token,
         orders::checkout, orders::list_orders, orders::get_order, orders::cancel_order, orders::extend_hold,
         orders::ship_order, orders::deliver_order,
         events::list_events,

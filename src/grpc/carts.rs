@@ -82,7 +82,7 @@ impl proto::cart_service_server::CartService for Commerce {
                 sku: r.sku.clone(),
                 quantity: r.quantity,
             };
-            let (command, new_token) = body.command(cart)?;
+            let (command, new_token) = body.command(cart, tag.is_some())?;
             token.clone_from(&new_token);
             Ok(self.change(command, tag).await?.map(|cart| proto::Cart {
                 cart_token: new_token,

@@ -49,6 +49,44 @@ async fn cart_to_delivered_across_a_three_node_cluster() {
     let guest = guest.with_header("x-cart-token", &token);
     add_to_cart(&guest, "B", 1).await.ok("guest adds B");
     let cart = guest.get("/api/v1/cart").await.unwrap().ok("guest cart");
+    // A guest retrying with a key must bring a token: a replay could not hand out a new one.
+    let anonymous = cluster.client(2);
+    anonymous
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/cart/lines",
+            Some(&json!({"sku": "A", "quantity": 1})),
+            Some("guest-add-1"),
+        )
+        .await
+        .unwrap()
+        .expect_error(
+            422,
+            "validation_failed",
+            "guest add with a key and no token",
+        );
+    let minted = anonymous
+        .post("/api/v1/cart/token", &json!({}))
+        .await
+        .unwrap()
+        .ok("mint token");
+    let keyed = anonymous.with_header("x-cart-token", minted["cart_token"].as_str().unwrap());
+    for attempt in 0..2 {
+        let reply = keyed
+            .send(
+                reqwest::Method::POST,
+                "/api/v1/cart/lines",
+                Some(&json!({"sku": "A", "quantity": 1})),
+                Some("guest-add-1"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            reply.clone().ok("keyed guest add")["item_count"],
+            1,
+            "attempt {attempt}"
+        );
+    }
     assert_eq!(
         cart["subtotal"],
         json!({"amount": 5500, "currency": "EUR"}),
