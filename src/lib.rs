@@ -6,6 +6,7 @@ pub mod api;
 pub mod config;
 pub mod grpc;
 pub mod identity;
+pub mod media;
 pub mod payments;
 pub mod restore;
 pub mod startup;

@@ -6,6 +6,7 @@ use crate::cart::{Cart, CartCommand};
 use crate::idempotency::{self, IdempotencyTag};
 use crate::inventory::{InventoryCommand, StockLevel, Threshold, Warehouse};
 use crate::listing::{Listing, ListingCommand};
+use crate::media::{MediaCommand, MediaRecord};
 use crate::order::{Order, OrderCommand};
 use crate::store::{StoreFault, StoreMut};
 use crate::DomainError;
@@ -30,6 +31,7 @@ pub enum Command {
     Cart(CartCommand),
     Order(OrderCommand),
     System(SystemCommand),
+    Media(MediaCommand),
 }
 
 /// Housekeeping commands proposed by the leader.
@@ -58,7 +60,14 @@ pub enum Response {
     Listing(Listing),
     Cart(Cart),
     Order(Box<Order>),
-    Expired { removed: u64 },
+    Expired {
+        removed: u64,
+    },
+    /// A registered image; `created` is false when the hash was already known.
+    Media {
+        record: MediaRecord,
+        created: bool,
+    },
 }
 
 /// The result of applying a command: the value, or the domain's refusal.

@@ -13,6 +13,7 @@ pub mod events;
 pub mod extract;
 pub mod inventory;
 pub mod listings;
+pub mod media;
 pub mod openapi;
 pub mod ops;
 pub mod orders;
@@ -20,6 +21,7 @@ pub mod orders;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -44,6 +46,8 @@ pub struct Inner {
     pub settings: Settings,
     pub cluster_id: String,
     pub prometheus: PrometheusHandle,
+    /// Image blobs on this node, peer fetching, thumbnails.
+    pub media: Arc<crate::media::Media>,
 }
 
 impl std::ops::Deref for AppState {
@@ -197,6 +201,16 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{id}/ship", post(orders::ship_order))
         .route("/orders/{id}/deliver", post(orders::deliver_order))
         .route("/events", get(events::list_events))
+        .route(
+            "/media",
+            // Uploads get their own body limit, above the JSON routes' one.
+            post(media::upload).layer(DefaultBodyLimit::max(
+                state.settings.media.max_upload_bytes + media::MULTIPART_OVERHEAD_BYTES,
+            )),
+        )
+        .route("/media/{hash}", get(media::get_media))
+        .route("/media/{hash}/thumbnail", get(media::get_thumbnail))
+        .route("/media/{hash}/meta", get(media::get_meta))
         .route("/openapi.json", get(openapi::serve));
     Router::new()
         .route("/health", get(ops::health))
@@ -208,6 +222,7 @@ pub fn router(state: AppState) -> Router {
         .route("/cluster/remove", post(cluster::remove))
         .route("/cluster/transfer-leader", post(cluster::transfer_leader))
         .route("/cluster/backup", get(cluster::backup))
+        .route("/internal/blobs/{hash}", get(media::internal_blob))
         .nest("/api/v1", api)
         .fallback(ops::route_not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)

@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{carts, cluster, error, events, inventory, listings, ops, orders};
+use super::{carts, cluster, error, events, inventory, listings, media, ops, orders};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,7 @@ use super::{carts, cluster, error, events, inventory, listings, ops, orders};
         orders::checkout, orders::list_orders, orders::get_order, orders::cancel_order, orders::extend_hold,
         orders::ship_order, orders::deliver_order,
         events::list_events,
+        media::upload, media::get_media, media::get_thumbnail, media::get_meta, media::internal_blob,
     ),
     components(schemas(error::ErrorBody)),
     tags(
@@ -38,6 +39,7 @@ use super::{carts, cluster, error, events, inventory, listings, ops, orders};
         (name = "carts", description = "Carts of signed-in users and guests"),
         (name = "orders", description = "Checkout and the order workflow"),
         (name = "events", description = "The replicated domain event log"),
+        (name = "media", description = "Images: upload, bytes, thumbnails (content-addressed, immutable)"),
     )
 )]
 pub struct ApiDoc;
@@ -62,6 +64,9 @@ mod tests {
             "/api/v1/checkout",
             "/api/v1/orders/{id}/ship",
             "/api/v1/cart/lines/{sku}",
+            "/api/v1/media",
+            "/api/v1/media/{hash}/thumbnail",
+            "/internal/blobs/{hash}",
         ] {
             assert!(json["paths"].get(path).is_some(), "missing {path}");
         }
