@@ -222,6 +222,7 @@ pub fn router(state: AppState) -> Router {
         .route("/cluster/remove", post(cluster::remove))
         .route("/cluster/transfer-leader", post(cluster::transfer_leader))
         .route("/cluster/backup", get(cluster::backup))
+        .route("/cluster/digest", get(cluster::digest))
         .route("/internal/blobs/{hash}", get(media::internal_blob))
         .nest("/api/v1", api)
         .fallback(ops::route_not_found)

@@ -18,7 +18,7 @@ use super::{carts, cluster, error, events, inventory, listings, media, ops, orde
     ),
     paths(
         ops::health, ops::ready, ops::metrics,
-        cluster::status, cluster::add_learner, cluster::promote, cluster::remove, cluster::transfer_leader, cluster::backup,
+        cluster::status, cluster::add_learner, cluster::promote, cluster::remove, cluster::transfer_leader, cluster::backup, cluster::digest,
         inventory::list_warehouses, inventory::get_warehouse, inventory::put_warehouse,
         inventory::get_stock, inventory::set_stock, inventory::adjust_stock,
         inventory::set_threshold, inventory::low_stock,

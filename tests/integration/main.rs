@@ -15,6 +15,7 @@ mod shop;
 mod backup;
 mod cluster;
 mod commerce;
+mod digest;
 mod errors;
 mod events;
 mod grpc;
