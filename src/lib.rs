@@ -8,6 +8,7 @@ pub mod grpc;
 pub mod identity;
 pub mod media;
 pub mod payments;
+pub mod projections;
 pub mod restore;
 pub mod startup;
 pub mod telemetry;

@@ -31,6 +31,9 @@ use crate::identity::Identity;
 use crate::telemetry;
 
 /// A built node, ready to run.
+/// Products kept in the in-process cache for stale reads.
+const PRODUCT_CACHE_ENTRIES: u64 = 10_000;
+
 pub struct Application {
     http_listener: TcpListener,
     grpc_listener: TcpListener,
@@ -122,6 +125,9 @@ impl Application {
             cluster_id,
             prometheus: telemetry::prometheus(),
             media: Arc::new(media),
+            products: Arc::new(crate::projections::products::ProductCache::new(
+                PRODUCT_CACHE_ENTRIES,
+            )),
         });
         Ok(Self {
             http_listener,
@@ -191,12 +197,17 @@ impl Application {
             );
 
         tracing::info!(node_id = self.node.id, http = %self.http_addr, grpc = %self.grpc_addr, "serving");
+        // Before serving: no read may cache what the follower would not invalidate.
+        let products = self.state.products.clone();
+        let product_cache =
+            crate::projections::follow(self.node.clone(), move |feed| products.apply(feed));
         let http_task = tokio::spawn(async move { http.await });
         let grpc_task = tokio::spawn(grpc);
         let provider = std::sync::Arc::new(crate::payments::sandbox::Sandbox {
             delay: Duration::from_millis(self.settings.payments.sandbox_delay_ms),
         });
         let mut workers = crate::workers::spawn(self.node.clone(), self.settings.clone(), provider);
+        workers.push(product_cache);
         let m = &self.settings.media;
         workers.push(tokio::spawn(crate::media::fetch::replicate(
             self.state.media.fetcher.clone(),

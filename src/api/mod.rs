@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod carts;
+pub mod catalog;
 pub mod cluster;
 pub mod error;
 pub mod events;
@@ -17,6 +18,7 @@ pub mod media;
 pub mod openapi;
 pub mod ops;
 pub mod orders;
+pub mod pricing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +50,8 @@ pub struct Inner {
     pub prometheus: PrometheusHandle,
     /// Image blobs on this node, peer fetching, thumbnails.
     pub media: Arc<crate::media::Media>,
+    /// Hot products for stale reads, invalidated from the event log.
+    pub products: Arc<crate::projections::products::ProductCache>,
 }
 
 impl std::ops::Deref for AppState {
@@ -184,6 +188,28 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/listings/{sku}",
             get(listings::get_listing).put(listings::put_listing),
+        )
+        .route("/products", get(catalog::list_products))
+        .route(
+            "/products/{id}",
+            get(catalog::get_product)
+                .put(catalog::put_product)
+                .delete(catalog::delete_product),
+        )
+        .route(
+            "/products/by-slug/{slug}",
+            get(catalog::get_product_by_slug),
+        )
+        .route("/categories", get(catalog::list_categories))
+        .route("/promotions", get(pricing::list_promotions))
+        .route("/promotions/{id}", put(pricing::put_promotion))
+        .route(
+            "/coupons/{code}",
+            get(pricing::get_coupon).put(pricing::put_coupon),
+        )
+        .route(
+            "/categories/{id}",
+            put(catalog::put_category).delete(catalog::delete_category),
         )
         .route("/cart", get(carts::get_cart).delete(carts::clear_cart))
         .route("/cart/lines", post(carts::add_line))

@@ -4,7 +4,9 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{carts, cluster, error, events, inventory, listings, media, ops, orders};
+use super::{
+    carts, catalog, cluster, error, events, inventory, listings, media, ops, orders, pricing,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +25,9 @@ use super::{carts, cluster, error, events, inventory, listings, media, ops, orde
         inventory::get_stock, inventory::set_stock, inventory::adjust_stock,
         inventory::set_threshold, inventory::low_stock,
         listings::put_listing, listings::get_listing,
+        catalog::put_product, catalog::delete_product, catalog::get_product, catalog::get_product_by_slug,
+        catalog::list_products, catalog::put_category, catalog::delete_category, catalog::list_categories,
+        pricing::put_promotion, pricing::list_promotions, pricing::put_coupon, pricing::get_coupon,
         carts::get_cart, carts::add_line, carts::set_line, carts::remove_line, carts::clear_cart, carts::merge_cart,
         carts::new_cart_token,
         orders::checkout, orders::list_orders, orders::get_order, orders::cancel_order, orders::extend_hold,
@@ -35,7 +40,8 @@ use super::{carts, cluster, error, events, inventory, listings, media, ops, orde
         (name = "operations", description = "Health, readiness and metrics"),
         (name = "cluster", description = "Membership, leadership and backups"),
         (name = "inventory", description = "Warehouses, stock levels and low-stock alerts"),
-        (name = "catalog", description = "What each SKU is sold as"),
+        (name = "catalog", description = "Products, variants, categories and what each SKU is sold as"),
+        (name = "pricing", description = "Promotions and coupons"),
         (name = "carts", description = "Carts of signed-in users and guests"),
         (name = "orders", description = "Checkout and the order workflow"),
         (name = "events", description = "The replicated domain event log"),

@@ -13,6 +13,7 @@ mod harness;
 mod shop;
 
 mod backup;
+mod catalog;
 mod cluster;
 mod commerce;
 mod digest;
@@ -24,4 +25,5 @@ mod leadership;
 mod media;
 mod ops;
 mod oversell;
+mod pricing;
 mod quorum;
