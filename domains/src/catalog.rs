@@ -458,6 +458,16 @@ fn upsert_product(
             return Ok(Err(DomainError::CategoryNotFound(c.as_str().to_string())));
         }
     }
+    // Images must have been uploaded (registered) first.
+    for image in &draft.images {
+        let known = match crate::media::ContentHash::parse(&image.hash) {
+            Ok(hash) => crate::media::get(store, &hash)?.is_some(),
+            Err(_) => false,
+        };
+        if !known {
+            return Ok(Err(DomainError::MediaNotFound(image.hash.clone())));
+        }
+    }
     // Unlink what the previous version had.
     let mut dropped = Vec::new();
     if let Some(old) = &existing {

@@ -48,11 +48,15 @@ async fn vendors_manage_their_products_and_browsing_sees_changes() {
         .unwrap()
         .expect_error(403, "forbidden", "vendors do not edit categories");
 
+    let uploaded = crate::media::upload(&v1, &crate::media::png(8, 8)).await;
+    let hash = uploaded.body["hash"]
+        .as_str()
+        .expect("uploaded hash")
+        .to_string();
+    let mut tee = product("Tee", Some("shirts"), 1500);
+    tee["images"] = json!([{"hash": hash, "alt": "front"}]);
     let created = v1
-        .put(
-            "/api/v1/products/tee",
-            &product("Tee", Some("shirts"), 1500),
-        )
+        .put("/api/v1/products/tee", &tee)
         .await
         .unwrap()
         .ok("vendor creates a product");
@@ -62,6 +66,11 @@ async fn vendors_manage_their_products_and_browsing_sees_changes() {
         "a vendor's product is its own"
     );
     assert_eq!(created["slug"], "tee");
+    assert_eq!(
+        created["images"][0]["url"],
+        format!("/api/v1/media/{hash}").as_str(),
+        "{created}"
+    );
     v2.put("/api/v1/products/tee", &product("Tee", None, 1))
         .await
         .unwrap()
@@ -81,6 +90,12 @@ async fn vendors_manage_their_products_and_browsing_sees_changes() {
     .await
     .unwrap()
     .expect_error(422, "validation_failed", "no variants");
+    let mut unknown_image = product("Bad", None, 1);
+    unknown_image["images"] = json!([{"hash": "ab".repeat(32)}]);
+    v1.put("/api/v1/products/bad", &unknown_image)
+        .await
+        .unwrap()
+        .expect_error(404, "media_not_found", "an image that was never uploaded");
     v1.put("/api/v1/products/bad", &product("Bad", Some("nope"), 1))
         .await
         .unwrap()
