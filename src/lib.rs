@@ -10,6 +10,7 @@ pub mod media;
 pub mod payments;
 pub mod projections;
 pub mod restore;
+pub mod search;
 pub mod startup;
 pub mod telemetry;
 pub mod workers;

@@ -119,6 +119,9 @@ impl Application {
 
         let media = crate::media::Media::open(&settings, node.clone())
             .with_context(|| format!("opening the blob store in {}", data_dir.display()))?;
+        let search_dir = data_dir.join("search");
+        let search = crate::search::SearchIndex::open(&search_dir)
+            .with_context(|| format!("opening the search index in {}", search_dir.display()))?;
         let state = AppState::new(Inner {
             node: node.clone(),
             settings: settings.clone(),
@@ -128,6 +131,7 @@ impl Application {
             products: Arc::new(crate::projections::products::ProductCache::new(
                 PRODUCT_CACHE_ENTRIES,
             )),
+            search: Arc::new(search),
         });
         Ok(Self {
             http_listener,
@@ -213,6 +217,10 @@ impl Application {
             self.state.media.fetcher.clone(),
             Duration::from_millis(m.fetch_retry_ms),
             Duration::from_secs(m.reconcile_interval_secs),
+        )));
+        workers.push(tokio::spawn(crate::search::indexer::run(
+            self.state.search.clone(),
+            self.node.clone(),
         )));
         let join = self.settings.join.clone().map(|url| {
             tokio::spawn(join_cluster(

@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod pricing;
+pub mod search;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +53,8 @@ pub struct Inner {
     pub media: Arc<crate::media::Media>,
     /// Hot products for stale reads, invalidated from the event log.
     pub products: Arc<crate::projections::products::ProductCache>,
+    /// This node's product search index, kept up to date by `search::indexer::run`.
+    pub search: Arc<crate::search::SearchIndex>,
 }
 
 impl std::ops::Deref for AppState {
@@ -200,6 +203,9 @@ pub fn router(state: AppState) -> Router {
             "/products/by-slug/{slug}",
             get(catalog::get_product_by_slug),
         )
+        .route("/search", get(search::search))
+        .route("/search/suggest", get(search::suggest))
+        .route("/search/status", get(search::status))
         .route("/categories", get(catalog::list_categories))
         .route("/promotions", get(pricing::list_promotions))
         .route("/promotions/{id}", put(pricing::put_promotion))

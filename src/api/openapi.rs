@@ -6,6 +6,7 @@ use utoipa::OpenApi;
 
 use super::{
     carts, catalog, cluster, error, events, inventory, listings, media, ops, orders, pricing,
+    search,
 };
 
 #[derive(OpenApi)]
@@ -35,6 +36,7 @@ use super::{
         events::list_events,
         media::upload, media::get_media, media::get_thumbnail, media::get_meta, media::internal_blob,
     ),
+        search::search, search::suggest, search::status,
     components(schemas(error::ErrorBody)),
     tags(
         (name = "operations", description = "Health, readiness and metrics"),
@@ -47,6 +49,7 @@ use super::{
         (name = "events", description = "The replicated domain event log"),
         (name = "media", description = "Images: upload, bytes, thumbnails (content-addressed, immutable)"),
     )
+        (name = "search", description = "Product search, filtered browsing with facets, suggestions"),
 )]
 pub struct ApiDoc;
 
@@ -74,6 +77,8 @@ mod tests {
             "/api/v1/media/{hash}/thumbnail",
             "/internal/blobs/{hash}",
         ] {
+            "/api/v1/search",
+            "/api/v1/search/suggest",
             assert!(json["paths"].get(path).is_some(), "missing {path}");
         }
     }

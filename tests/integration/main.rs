@@ -27,3 +27,4 @@ mod ops;
 mod oversell;
 mod pricing;
 mod quorum;
+mod search;
