@@ -35,8 +35,8 @@ use super::{
         orders::ship_order, orders::deliver_order,
         events::list_events,
         media::upload, media::get_media, media::get_thumbnail, media::get_meta, media::internal_blob,
-    ),
         search::search, search::suggest, search::status,
+    ),
     components(schemas(error::ErrorBody)),
     tags(
         (name = "operations", description = "Health, readiness and metrics"),
@@ -48,8 +48,8 @@ use super::{
         (name = "orders", description = "Checkout and the order workflow"),
         (name = "events", description = "The replicated domain event log"),
         (name = "media", description = "Images: upload, bytes, thumbnails (content-addressed, immutable)"),
-    )
         (name = "search", description = "Product search, filtered browsing with facets, suggestions"),
+    )
 )]
 pub struct ApiDoc;
 
@@ -76,9 +76,9 @@ mod tests {
             "/api/v1/media",
             "/api/v1/media/{hash}/thumbnail",
             "/internal/blobs/{hash}",
-        ] {
             "/api/v1/search",
             "/api/v1/search/suggest",
+        ] {
             assert!(json["paths"].get(path).is_some(), "missing {path}");
         }
     }
