@@ -207,6 +207,7 @@ pub fn router(state: AppState) -> Router {
         .route("/search/suggest", get(search::suggest))
         .route("/search/status", get(search::status))
         .route("/categories", get(catalog::list_categories))
+        .route("/catalog/import", post(catalog::import_products))
         .route("/promotions", get(pricing::list_promotions))
         .route("/promotions/{id}", put(pricing::put_promotion))
         .route(
@@ -254,8 +255,8 @@ pub fn router(state: AppState) -> Router {
         .route("/cluster/remove", post(cluster::remove))
         .route("/cluster/transfer-leader", post(cluster::transfer_leader))
         .route("/cluster/backup", get(cluster::backup))
-        .route("/cluster/digest", get(cluster::digest))
         .route("/internal/blobs/{hash}", get(media::internal_blob))
+        .route("/cluster/digest", get(cluster::digest))
         .nest("/api/v1", api)
         .fallback(ops::route_not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)

@@ -28,6 +28,7 @@ use super::{
         listings::put_listing, listings::get_listing,
         catalog::put_product, catalog::delete_product, catalog::get_product, catalog::get_product_by_slug,
         catalog::list_products, catalog::put_category, catalog::delete_category, catalog::list_categories,
+        catalog::import_products,
         pricing::put_promotion, pricing::list_promotions, pricing::put_coupon, pricing::get_coupon,
         carts::get_cart, carts::add_line, carts::set_line, carts::remove_line, carts::clear_cart, carts::merge_cart,
         carts::new_cart_token,
