@@ -202,3 +202,85 @@ async fn vendors_manage_their_products_and_browsing_sees_changes() {
         .unwrap()
         .expect_error(409, "category_not_empty", "a category with a product");
 }
+
+/// `ecommerce catalog generate` writes a demo catalogue; its products load through the bulk
+/// import route in one idempotent batch, with per-product refusals.
+#[tokio::test]
+async fn a_generated_catalogue_loads_through_bulk_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("demo.jsonl");
+    let out = crate::harness::run_cli([
+        "catalog",
+        "generate",
+        "--products",
+        "40",
+        "--seed",
+        "7",
+        "--out",
+        file.to_str().unwrap(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let cluster = Cluster::start(1).await;
+    let (admin, _) = sign_in(&cluster.client(1), "admin", "root").await;
+    let mut products = Vec::new();
+    for mut record in lines {
+        let obj = record.as_object_mut().unwrap();
+        let kind = obj.remove("type").unwrap();
+        if kind == "category" {
+            let id = obj.remove("id").unwrap();
+            admin
+                .put(
+                    &format!("/api/v1/categories/{}", id.as_str().unwrap()),
+                    &record,
+                )
+                .await
+                .unwrap()
+                .ok("category");
+        } else {
+            products.push(record);
+        }
+    }
+    assert_eq!(products.len(), 40);
+    products.push(json!({"id": "broken", "name": "Broken", "variants": []}));
+    let body = json!({ "products": products });
+    let send = || {
+        admin.send(
+            reqwest::Method::POST,
+            "/api/v1/catalog/import",
+            Some(&body),
+            Some("import-batch-1"),
+        )
+    };
+    let report = send().await.unwrap().ok("import");
+    assert_eq!(
+        (report["imported"].as_u64(), report["refused"].as_u64()),
+        (Some(40), Some(1))
+    );
+    let again = send().await.unwrap();
+    assert_eq!(
+        again.header("idempotent-replayed"),
+        Some("true"),
+        "a resent batch is replayed"
+    );
+    let listed = admin
+        .get("/api/v1/products?category=clothing&limit=100&consistency=linearizable")
+        .await
+        .unwrap()
+        .ok("listing");
+    assert!(!listed["items"].as_array().unwrap().is_empty(), "{listed}");
+    let (cus, _) = sign_in(&cluster.client(1), "customer", "imp").await;
+    cus.post("/api/v1/catalog/import", &json!({"products": []}))
+        .await
+        .unwrap()
+        .expect_error(403, "forbidden", "customers do not import");
+}
