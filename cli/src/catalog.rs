@@ -67,25 +67,27 @@ fn key(file_id: &str, first_line: usize, lines: &[String]) -> String {
     format!("import-{}", &hex::encode(digest.finalize())[..40])
 }
 
+/// The file's identity: its size and a digest of its first 4 KiB (a different
+/// file resumes nothing). Reads only those bytes, however large the file.
+fn file_identity(path: &Path, size: u64) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(4096);
+    std::fs::File::open(path)?
+        .take(4096)
+        .read_to_end(&mut head)?;
+    Ok(format!(
+        "{size}:{}",
+        hex::encode(&Sha256::digest(&head)[..8])
+    ))
+}
+
 async fn import(args: CatalogImportArgs) -> anyhow::Result<()> {
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("cannot open {}", args.file.display()))?;
     let size = file.metadata()?.len();
-    // The file's identity: its size and first bytes (a different file resumes nothing).
-    let file_id = {
-        let head: String = std::fs::read_to_string(&args.file)
-            .unwrap_or_default()
-            .chars()
-            .take(4096)
-            .collect();
-        format!(
-            "{size}:{}",
-            hex::encode(&Sha256::digest(head.as_bytes())[..8])
-        )
-    };
+    let file_id = file_identity(&args.file, size)?;
     let state = state_path(&args.file);
     let start = resume_line(&state, &file_id);
-    let client = NodeClient::new(&args.node)?;
     let progress = ProgressBar::new(size);
     progress.set_style(
         ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})")
@@ -94,13 +96,19 @@ async fn import(args: CatalogImportArgs) -> anyhow::Result<()> {
     if start > 0 {
         progress.println(format!("resuming at line {}", start + 1));
     }
-    let (mut imported, mut refused) = (0u64, 0u64);
-    let mut batch: Vec<String> = Vec::new();
-    let mut batch_first = start;
+    let mut batch = Batch {
+        client: NodeClient::new(&args.node)?,
+        file_id,
+        lines: Vec::new(),
+        first_line: start,
+        imported: 0,
+        refused: 0,
+        progress,
+    };
     let mut line_no = 0usize;
     for line in BufReader::new(file).lines() {
         let line = line?;
-        progress.inc(line.len() as u64 + 1);
+        batch.progress.inc(line.len() as u64 + 1);
         line_no += 1;
         if line_no <= start || line.trim().is_empty() {
             continue;
@@ -109,116 +117,99 @@ async fn import(args: CatalogImportArgs) -> anyhow::Result<()> {
             serde_json::from_str(&line).with_context(|| format!("line {line_no} is not JSON"))?;
         match record["type"].as_str() {
             Some("category") => {
-                flush(
-                    &client,
-                    &file_id,
-                    &mut batch,
-                    batch_first,
-                    &mut imported,
-                    &mut refused,
-                    &progress,
-                )
-                .await?;
+                batch.flush().await?;
                 let id = record["id"].as_str().context("a category needs an id")?;
                 let mut body = record.clone();
                 let obj = body.as_object_mut().expect("object");
                 obj.remove("type");
                 obj.remove("id");
-                let k = key(&file_id, line_no, std::slice::from_ref(&line));
-                client
+                let k = key(&batch.file_id, line_no, std::slice::from_ref(&line));
+                batch
+                    .client
                     .send_idempotent(Method::PUT, &format!("/api/v1/categories/{id}"), &body, &k)
                     .await
                     .with_context(|| format!("category on line {line_no}"))?;
-                save_state(&state, &file_id, line_no)?;
-                batch_first = line_no;
+                save_state(&state, &batch.file_id, line_no)?;
             }
             Some("product") => {
-                if batch.is_empty() {
-                    batch_first = line_no - 1;
+                if batch.lines.is_empty() {
+                    batch.first_line = line_no - 1;
                 }
-                batch.push(line);
-                if batch.len() as u64 >= args.batch {
-                    flush(
-                        &client,
-                        &file_id,
-                        &mut batch,
-                        batch_first,
-                        &mut imported,
-                        &mut refused,
-                        &progress,
-                    )
-                    .await?;
-                    save_state(&state, &file_id, line_no)?;
+                batch.lines.push(line);
+                if batch.lines.len() as u64 >= args.batch {
+                    batch.flush().await?;
+                    save_state(&state, &batch.file_id, line_no)?;
                 }
             }
             _ => bail!("line {line_no}: type must be \"category\" or \"product\""),
         }
-        progress.set_message(format!("{imported} imported, {refused} refused"));
+        let message = batch.summary();
+        batch.progress.set_message(message);
     }
-    flush(
-        &client,
-        &file_id,
-        &mut batch,
-        batch_first,
-        &mut imported,
-        &mut refused,
-        &progress,
-    )
-    .await?;
-    save_state(&state, &file_id, line_no)?;
-    progress.finish_with_message(format!("{imported} imported, {refused} refused"));
-    println!(
-        "imported {imported} products, refused {refused} ({} lines)",
-        line_no
-    );
+    batch.flush().await?;
+    save_state(&state, &batch.file_id, line_no)?;
+    batch.progress.finish_with_message(batch.summary());
+    println!("{} ({line_no} lines)", batch.summary());
     Ok(())
 }
 
-/// Sends the pending products as one batch.
-async fn flush(
-    client: &NodeClient,
-    file_id: &str,
-    batch: &mut Vec<String>,
+/// Products read but not yet sent, and what the node said of those sent.
+struct Batch {
+    client: NodeClient,
+    file_id: String,
+    lines: Vec<String>,
+    /// The line before the batch's first product (part of its idempotency key).
     first_line: usize,
-    imported: &mut u64,
-    refused: &mut u64,
-    progress: &ProgressBar,
-) -> anyhow::Result<()> {
-    if batch.is_empty() {
-        return Ok(());
+    imported: u64,
+    refused: u64,
+    progress: ProgressBar,
+}
+
+impl Batch {
+    fn summary(&self) -> String {
+        format!("{} imported, {} refused", self.imported, self.refused)
     }
-    let products: Vec<Value> = batch
-        .iter()
-        .map(|l| {
-            let mut v: Value = serde_json::from_str(l).expect("checked JSON");
-            v.as_object_mut().expect("object").remove("type");
-            v
-        })
-        .collect();
-    let k = key(file_id, first_line, batch);
-    let response = client
-        .send_idempotent(
-            Method::POST,
-            "/api/v1/catalog/import",
-            &json!({ "products": products }),
-            &k,
-        )
-        .await
-        .with_context(|| format!("products from line {}", first_line + 1))?;
-    let report: Value = response.json().await?;
-    *imported += report["imported"].as_u64().unwrap_or(0);
-    *refused += report["refused"].as_u64().unwrap_or(0);
-    for item in report["items"].as_array().into_iter().flatten() {
-        if let Some(code) = item["error_code"].as_str() {
-            progress.println(format!(
-                "refused {}: {code}: {}",
-                item["id"].as_str().unwrap_or("?"),
-                item["error"].as_str().unwrap_or("")
-            ));
+
+    /// Sends the pending products as one request.
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        if self.lines.is_empty() {
+            return Ok(());
         }
+        let products: Vec<Value> = self
+            .lines
+            .iter()
+            .map(|l| {
+                let mut v: Value = serde_json::from_str(l).expect("checked JSON");
+                v.as_object_mut().expect("object").remove("type");
+                v
+            })
+            .collect();
+        let k = key(&self.file_id, self.first_line, &self.lines);
+        let response = self
+            .client
+            .send_idempotent(
+                Method::POST,
+                "/api/v1/catalog/import",
+                &json!({ "products": products }),
+                &k,
+            )
+            .await
+            .with_context(|| format!("products from line {}", self.first_line + 1))?;
+        let report: Value = response.json().await?;
+        self.imported += report["imported"].as_u64().unwrap_or(0);
+        self.refused += report["refused"].as_u64().unwrap_or(0);
+        for item in report["items"].as_array().into_iter().flatten() {
+            if let Some(code) = item["error_code"].as_str() {
+                self.progress.println(format!(
+                    "refused {}: {code}: {}",
+                    item["id"].as_str().unwrap_or("?"),
+                    item["error"].as_str().unwrap_or("")
+                ));
+            }
+        }
+        self.lines.clear();
+        Ok(())
     }
-    batch.clear();
-    Ok(())
 }
 
 const ADJECTIVES: &[&str] = &[
