@@ -120,6 +120,7 @@ impl Application {
             settings: settings.clone(),
             cluster_id,
             prometheus: telemetry::prometheus(),
+            auth: Arc::new(crate::auth::Auth::new(&settings.auth)?),
         });
         Ok(Self {
             http_listener,
@@ -164,7 +165,11 @@ impl Application {
                 HeaderName::from_static("x-request-id"),
                 MakeRequestUuid,
             ));
-        let http = axum::serve(self.http_listener, router)
+        let http = axum::serve(
+            self.http_listener,
+            // The peer address feeds the per-IP rate limits of the /auth routes.
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
             .with_graceful_shutdown(stopped(stop_rx.clone()));
 
         let public = PublicGrpc {
@@ -195,6 +200,7 @@ impl Application {
                 self.node.clone(),
                 url,
                 self.settings.join_as_learner,
+                self.settings.auth.operator_token.clone(),
             ))
         });
 
@@ -239,7 +245,12 @@ async fn fetch_cluster_id(join: &str) -> anyhow::Result<String> {
 
 /// Joins through the member at `url` (idempotent): added as learner, then
 /// promoted unless `as_learner`. Retries until it is done.
-async fn join_cluster(node: Arc<RaftNode>, url: String, as_learner: bool) {
+async fn join_cluster(
+    node: Arc<RaftNode>,
+    url: String,
+    as_learner: bool,
+    operator_token: Option<crate::config::SecretString>,
+) {
     let client = reqwest::Client::new();
     let base = url.trim_end_matches('/').to_string();
     let body = serde_json::json!({
@@ -259,11 +270,11 @@ async fn join_cluster(node: Arc<RaftNode>, url: String, as_learner: bool) {
             Some(Role::Learner) => ("promote", serde_json::json!({ "node_id": node.id })),
             None => ("learners", body.clone()),
         };
-        match client
-            .post(format!("{base}/cluster/{path}"))
-            .json(&payload)
-            .send()
-            .await
+        let mut request = client.post(format!("{base}/cluster/{path}")).json(&payload);
+        if let Some(token) = &operator_token {
+            request = request.header(crate::api::auth::OPERATOR_TOKEN, &token.0);
+        }
+        match request.send().await
         {
             Ok(r) if r.status().is_success() => tracing::info!(step = path, "joined the cluster"),
             Ok(r) if r.status() == StatusCode::CONFLICT => {

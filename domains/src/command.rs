@@ -24,6 +24,7 @@ pub struct Envelope {
 pub enum Command {
     Inventory(InventoryCommand),
     System(SystemCommand),
+    Users(crate::users::UserCommand),
 }
 
 /// Housekeeping commands proposed by the leader.
@@ -49,6 +50,7 @@ pub enum Response {
     Warehouse(Warehouse),
     Stock(StockLevel),
     Expired { removed: u64 },
+    Users(crate::users::UsersResponse),
 }
 
 /// The result of applying a command: the value, or the domain's refusal.

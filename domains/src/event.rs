@@ -13,6 +13,7 @@ pub enum Event {
         delta: i64,
         reason: Option<String>,
     },
+    User(crate::users::UserEvent),
 }
 
 impl Event {
@@ -21,6 +22,7 @@ impl Event {
         match self {
             Self::WarehouseUpserted(_) => "WarehouseUpserted",
             Self::StockChanged { .. } => "StockChanged",
+            Self::User(e) => e.kind(),
         }
     }
 
@@ -36,6 +38,7 @@ impl Event {
             } => json!({
                 "level": level.view(), "delta": delta, "reason": reason
             }),
+            Self::User(e) => e.data(),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod event;
 pub mod idempotency;
 pub mod inventory;
 pub mod store;
+pub mod users;
 
 pub use actor::{Actor, Role};
 pub use command::{ApplyContext, Command, Envelope, Outcome, Response, SystemCommand};
@@ -23,7 +24,16 @@ pub use error::DomainError;
 pub use event::{Event, EventRecord};
 
 /// Every domain table (one column family each), in a fixed order.
-pub const TABLES: &[&str] = &[inventory::WAREHOUSES, inventory::STOCK];
+pub const TABLES: &[&str] = &[
+    inventory::WAREHOUSES,
+    inventory::STOCK,
+    // users
+    users::USERS,
+    users::USERS_BY_EMAIL,
+    users::SESSIONS,
+    users::RESET_TOKENS,
+    users::SIGNING_KEYS,
+];
 
 /// Applies one command. Writes go to `store`; when the command is rejected
 /// (`Ok(Err(..))`) the caller discards what it wrote. `Err` is a storage fault:
@@ -36,5 +46,6 @@ pub fn apply(
     match command {
         Command::Inventory(c) => inventory::apply(c, ctx, store),
         Command::System(c) => command::apply_system(c, ctx, store),
+        Command::Users(c) => users::apply(c, ctx, store),
     }
 }

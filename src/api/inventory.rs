@@ -12,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{AppJson, AppPath, AppQuery, Consistency, MutationMeta, ReadParams};
+use super::auth::AdminOnly;
 use super::{unexpected, AppState};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -191,6 +192,7 @@ pub async fn get_warehouse(
         (status = 503, body = ErrorBody)))]
 pub async fn put_warehouse(
     State(state): State<AppState>,
+    AdminOnly(_admin): AdminOnly,
     AppPath(id): AppPath<String>,
     meta: MutationMeta,
     AppJson(body): AppJson<WarehouseBody>,
@@ -251,6 +253,7 @@ pub async fn get_stock(
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn set_stock(
     State(state): State<AppState>,
+    AdminOnly(_admin): AdminOnly,
     AppPath((raw_sku, raw_warehouse)): AppPath<(String, String)>,
     meta: MutationMeta,
     AppJson(body): AppJson<SetStockBody>,
@@ -275,6 +278,7 @@ pub async fn set_stock(
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn adjust_stock(
     State(state): State<AppState>,
+    AdminOnly(_admin): AdminOnly,
     AppPath((raw_sku, raw_warehouse)): AppPath<(String, String)>,
     meta: MutationMeta,
     AppJson(body): AppJson<AdjustBody>,

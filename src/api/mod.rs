@@ -13,6 +13,7 @@ pub mod extract;
 pub mod inventory;
 pub mod openapi;
 pub mod ops;
+pub mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,7 @@ pub struct Inner {
     pub settings: Settings,
     pub cluster_id: String,
     pub prometheus: PrometheusHandle,
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 impl std::ops::Deref for AppState {
@@ -136,6 +138,17 @@ pub fn router(state: AppState) -> Router {
             post(inventory::adjust_stock),
         )
         .route("/events", get(events::list_events))
+        // users
+        .route("/users", get(users::list_users).post(users::create_user))
+        .route(
+            "/users/{id}",
+            get(users::get_user)
+                .patch(users::update_user)
+                .delete(users::delete_user),
+        )
+        .route("/users/{id}/role", put(users::set_role))
+        .route("/users/{id}/password", post(users::change_password))
+        .route("/auth/signing-keys/rotate", post(users::rotate_signing_key))
         .route("/openapi.json", get(openapi::serve));
     Router::new()
         .route("/health", get(ops::health))
@@ -147,6 +160,15 @@ pub fn router(state: AppState) -> Router {
         .route("/cluster/remove", post(cluster::remove))
         .route("/cluster/transfer-leader", post(cluster::transfer_leader))
         .route("/cluster/backup", get(cluster::backup))
+        .route("/auth/register", post(users::register))
+        .route("/auth/login", post(users::login))
+        .route("/auth/refresh", post(users::refresh))
+        .route("/auth/logout", post(users::logout))
+        .route("/auth/password-reset", post(users::request_password_reset))
+        .route(
+            "/auth/password-reset/confirm",
+            post(users::confirm_password_reset),
+        )
         .nest("/api/v1", api)
         .fallback(ops::route_not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)

@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{cluster, error, events, inventory, ops};
+use super::{cluster, error, events, inventory, ops, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,7 +14,8 @@ use super::{cluster, error, events, inventory, ops};
             {\"code\", \"message\", \"details\"} with a stable code. Mutating requests accept an \
             `Idempotency-Key` header: the same key and request replay the stored response (with \
             `Idempotent-Replayed: true`); the same key with a different request is a 422 \
-            `idempotency_key_reused`. Reads accept `consistency=linearizable` (default) or `stale`."
+            `idempotency_key_reused`. Reads accept `consistency=linearizable` (default) or `stale`. \
+            Credentials: `Authorization: Bearer <access token>` from `/auth/login`."
     ),
     paths(
         ops::health, ops::ready, ops::metrics,
@@ -22,6 +23,10 @@ use super::{cluster, error, events, inventory, ops};
         inventory::list_warehouses, inventory::get_warehouse, inventory::put_warehouse,
         inventory::get_stock, inventory::set_stock, inventory::adjust_stock,
         events::list_events,
+        users::register, users::login, users::refresh, users::logout,
+        users::request_password_reset, users::confirm_password_reset, users::rotate_signing_key,
+        users::create_user, users::list_users, users::get_user, users::update_user, users::delete_user,
+        users::set_role, users::change_password,
     ),
     components(schemas(error::ErrorBody)),
     tags(
@@ -29,6 +34,8 @@ use super::{cluster, error, events, inventory, ops};
         (name = "cluster", description = "Membership, leadership and backups"),
         (name = "inventory", description = "Warehouses and stock levels"),
         (name = "events", description = "The replicated domain event log"),
+        (name = "auth", description = "Registration, login, tokens and password reset"),
+        (name = "users", description = "Profiles, addresses, roles and account deletion"),
     )
 )]
 pub struct ApiDoc;

@@ -16,7 +16,7 @@ use crate::harness::Cluster;
 async fn health_cluster_status_and_event_stream_over_grpc() {
     let cluster = Cluster::start(1).await;
     let node = cluster.node(1);
-    let client = node.client();
+    let client = cluster.admin_client(1);
     let endpoint = format!("http://{}", node.grpc_addr);
 
     let channel = tonic::transport::Channel::from_shared(endpoint.clone())
