@@ -276,13 +276,18 @@ impl Settings {
             a.refresh_token_ttl_secs >= a.access_token_ttl_secs,
             "auth.refresh_token_ttl_secs must be at least auth.access_token_ttl_secs"
         );
-        ensure!(a.reset_token_ttl_secs > 0, "auth.reset_token_ttl_secs must be positive");
+        ensure!(
+            a.reset_token_ttl_secs > 0,
+            "auth.reset_token_ttl_secs must be positive"
+        );
         ensure!(
             a.operator_token.as_ref().is_none_or(|t| t.0.len() >= 32),
             "auth.operator_token must be at least 32 characters"
         );
         ensure!(
-            a.argon2_memory_kib >= 8 * 1024 && a.argon2_iterations >= 1 && a.argon2_parallelism >= 1,
+            a.argon2_memory_kib >= 8 * 1024
+                && a.argon2_iterations >= 1
+                && a.argon2_parallelism >= 1,
             "auth.argon2_* must be at least 8192 KiB, 1 iteration, 1 lane"
         );
         ensure!(

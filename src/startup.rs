@@ -170,7 +170,7 @@ impl Application {
             // The peer address feeds the per-IP rate limits of the /auth routes.
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-            .with_graceful_shutdown(stopped(stop_rx.clone()));
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
 
         let public = PublicGrpc {
             node: self.node.clone(),
@@ -182,7 +182,13 @@ impl Application {
             .add_service(RaftGrpc::new(self.node.clone()).into_server())
             .add_service(health_service)
             .add_service(public.cluster_service())
-            .add_service(public.event_service())
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                public.event_service(),
+                crate::auth::grpc::RequireRole {
+                    state: self.state.clone(),
+                    roles: &[ecommerce_domains::Role::Admin],
+                },
+            ))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(self.grpc_listener),
                 stopped(stop_rx.clone()),
@@ -274,8 +280,7 @@ async fn join_cluster(
         if let Some(token) = &operator_token {
             request = request.header(crate::api::auth::OPERATOR_TOKEN, &token.0);
         }
-        match request.send().await
-        {
+        match request.send().await {
             Ok(r) if r.status().is_success() => tracing::info!(step = path, "joined the cluster"),
             Ok(r) if r.status() == StatusCode::CONFLICT => {
                 let text = r.text().await.unwrap_or_default();

@@ -78,13 +78,11 @@ pub enum Command {
     )]
     Restore(RestoreArgs),
     /// Manage user accounts through a running node (e.g. bootstrap the first admin).
-    #[command(
-        long_about = "Manage user accounts through a running node.\n\n\
+    #[command(long_about = "Manage user accounts through a running node.\n\n\
             `user create --email E --role admin` bootstraps the first admin: the request \
             carries the node's operator token (--operator-token or ECOMMERCE_OPERATOR_TOKEN, \
             the value of the node's auth.operator_token). The password is read from \
-            --password-file, or else from the first line of standard input."
-    )]
+            --password-file, or else from the first line of standard input.")]
     User(UserArgs),
 }
 

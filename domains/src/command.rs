@@ -24,7 +24,7 @@ pub struct Envelope {
 pub enum Command {
     Inventory(InventoryCommand),
     System(SystemCommand),
-    Users(crate::users::UserCommand),
+    Users(Box<crate::users::UserCommand>),
 }
 
 /// Housekeeping commands proposed by the leader.
@@ -50,7 +50,7 @@ pub enum Response {
     Warehouse(Warehouse),
     Stock(StockLevel),
     Expired { removed: u64 },
-    Users(crate::users::UsersResponse),
+    Users(Box<crate::users::UsersResponse>),
 }
 
 /// The result of applying a command: the value, or the domain's refusal.

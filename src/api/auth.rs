@@ -17,8 +17,9 @@
 //! the key its `kid` names in the replicated key ring, it has not expired and is
 //! not dated in the future, its user still exists at the security version the
 //! token was issued for, and its session has not been revoked (logout, refresh
-//! reuse). A malformed, expired or revoked token is a 401 even on routes that
-//! allow anonymous callers: a client that sends credentials learns they failed.
+//! reuse). A malformed, expired or revoked token is a 401 even with [`Caller`]
+//! (anonymous allowed): a client that sends credentials learns they failed.
+//! Routes that take none of these extractors are public and ignore credentials.
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
@@ -98,7 +99,10 @@ pub fn verify_access_token(state: &AppState, token: &str) -> Result<Actor, Refus
     let session = users::get_session(&reader, &claims.sid)
         .map_err(storage)?
         .ok_or(Refusal::SessionRevoked)?;
-    if session.revoked || session.user_id != user.id || session.user_version != user.security_version {
+    if session.revoked
+        || session.user_id != user.id
+        || session.user_version != user.security_version
+    {
         return Err(Refusal::SessionRevoked);
     }
     Ok(Actor {
@@ -114,7 +118,9 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     };
     let raw = raw.to_str().map_err(|_| invalid_token())?;
     match raw.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(Some(token.trim()))
         }
         _ => Err(ApiError::new(
@@ -125,7 +131,10 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 }
 
 /// The signed-in actor of a request, if any.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<Actor>, ApiError> {
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Actor>, ApiError> {
     let Some(token) = bearer(headers)? else {
         return Ok(None);
     };
@@ -235,7 +244,10 @@ where
                 Ok(Self(None))
             } else {
                 tracing::debug!("operator token refused");
-                Err(ApiError::new("unauthenticated", "the operator token is wrong"))
+                Err(ApiError::new(
+                    "unauthenticated",
+                    "the operator token is wrong",
+                ))
             };
         }
         let AdminOnly(actor) = AdminOnly::from_request_parts(parts, state).await?;

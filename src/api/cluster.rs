@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use utoipa::ToSchema;
 
+use super::auth::Operator;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{AppJson, Consistency};
-use super::auth::Operator;
 use super::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -199,10 +199,7 @@ pub async fn transfer_leader(
 /// every write acknowledged before the request.
 #[utoipa::path(get, path = "/cluster/backup", tag = "cluster",
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 503, body = ErrorBody)))]
-pub async fn backup(
-    State(state): State<AppState>,
-    Operator(_by): Operator,
-) -> ApiResult<Response> {
+pub async fn backup(State(state): State<AppState>, Operator(_by): Operator) -> ApiResult<Response> {
     state.read(Consistency::Linearizable).await?;
     let dir = state.settings.data_dir.join("backups");
     let path = dir.join(format!("backup-{}.snap", uuid::Uuid::new_v4()));

@@ -141,7 +141,11 @@ impl IntoResponse for ApiError {
             );
         }
         if self.status == StatusCode::TOO_MANY_REQUESTS {
-            let secs = self.body.details.get("retry_after_secs").and_then(|v| v.as_u64());
+            let secs = self
+                .body
+                .details
+                .get("retry_after_secs")
+                .and_then(|v| v.as_u64());
             if let Some(value) = secs.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }

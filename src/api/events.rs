@@ -9,9 +9,9 @@ use ecommerce_domains::EventRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::auth::AdminOnly;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{AppQuery, Consistency};
-use super::auth::AdminOnly;
 use super::AppState;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]

@@ -10,9 +10,9 @@ use ecommerce_domains::{Command, Response as Reply};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::auth::AdminOnly;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{AppJson, AppPath, AppQuery, Consistency, MutationMeta, ReadParams};
-use super::auth::AdminOnly;
 use super::{unexpected, AppState};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

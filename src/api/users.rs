@@ -281,17 +281,28 @@ fn password_error(e: crate::auth::passwords::PasswordError) -> ApiError {
     ApiError::internal(e)
 }
 
-fn user_reply(reply: Reply) -> ApiResult<UserDto> {
+/// The users domain's part of a command response.
+fn users_reply(reply: Reply) -> ApiResult<UsersResponse> {
     match reply {
-        Reply::Users(UsersResponse::User(user)) => Ok(user.into()),
+        Reply::Users(r) => Ok(*r),
         other => Err(unexpected(other)),
     }
 }
 
+fn unexpected_users(r: UsersResponse) -> ApiError {
+    unexpected(Reply::Users(Box::new(r)))
+}
+
+fn user_reply(reply: Reply) -> ApiResult<UserDto> {
+    match users_reply(reply)? {
+        UsersResponse::User(user) => Ok(user.into()),
+        other => Err(unexpected_users(other)),
+    }
+}
+
 fn parse_role(raw: &str) -> ApiResult<Role> {
-    Role::parse(raw).ok_or_else(|| {
-        DomainError::validation("role", "must be customer, vendor or admin").into()
-    })
+    Role::parse(raw)
+        .ok_or_else(|| DomainError::validation("role", "must be customer, vendor or admin").into())
 }
 
 /// Signs the access token for a fresh or refreshed session.
@@ -338,12 +349,16 @@ pub async fn ensure_signing_key(state: &AppState) -> ApiResult<users::KeyRing> {
         kid: uuid::Uuid::new_v4().simple().to_string(),
         secret: Secret(random_secret()),
     };
-    let committed = state.propose(Command::Users(command), None).await?;
+    let committed = state
+        .propose(Command::Users(Box::new(command)), None)
+        .await?;
     committed.outcome.map_err(ApiError::from)?;
     let reader = state.read(Consistency::Linearizable).await?;
     let ring = users::key_ring(&reader)?;
     if ring.active_key().is_none() {
-        return Err(ApiError::internal("no active signing key after ensuring one"));
+        return Err(ApiError::internal(
+            "no active signing key after ensuring one",
+        ));
     }
     Ok(ring)
 }
@@ -366,12 +381,14 @@ async fn start_session(state: &AppState, user: &User) -> ApiResult<TokenResponse
         ttl_ms: state.auth.settings.refresh_token_ttl_secs * 1000,
         expected_security_version: user.security_version,
     };
-    let committed = state.propose(Command::Users(command), None).await?;
-    match committed.outcome? {
-        Reply::Users(UsersResponse::Session { user, family_id }) => {
+    let committed = state
+        .propose(Command::Users(Box::new(command)), None)
+        .await?;
+    match users_reply(committed.outcome?)? {
+        UsersResponse::Session { user, family_id } => {
             token_response(state, &user, &family_id, refresh_token).await
         }
-        other => Err(unexpected(other)),
+        other => Err(unexpected_users(other)),
     }
 }
 
@@ -389,7 +406,12 @@ async fn create_account(
     let email = Email::parse(email)?;
     let name = users::parse_name(name)?;
     users::check_password_policy(&password, Some(&email))?;
-    let hash = state.auth.passwords.hash(password).await.map_err(password_error)?;
+    let hash = state
+        .auth
+        .passwords
+        .hash(password)
+        .await
+        .map_err(password_error)?;
     let command = UserCommand::Register {
         user_id: uuid::Uuid::new_v4().to_string(),
         email,
@@ -398,7 +420,9 @@ async fn create_account(
         password_hash: Some(Secret(hash)),
         email_verified: false,
     };
-    let committed = state.propose(Command::Users(command), None).await?;
+    let committed = state
+        .propose(Command::Users(Box::new(command)), None)
+        .await?;
     let user = user_reply(committed.outcome?)?;
     Ok((StatusCode::CREATED, Json(user)).into_response())
 }
@@ -435,7 +459,14 @@ pub async fn register(
     AppJson(body): AppJson<RegisterBody>,
 ) -> ApiResult<Response> {
     check_ip(&state, &ip)?;
-    create_account(&state, &body.email, body.password, &body.name, Role::Customer).await
+    create_account(
+        &state,
+        &body.email,
+        body.password,
+        &body.name,
+        Role::Customer,
+    )
+    .await
 }
 
 /// Sign in with e-mail and password; answers an OAuth2 token response.
@@ -462,7 +493,9 @@ pub async fn login(
         }
         None => None,
     };
-    let phc = user.as_ref().and_then(|u| u.password_hash.as_ref().map(|h| h.0.clone()));
+    let phc = user
+        .as_ref()
+        .and_then(|u| u.password_hash.as_ref().map(|h| h.0.clone()));
     let ok = state
         .auth
         .passwords
@@ -485,7 +518,11 @@ pub async fn refresh(
     AppJson(body): AppJson<RefreshBody>,
 ) -> ApiResult<Json<TokenResponse>> {
     check_ip(&state, &ip)?;
-    if body.grant_type.as_deref().is_some_and(|g| g != "refresh_token") {
+    if body
+        .grant_type
+        .as_deref()
+        .is_some_and(|g| g != "refresh_token")
+    {
         return Err(DomainError::validation("grant_type", "must be refresh_token").into());
     }
     let family_id = tokens::refresh_family(&body.refresh_token)
@@ -498,16 +535,18 @@ pub async fn refresh(
         new_hash: tokens::digest(&new_token),
         ttl_ms: state.auth.settings.refresh_token_ttl_secs * 1000,
     };
-    let committed = state.propose(Command::Users(command), None).await?;
-    match committed.outcome? {
-        Reply::Users(UsersResponse::Session { user, family_id }) => {
-            Ok(Json(token_response(&state, &user, &family_id, new_token).await?))
-        }
-        Reply::Users(UsersResponse::RefreshReused) => {
+    let committed = state
+        .propose(Command::Users(Box::new(command)), None)
+        .await?;
+    match users_reply(committed.outcome?)? {
+        UsersResponse::Session { user, family_id } => Ok(Json(
+            token_response(&state, &user, &family_id, new_token).await?,
+        )),
+        UsersResponse::RefreshReused => {
             tracing::warn!("a spent refresh token was presented again; its session is revoked");
             Err(DomainError::InvalidRefreshToken.into())
         }
-        other => Err(unexpected(other)),
+        other => Err(unexpected_users(other)),
     }
 }
 
@@ -527,7 +566,10 @@ pub async fn logout(
         family_id,
         presented_hash: tokens::digest(&body.refresh_token),
     };
-    state.propose(Command::Users(command), None).await?.outcome?;
+    state
+        .propose(Command::Users(Box::new(command)), None)
+        .await?
+        .outcome?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -563,7 +605,7 @@ pub async fn request_password_reset(
             token: Secret(token),
             ttl_ms: state.auth.settings.reset_token_ttl_secs * 1000,
         };
-        if let Err(e) = state.propose(Command::Users(command), None).await {
+        if let Err(e) = state.propose(Command::Users(Box::new(command)), None).await {
             tracing::warn!(code = e.body.code, "password reset request not stored");
         }
     });
@@ -593,7 +635,10 @@ pub async fn confirm_password_reset(
         token_hash: tokens::digest(&body.token),
         password_hash: Secret(hash),
     };
-    state.propose(Command::Users(command), None).await?.outcome?;
+    state
+        .propose(Command::Users(Box::new(command)), None)
+        .await?
+        .outcome?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -610,9 +655,12 @@ pub async fn rotate_signing_key(
         secret: Secret(random_secret()),
         retain_ms: (state.auth.settings.access_token_ttl_secs + tokens::LEEWAY_SECS) * 1000,
     };
-    match state.propose(Command::Users(command), None).await?.outcome? {
-        Reply::Users(UsersResponse::SigningKey { kid }) => Ok(Json(SigningKeyDto { kid })),
-        other => Err(unexpected(other)),
+    let committed = state
+        .propose(Command::Users(Box::new(command)), None)
+        .await?;
+    match users_reply(committed.outcome?)? {
+        UsersResponse::SigningKey { kid } => Ok(Json(SigningKeyDto { kid })),
+        other => Err(unexpected_users(other)),
     }
 }
 
@@ -643,7 +691,10 @@ pub async fn list_users(
 ) -> ApiResult<Json<UserList>> {
     let limit = params.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new("invalid_query", "limit must be between 1 and 1000"));
+        return Err(ApiError::new(
+            "invalid_query",
+            "limit must be between 1 and 1000",
+        ));
     }
     let reader = state.read(params.consistency.unwrap_or_default()).await?;
     let items = users::list_users(&reader, params.after.as_deref(), limit)?;
@@ -666,7 +717,11 @@ pub async fn get_user(
     AppPath(id): AppPath<String>,
 ) -> ApiResult<Json<UserDto>> {
     let id = target(&actor, &id)?;
-    Ok(Json(load_user(&state, &id, Consistency::Linearizable).await?.into()))
+    Ok(Json(
+        load_user(&state, &id, Consistency::Linearizable)
+            .await?
+            .into(),
+    ))
 }
 
 /// Update name and addresses: `me`, your own id, or (admins) anyone's.
@@ -682,20 +737,23 @@ pub async fn update_user(
     AppJson(body): AppJson<ProfileBody>,
 ) -> ApiResult<Response> {
     let user_id = target(&actor, &id)?;
-    let address = |field: &str, a: &Option<Option<AddressDto>>| -> ApiResult<Option<Option<Address>>> {
-        Ok(match a {
-            None => None,
-            Some(None) => Some(None),
-            Some(Some(dto)) => Some(Some(Address::parse(field, dto.clone().into())?)),
-        })
-    };
+    let address =
+        |field: &str, a: &Option<Option<AddressDto>>| -> ApiResult<Option<Option<Address>>> {
+            Ok(match a {
+                None => None,
+                Some(None) => Some(None),
+                Some(Some(dto)) => Some(Some(Address::parse(field, dto.clone().into())?)),
+            })
+        };
     let command = UserCommand::UpdateProfile {
         user_id,
         name: body.name.as_deref().map(users::parse_name).transpose()?,
         shipping_address: address("shipping_address", &body.shipping_address)?,
         billing_address: address("billing_address", &body.billing_address)?,
     };
-    let committed = state.propose(Command::Users(command), meta.tag(&body)).await?;
+    let committed = state
+        .propose(Command::Users(Box::new(command)), meta.tag(&body))
+        .await?;
     Ok(committed.respond(user_reply))
 }
 
@@ -712,7 +770,10 @@ pub async fn delete_user(
 ) -> ApiResult<Response> {
     let user_id = target(&actor, &id)?;
     let committed = state
-        .propose(Command::Users(UserCommand::DeleteUser { user_id }), None)
+        .propose(
+            Command::Users(Box::new(UserCommand::DeleteUser { user_id })),
+            None,
+        )
         .await?;
     Ok(committed.respond(user_reply))
 }
@@ -730,7 +791,10 @@ pub async fn set_role(
 ) -> ApiResult<Response> {
     let role = parse_role(&body.role)?;
     let committed = state
-        .propose(Command::Users(UserCommand::SetRole { user_id: id, role }), None)
+        .propose(
+            Command::Users(Box::new(UserCommand::SetRole { user_id: id, role })),
+            None,
+        )
         .await?;
     Ok(committed.respond(user_reply))
 }
@@ -776,6 +840,9 @@ pub async fn change_password(
         password_hash: Secret(hash),
         expected_security_version: user.security_version,
     };
-    state.propose(Command::Users(command), None).await?.outcome?;
+    state
+        .propose(Command::Users(Box::new(command)), None)
+        .await?
+        .outcome?;
     Ok(StatusCode::NO_CONTENT)
 }

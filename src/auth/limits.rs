@@ -76,7 +76,10 @@ mod tests {
             limits.check_account("a").unwrap();
         }
         let RetryAfter(wait) = limits.check_account("a").unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(20), "{wait:?}");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
         limits.check_account("b").unwrap();
     }
 }

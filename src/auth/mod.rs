@@ -7,6 +7,7 @@
 //! Architecture invariant: nothing here logs a password, a token, a hash or an
 //! e-mail address.
 
+pub mod grpc;
 pub mod limits;
 pub mod passwords;
 pub mod tokens;

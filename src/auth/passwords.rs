@@ -62,14 +62,19 @@ impl Passwords {
 
     /// Whether `password` matches the PHC string `phc`; with `None` (no such
     /// account, or no password) verifies against a dummy hash and answers false.
-    pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool, PasswordError> {
+    pub async fn verify(
+        &self,
+        password: String,
+        phc: Option<String>,
+    ) -> Result<bool, PasswordError> {
         let _permit = self.permits.acquire().await.expect("never closed");
         let (phc, real) = match phc {
             Some(phc) => (phc, true),
             None => (self.dummy.as_ref().clone(), false),
         };
         let matches = tokio::task::spawn_blocking(move || {
-            let parsed = PasswordHash::new(&phc).map_err(|e| PasswordError::Argon2(e.to_string()))?;
+            let parsed =
+                PasswordHash::new(&phc).map_err(|e| PasswordError::Argon2(e.to_string()))?;
             // The parameters come from the PHC string itself.
             Ok::<_, PasswordError>(
                 Argon2::default()
@@ -99,10 +104,19 @@ mod tests {
     #[tokio::test]
     async fn hashes_are_argon2id_phc_strings_that_verify() {
         let passwords = Passwords::new(&AuthSettings::default()).unwrap();
-        let phc = passwords.hash("correct horse battery".into()).await.unwrap();
+        let phc = passwords
+            .hash("correct horse battery".into())
+            .await
+            .unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
-        assert!(passwords.verify("correct horse battery".into(), Some(phc.clone())).await.unwrap());
-        assert!(!passwords.verify("wrong horse battery".into(), Some(phc)).await.unwrap());
+        assert!(passwords
+            .verify("correct horse battery".into(), Some(phc.clone()))
+            .await
+            .unwrap());
+        assert!(!passwords
+            .verify("wrong horse battery".into(), Some(phc))
+            .await
+            .unwrap());
         assert!(!passwords.verify("anything".into(), None).await.unwrap());
     }
 }

@@ -71,7 +71,12 @@ pub fn key_id(token: &str) -> Result<String, TokenError> {
 }
 
 /// Verifies signature, algorithm, issuer and times of `token` at `now_secs`.
-pub fn verify(ring: &KeyRing, token: &str, issuer: &str, now_secs: u64) -> Result<Claims, TokenError> {
+pub fn verify(
+    ring: &KeyRing,
+    token: &str,
+    issuer: &str,
+    now_secs: u64,
+) -> Result<Claims, TokenError> {
     let kid = key_id(token)?;
     let key = ring.key(&kid).ok_or(TokenError::UnknownKey)?;
     let mut validation = Validation::new(ALGORITHM);
@@ -83,8 +88,12 @@ pub fn verify(ring: &KeyRing, token: &str, issuer: &str, now_secs: u64) -> Resul
     // Times are checked below against the caller's clock, so tests can pin it.
     validation.validate_exp = false;
     validation.validate_nbf = false;
-    let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&key.secret.0), &validation)
-        .map_err(|e| TokenError::Invalid(e.to_string()))?;
+    let data = jsonwebtoken::decode::<Claims>(
+        token,
+        &DecodingKey::from_secret(&key.secret.0),
+        &validation,
+    )
+    .map_err(|e| TokenError::Invalid(e.to_string()))?;
     let claims = data.claims;
     if claims.exp + LEEWAY_SECS <= now_secs {
         return Err(TokenError::Expired);
@@ -159,16 +168,46 @@ mod tests {
         let now = 1_800_000_000;
         let keys = ring(&["k1", "k2"]);
         let token = sign(&keys, &claims(now)).unwrap();
-        assert_eq!(verify(&keys, &token, "ecommerce", now).unwrap(), claims(now));
-        assert_eq!(verify(&keys, &token, "other", now).map(|_| ()).unwrap_err().to_string().contains("bad"), true);
-        assert_eq!(verify(&keys, &token, "ecommerce", now + 1000), Err(TokenError::Expired));
-        assert_eq!(verify(&ring(&["k9"]), &token, "ecommerce", now), Err(TokenError::UnknownKey));
+        assert_eq!(
+            verify(&keys, &token, "ecommerce", now).unwrap(),
+            claims(now)
+        );
+        assert_eq!(
+            verify(&keys, &token, "other", now)
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+                .contains("bad"),
+            true
+        );
+        assert_eq!(
+            verify(&keys, &token, "ecommerce", now + 1000),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            verify(&ring(&["k9"]), &token, "ecommerce", now),
+            Err(TokenError::UnknownKey)
+        );
         // Same kid, other secret.
         let mut wrong = keys.clone();
         wrong.keys[0].secret = Secret(vec![9; 32]);
-        assert!(matches!(verify(&wrong, &token, "ecommerce", now), Err(TokenError::Invalid(_))));
-        let future = sign(&keys, &Claims { iat: now + 600, nbf: now + 600, ..claims(now) }).unwrap();
-        assert_eq!(verify(&keys, &future, "ecommerce", now), Err(TokenError::FutureDated));
+        assert!(matches!(
+            verify(&wrong, &token, "ecommerce", now),
+            Err(TokenError::Invalid(_))
+        ));
+        let future = sign(
+            &keys,
+            &Claims {
+                iat: now + 600,
+                nbf: now + 600,
+                ..claims(now)
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            verify(&keys, &future, "ecommerce", now),
+            Err(TokenError::FutureDated)
+        );
     }
 
     #[test]
@@ -176,7 +215,11 @@ mod tests {
         let now = 1_800_000_000;
         let keys = ring(&["k1"]);
         let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(now)).unwrap());
-        for header in [r#"{"alg":"none","kid":"k1"}"#, r#"{"alg":"HS512","kid":"k1"}"#, r#"{"alg":"RS256","kid":"k1"}"#] {
+        for header in [
+            r#"{"alg":"none","kid":"k1"}"#,
+            r#"{"alg":"HS512","kid":"k1"}"#,
+            r#"{"alg":"RS256","kid":"k1"}"#,
+        ] {
             let token = format!("{}.{body}.", URL_SAFE_NO_PAD.encode(header));
             assert!(verify(&keys, &token, "ecommerce", now).is_err(), "{header}");
         }

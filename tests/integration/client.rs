@@ -202,13 +202,6 @@ impl Client {
         self.with_header("authorization", &format!("Bearer {token}"))
     }
 
-    /// This client without credentials.
-    pub fn anonymous(mut self) -> Client {
-        self.default_headers
-            .retain(|(name, _)| !name.eq_ignore_ascii_case("authorization"));
-        self
-    }
-
     pub fn base(&self) -> &str {
         &self.base
     }

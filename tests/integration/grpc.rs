@@ -54,7 +54,38 @@ async fn health_cluster_status_and_event_stream_over_grpc() {
     assert_eq!(status.members[0].role, "voter");
     assert!(!status.cluster_id.is_empty());
 
-    // History first: two events before subscribing.
+    // Without a token, and with a customer's, the event stream is refused.
+    let mut anonymous = EventServiceClient::connect(endpoint.clone())
+        .await
+        .expect("connect event service");
+    let refused = anonymous
+        .subscribe(SubscribeRequest { after: 0 })
+        .await
+        .expect_err("an anonymous subscription must be refused");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    let customer = crate::harness::access_token(&client, "customer", "grpc-c").await;
+    let refused = anonymous
+        .subscribe(with_bearer(SubscribeRequest { after: 0 }, &customer.token))
+        .await
+        .expect_err("a customer's subscription must be refused");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let mut tampered = cluster.admin_token().to_string();
+    tampered.pop();
+    let refused = anonymous
+        .subscribe(with_bearer(SubscribeRequest { after: 0 }, &tampered))
+        .await
+        .expect_err("a tampered token must be refused");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+
+    // History first: two events before subscribing (after the events of the cluster's own
+    // account set-up).
+    let before_writes = client
+        .events(None, Some(1000))
+        .await
+        .unwrap()
+        .ok("events before the writes")["last_id"]
+        .as_u64()
+        .expect("last_id");
     client
         .put_warehouse("w1", "Main")
         .await
@@ -68,14 +99,26 @@ async fn health_cluster_status_and_event_stream_over_grpc() {
     let mut events = EventServiceClient::connect(endpoint)
         .await
         .expect("connect event service")
-        .subscribe(SubscribeRequest { after: 0 })
+        .subscribe(with_bearer(
+            SubscribeRequest {
+                after: before_writes,
+            },
+            cluster.admin_token(),
+        ))
         .await
         .expect("subscribe")
         .into_inner();
     let first = next(&mut events).await;
     let second = next(&mut events).await;
-    assert_eq!((first.id, first.r#type.as_str()), (1, "WarehouseUpserted"));
-    assert_eq!((second.id, second.r#type.as_str()), (2, "StockChanged"));
+    let base = before_writes;
+    assert_eq!(
+        (first.id, first.r#type.as_str()),
+        (base + 1, "WarehouseUpserted")
+    );
+    assert_eq!(
+        (second.id, second.r#type.as_str()),
+        (base + 2, "StockChanged")
+    );
     assert!(second.log_index > first.log_index);
 
     // Then live: a write made after subscribing is delivered.
@@ -85,10 +128,22 @@ async fn health_cluster_status_and_event_stream_over_grpc() {
         .unwrap()
         .ok("adjust");
     let third = next(&mut events).await;
-    assert_eq!((third.id, third.r#type.as_str()), (3, "StockChanged"));
+    assert_eq!(
+        (third.id, third.r#type.as_str()),
+        (base + 3, "StockChanged")
+    );
     let data: serde_json::Value = serde_json::from_str(&third.data_json).expect("data is JSON");
     assert_eq!(data["delta"], 3);
     assert_eq!(data["level"]["on_hand"], 8);
+}
+
+fn with_bearer<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("metadata value"),
+    );
+    request
 }
 
 async fn next(events: &mut tonic::Streaming<EventMessage>) -> EventMessage {

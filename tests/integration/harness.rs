@@ -692,6 +692,16 @@ impl Cluster {
     }
 }
 
+/// A node config file (TOML) in a temp dir, for `--config`: keep the dir alive while nodes
+/// run. Returns (dir, path).
+pub fn config_file(toml: &str) -> (TempDir, String) {
+    let dir = tempfile::tempdir().expect("config temp dir");
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, toml).expect("write config file");
+    let path = path.display().to_string();
+    (dir, path)
+}
+
 /// Name of the admin every [`Cluster`] signs in as when it starts.
 pub const ADMIN_USER: &str = "cluster-admin";
 
@@ -701,8 +711,6 @@ pub struct Credentials {
     pub token: String,
     pub refresh_token: String,
     pub user_id: String,
-    pub email: String,
-    pub password: String,
 }
 
 /// The e-mail address and password `sign_in` uses for (`role`, `user`).
@@ -768,8 +776,6 @@ pub async fn access_token(client: &Client, role: &str, user: &str) -> Credential
         token,
         refresh_token,
         user_id,
-        email,
-        password,
     }
 }
 

@@ -143,7 +143,10 @@ async fn idempotent_writes_apply_once_and_replay_on_any_node_across_failover() {
 
     // Kill the leader; the survivors elect a new one and still know every key.
     cluster.kill(leader);
-    let survivors: Vec<Client> = followers.iter().map(|id| cluster.admin_client(*id)).collect();
+    let survivors: Vec<Client> = followers
+        .iter()
+        .map(|id| cluster.admin_client(*id))
+        .collect();
     let after = retry_write(
         "replay after killing the leader",
         STARTUP_TIMEOUT,

@@ -11,6 +11,8 @@
 mod client;
 mod harness;
 
+mod auth;
+mod authz_matrix;
 mod backup;
 mod cluster;
 mod errors;
