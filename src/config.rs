@@ -35,6 +35,8 @@ pub struct Settings {
     pub idempotency: IdempotencySettings,
     pub storage: StorageSettings,
     pub auth: AuthSettings,
+    pub commerce: CommerceSettings,
+    pub payments: PaymentSettings,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -75,6 +77,36 @@ pub struct IdempotencySettings {
     pub ttl_secs: u64,
     /// How often the leader proposes the expiry command.
     pub sweep_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CommerceSettings {
+    /// How long checkout reserves stock before an unpaid order is cancelled.
+    pub hold_ttl_secs: u64,
+    /// Longest hold a checkout or an extension may ask for.
+    pub max_hold_ttl_secs: u64,
+    /// Carts unchanged for this long are removed.
+    pub cart_idle_secs: u64,
+    /// How often the leader looks for expired holds and idle carts.
+    pub sweep_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentSettings {
+    /// The provider payments go to; `sandbox` is built in and works offline.
+    pub provider: String,
+    /// Deadline of one provider call.
+    pub timeout_ms: u64,
+    /// Calls without a definite answer before the payment counts as failed.
+    pub max_attempts: u32,
+    /// Pause between two attempts.
+    pub retry_backoff_ms: u64,
+    /// How often the leader's worker looks for payment tasks.
+    pub poll_interval_ms: u64,
+    /// How long the sandbox's slow test card takes to answer.
+    pub sandbox_delay_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -174,6 +206,20 @@ impl Default for Settings {
                 write_buffer_mb: 16,
             },
             auth: AuthSettings::default(),
+            commerce: CommerceSettings {
+                hold_ttl_secs: 15 * 60,
+                max_hold_ttl_secs: 3600,
+                cart_idle_secs: 30 * 24 * 3600,
+                sweep_interval_ms: 1000,
+            },
+            payments: PaymentSettings {
+                provider: "sandbox".into(),
+                timeout_ms: 5000,
+                max_attempts: 3,
+                retry_backoff_ms: 500,
+                poll_interval_ms: 200,
+                sandbox_delay_ms: 30_000,
+            },
         }
     }
 }
@@ -293,6 +339,25 @@ impl Settings {
         ensure!(
             a.attempts_per_account_per_minute > 0 && a.attempts_per_ip_per_minute > 0,
             "auth.attempts_per_* must be positive"
+        );
+        let c = &self.commerce;
+        ensure!(
+            c.hold_ttl_secs > 0 && c.hold_ttl_secs <= c.max_hold_ttl_secs,
+            "commerce.hold_ttl_secs must be between 1 and commerce.max_hold_ttl_secs"
+        );
+        ensure!(
+            c.cart_idle_secs > 0 && c.sweep_interval_ms > 0,
+            "commerce.cart_idle_secs and commerce.sweep_interval_ms must be positive"
+        );
+        let p = &self.payments;
+        ensure!(
+            p.provider == crate::payments::sandbox::NAME,
+            "payments.provider {:?} is not available (built in: sandbox)",
+            p.provider
+        );
+        ensure!(
+            p.timeout_ms > 0 && p.max_attempts > 0 && p.poll_interval_ms > 0,
+            "payments.timeout_ms, payments.max_attempts and payments.poll_interval_ms must be positive"
         );
         if let Some(join) = &self.join {
             ensure!(

@@ -7,8 +7,10 @@ pub mod auth;
 pub mod config;
 pub mod grpc;
 pub mod identity;
+pub mod payments;
 pub mod restore;
 pub mod startup;
 pub mod telemetry;
+pub mod workers;
 
 pub use startup::Application;

@@ -15,7 +15,6 @@ use anyhow::{bail, Context};
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};
 use axum::response::IntoResponse;
-use ecommerce_domains::{Command, Envelope, SystemCommand};
 use ecommerce_raft::{NodeInfo, NodeOptions, RaftGrpc, RaftNode, Role};
 use ecommerce_storage::{Storage, StorageOptions};
 use tokio::net::TcpListener;
@@ -26,10 +25,12 @@ use tower_http::trace::TraceLayer;
 
 use crate::api::error::ApiError;
 use crate::api::{self, AppState, Inner};
+use crate::auth::grpc::{Authenticate, RequireRole};
 use crate::config::Settings;
-use crate::grpc::PublicGrpc;
+use crate::grpc::{Commerce, PublicGrpc};
 use crate::identity::Identity;
 use crate::telemetry;
+use tonic::service::interceptor::InterceptedService;
 
 /// A built node, ready to run.
 pub struct Application {
@@ -176,18 +177,40 @@ impl Application {
             node: self.node.clone(),
             cluster_id: self.state.cluster_id.clone(),
         };
+        let commerce = Commerce::new(self.state.clone());
+        // Commerce RPCs learn their caller from the bearer token (if any) that
+        // this interceptor verified; each RPC then requires what its REST twin does.
+        let signed_in = Authenticate {
+            state: self.state.clone(),
+        };
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<crate::grpc::proto::cluster_service_server::ClusterServiceServer<PublicGrpc>>().await;
         let grpc = tonic::transport::Server::builder()
             .add_service(RaftGrpc::new(self.node.clone()).into_server())
             .add_service(health_service)
             .add_service(public.cluster_service())
-            .add_service(tonic::service::interceptor::InterceptedService::new(
+            .add_service(InterceptedService::new(
                 public.event_service(),
-                crate::auth::grpc::RequireRole {
+                RequireRole {
                     state: self.state.clone(),
                     roles: &[ecommerce_domains::Role::Admin],
                 },
+            ))
+            .add_service(InterceptedService::new(
+                commerce.cart_service(),
+                signed_in.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                commerce.order_service(),
+                signed_in.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                commerce.inventory_service(),
+                signed_in.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                commerce.listing_service(),
+                signed_in,
             ))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(self.grpc_listener),
@@ -197,10 +220,10 @@ impl Application {
         tracing::info!(node_id = self.node.id, http = %self.http_addr, grpc = %self.grpc_addr, "serving");
         let http_task = tokio::spawn(async move { http.await });
         let grpc_task = tokio::spawn(grpc);
-        let housekeeping = tokio::spawn(idempotency_sweeper(
-            self.node.clone(),
-            self.settings.clone(),
-        ));
+        let provider = std::sync::Arc::new(crate::payments::sandbox::Sandbox {
+            delay: Duration::from_millis(self.settings.payments.sandbox_delay_ms),
+        });
+        let workers = crate::workers::spawn(self.node.clone(), self.settings.clone(), provider);
         let join = self.settings.join.clone().map(|url| {
             tokio::spawn(join_cluster(
                 self.node.clone(),
@@ -213,7 +236,9 @@ impl Application {
         shutdown.await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
-        housekeeping.abort();
+        for worker in &workers {
+            worker.abort();
+        }
         if let Some(join) = join {
             join.abort();
         }
@@ -304,39 +329,6 @@ async fn join_cluster(
 /// On the leader, periodically proposes the expiry of old idempotency records.
 /// Time comes from the leader's clock inside the command; every replica
 /// applies the same cut-off.
-async fn idempotency_sweeper(node: Arc<RaftNode>, settings: Settings) {
-    let every = Duration::from_secs(settings.idempotency.sweep_interval_secs);
-    let ttl_ms = settings.idempotency.ttl_secs * 1000;
-    loop {
-        tokio::time::sleep(every).await;
-        // One command removes at most EXPIRE_BATCH records: go on while full.
-        while node.status().leader_id == Some(node.id) {
-            let envelope = Envelope {
-                now_ms: 0, // stamped by the leader
-                idempotency: None,
-                command: Command::System(SystemCommand::ExpireIdempotency { ttl_ms }),
-            };
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            match node.write(envelope, deadline).await {
-                Ok(applied) => {
-                    let removed = match applied.outcome {
-                        Ok(ecommerce_domains::Response::Expired { removed }) => removed,
-                        _ => 0,
-                    };
-                    if removed < ecommerce_domains::idempotency::EXPIRE_BATCH as u64 {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "idempotency sweep skipped");
-                    break;
-                }
-            }
-        }
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -2,8 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cart::{Cart, CartCommand};
 use crate::idempotency::{self, IdempotencyTag};
-use crate::inventory::{InventoryCommand, StockLevel, Warehouse};
+use crate::inventory::{InventoryCommand, StockLevel, Threshold, Warehouse};
+use crate::listing::{Listing, ListingCommand};
+use crate::order::{Order, OrderCommand};
 use crate::store::{StoreFault, StoreMut};
 use crate::DomainError;
 
@@ -23,6 +26,9 @@ pub struct Envelope {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     Inventory(InventoryCommand),
+    Listing(ListingCommand),
+    Cart(CartCommand),
+    Order(OrderCommand),
     System(SystemCommand),
     Users(Box<crate::users::UserCommand>),
 }
@@ -49,6 +55,10 @@ pub struct ApplyContext {
 pub enum Response {
     Warehouse(Warehouse),
     Stock(StockLevel),
+    Threshold(Threshold),
+    Listing(Listing),
+    Cart(Cart),
+    Order(Box<Order>),
     Expired { removed: u64 },
     Users(Box<crate::users::UsersResponse>),
 }

@@ -37,6 +37,24 @@ pub enum DomainError {
     UserNotFound(String),
     #[error("password {message}")]
     WeakPassword { message: String },
+    #[error("you are not allowed to do this")]
+    Forbidden,
+    #[error("sku {0:?} has no listing")]
+    ListingNotFound(String),
+    #[error("sku {0:?} is not for sale")]
+    SkuNotForSale(String),
+    #[error("the cart holds {cart} items; {sku} is priced in another currency")]
+    CurrencyMismatch { cart: String, sku: String },
+    #[error("the cart is empty")]
+    CartEmpty,
+    #[error("not enough stock for {} line(s)", .0.len())]
+    OutOfStock(Vec<crate::allocation::Shortage>),
+    #[error("order {0} does not exist")]
+    OrderNotFound(u64),
+    #[error("an order cannot go from {from} to {to}")]
+    InvalidTransition { from: String, to: String },
+    #[error("order {0} holds no reservation that can be extended")]
+    HoldNotActive(u64),
 }
 
 impl DomainError {
@@ -55,6 +73,15 @@ impl DomainError {
             Self::InvalidResetToken => "invalid_reset_token",
             Self::UserNotFound(_) => "user_not_found",
             Self::WeakPassword { .. } => "weak_password",
+            Self::Forbidden => "forbidden",
+            Self::SkuNotForSale(_) => "sku_not_for_sale",
+            Self::ListingNotFound(_) => "listing_not_found",
+            Self::CurrencyMismatch { .. } => "currency_mismatch",
+            Self::CartEmpty => "cart_empty",
+            Self::OutOfStock(_) => "insufficient_stock",
+            Self::OrderNotFound(_) => "order_not_found",
+            Self::InvalidTransition { .. } => "invalid_transition",
+            Self::HoldNotActive(_) => "hold_not_active",
         }
     }
 
@@ -76,7 +103,6 @@ impl DomainError {
             } => json!({
                 "sku": sku, "warehouse_id": warehouse_id, "requested": requested, "available": available
             }),
-            Self::IdempotencyKeyReused => serde_json::Value::Null,
             Self::EmailTaken
             | Self::InvalidCredentials
             | Self::InvalidRefreshToken
@@ -87,6 +113,16 @@ impl DomainError {
                 "min_length": crate::users::PASSWORD_MIN_CHARS,
                 "max_length": crate::users::PASSWORD_MAX_CHARS,
             }),
+            Self::IdempotencyKeyReused | Self::Forbidden | Self::CartEmpty => {
+                serde_json::Value::Null
+            }
+            Self::SkuNotForSale(sku) | Self::ListingNotFound(sku) => json!({ "sku": sku }),
+            Self::CurrencyMismatch { cart, sku } => json!({ "cart": cart, "sku": sku }),
+            Self::OutOfStock(lines) => json!({ "lines": lines }),
+            Self::OrderNotFound(id) | Self::HoldNotActive(id) => {
+                json!({ "order_id": id.to_string() })
+            }
+            Self::InvalidTransition { from, to } => json!({ "from": from, "to": to }),
         }
     }
 

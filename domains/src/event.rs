@@ -3,17 +3,39 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::{StockLevel, Warehouse};
+use crate::inventory::{LowStock, StockLevel, Warehouse};
+use crate::listing::Listing;
+use crate::order::{Order, PaymentStatus};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     WarehouseUpserted(Warehouse),
     StockChanged {
         level: StockLevel,
+        /// Change of on-hand units.
         delta: i64,
+        /// Change of reserved units.
+        reserved_delta: i64,
         reason: Option<String>,
     },
     User(crate::users::UserEvent),
+    /// Available stock fell below a low-stock threshold.
+    StockLow(LowStock),
+    /// Available stock is back at or above the threshold.
+    BackInStock(LowStock),
+    ListingUpserted(Listing),
+    OrderPlaced(Box<Order>),
+    OrderStatusChanged {
+        order_id: u64,
+        customer_id: String,
+        from: String,
+        to: String,
+        reason: String,
+    },
+    PaymentUpdated {
+        order_id: u64,
+        status: PaymentStatus,
+    },
 }
 
 impl Event {
@@ -23,6 +45,12 @@ impl Event {
             Self::WarehouseUpserted(_) => "WarehouseUpserted",
             Self::StockChanged { .. } => "StockChanged",
             Self::User(e) => e.kind(),
+            Self::StockLow(_) => "StockLow",
+            Self::BackInStock(_) => "BackInStock",
+            Self::ListingUpserted(_) => "ListingUpserted",
+            Self::OrderPlaced(_) => "OrderPlaced",
+            Self::OrderStatusChanged { .. } => "OrderStatusChanged",
+            Self::PaymentUpdated { .. } => "PaymentUpdated",
         }
     }
 
@@ -34,9 +62,30 @@ impl Event {
             Self::StockChanged {
                 level,
                 delta,
+                reserved_delta,
                 reason,
             } => json!({
-                "level": level.view(), "delta": delta, "reason": reason
+                "level": level.view(), "delta": delta, "reserved_delta": reserved_delta,
+                "reason": reason
+            }),
+            Self::StockLow(low) | Self::BackInStock(low) => json!(low),
+            Self::ListingUpserted(l) => json!(l),
+            Self::OrderPlaced(o) => json!({
+                "order_id": o.id.to_string(), "customer_id": o.customer_id,
+                "total": o.totals.total, "lines": o.lines
+            }),
+            Self::OrderStatusChanged {
+                order_id,
+                customer_id,
+                from,
+                to,
+                reason,
+            } => json!({
+                "order_id": order_id.to_string(), "customer_id": customer_id,
+                "from": from, "to": to, "reason": reason
+            }),
+            Self::PaymentUpdated { order_id, status } => json!({
+                "order_id": order_id.to_string(), "status": status
             }),
             Self::User(e) => e.data(),
         }

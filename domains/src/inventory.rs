@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::allocation::{Allocation, Candidate};
 use crate::command::{ApplyContext, Outcome, Response};
 use crate::store::{self, KeyPart, Store, StoreExt, StoreFault, StoreMut};
 use crate::{DomainError, Event};
@@ -183,6 +184,13 @@ pub enum InventoryCommand {
         delta: i64,
         reason: Option<String>,
     },
+    /// Sets (or with `None` removes) the low-stock threshold of a SKU in one
+    /// warehouse, or over all warehouses when `warehouse_id` is `None`.
+    SetThreshold {
+        sku: Sku,
+        warehouse_id: Option<WarehouseId>,
+        threshold: Option<u64>,
+    },
 }
 
 fn stock_key<'a>(sku: &'a Sku, warehouse: &'a WarehouseId) -> [KeyPart<'a>; 2] {
@@ -258,6 +266,11 @@ pub fn apply(
             }
             write_level(store, current, target as u64, *delta, reason.clone(), ctx)
         }
+        InventoryCommand::SetThreshold {
+            sku,
+            warehouse_id,
+            threshold,
+        } => set_threshold(store, sku, warehouse_id.as_ref(), *threshold, ctx),
     }
 }
 
@@ -273,7 +286,7 @@ fn insufficient(level: &StockLevel, requested: u64) -> DomainError {
 /// The current level (version 0 and zero stock when never stocked), or
 /// `WarehouseNotFound`.
 fn current_level(
-    store: &dyn StoreMut,
+    store: &dyn Store,
     sku: &Sku,
     warehouse_id: &WarehouseId,
 ) -> Result<Result<StockLevel, DomainError>, StoreFault> {
@@ -306,6 +319,19 @@ fn write_level(
     ctx: &ApplyContext,
 ) -> Result<Outcome, StoreFault> {
     level.on_hand = on_hand;
+    let level = save_level(store, level, delta, 0, reason, ctx)?;
+    Ok(Ok(Response::Stock(level)))
+}
+
+/// Stores a changed level, announces it, and re-evaluates its thresholds.
+fn save_level(
+    store: &mut dyn StoreMut,
+    mut level: StockLevel,
+    delta: i64,
+    reserved_delta: i64,
+    reason: Option<String>,
+    ctx: &ApplyContext,
+) -> Result<StockLevel, StoreFault> {
     level.version = ctx.log_index;
     store::put(
         store,
@@ -316,9 +342,176 @@ fn write_level(
     store.emit(Event::StockChanged {
         level: level.clone(),
         delta,
+        reserved_delta,
         reason,
     });
-    Ok(Ok(Response::Stock(level)))
+    evaluate_threshold(store, &level.sku, Some(&level.warehouse_id), ctx)?;
+    evaluate_threshold(store, &level.sku, None, ctx)?;
+    Ok(level)
+}
+
+/// Moves units of one level: `on_hand_delta` to what is on hand,
+/// `reserved_delta` to what is reserved. Refused (with nothing written) when
+/// reserved would become negative or exceed on hand. Used by holds
+/// (+reserved), their release (−reserved) and shipping (−both).
+pub(crate) fn move_stock(
+    store: &mut dyn StoreMut,
+    allocation: &Allocation,
+    on_hand_sign: i64,
+    reserved_sign: i64,
+    reason: &str,
+    ctx: &ApplyContext,
+) -> Result<Result<StockLevel, DomainError>, StoreFault> {
+    let q = allocation.quantity as i128;
+    let level = match current_level(store, &allocation.sku, &allocation.warehouse_id)? {
+        Ok(level) => level,
+        Err(e) => return Ok(Err(e)),
+    };
+    let on_hand = level.on_hand as i128 + on_hand_sign as i128 * q;
+    let reserved = level.reserved as i128 + reserved_sign as i128 * q;
+    if reserved < 0 || on_hand < reserved {
+        return Ok(Err(insufficient(&level, allocation.quantity)));
+    }
+    let mut next = level;
+    next.on_hand = on_hand as u64;
+    next.reserved = reserved as u64;
+    let delta = on_hand_sign * allocation.quantity as i64;
+    let reserved_delta = reserved_sign * allocation.quantity as i64;
+    let saved = save_level(
+        store,
+        next,
+        delta,
+        reserved_delta,
+        Some(reason.to_string()),
+        ctx,
+    )?;
+    Ok(Ok(saved))
+}
+
+// ---- low-stock thresholds ----
+
+/// Thresholds keyed by (sku, warehouse id, or "" for the SKU over all warehouses).
+pub const THRESHOLDS: &str = "inventory_thresholds";
+/// What is currently below its threshold, same keys.
+pub const LOW_STOCK: &str = "inventory_low_stock";
+
+/// A SKU (in one warehouse, or over all of them) whose available stock is below its threshold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LowStock {
+    pub sku: Sku,
+    pub warehouse_id: Option<WarehouseId>,
+    pub threshold: u64,
+    pub available: u64,
+    /// When it fell below the threshold.
+    pub since_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Threshold {
+    pub sku: Sku,
+    pub warehouse_id: Option<WarehouseId>,
+    pub threshold: u64,
+    pub version: u64,
+}
+
+fn threshold_key<'a>(sku: &'a Sku, warehouse: Option<&'a WarehouseId>) -> [KeyPart<'a>; 2] {
+    [
+        KeyPart::Str(sku.as_str()),
+        KeyPart::Str(warehouse.map_or("", WarehouseId::as_str)),
+    ]
+}
+
+fn available_now(
+    store: &dyn Store,
+    sku: &Sku,
+    warehouse: Option<&WarehouseId>,
+) -> Result<u64, StoreFault> {
+    Ok(match warehouse {
+        Some(w) => store
+            .get::<StockLevel>(STOCK, &stock_key(sku, w))?
+            .map_or(0, |l| l.available()),
+        None => sku_stock(store, sku)?.map_or(0, |s| s.available),
+    })
+}
+
+/// Emits `StockLow` when available stock is below a threshold and was not,
+/// `BackInStock` when it is back at or above it. State-based, so a threshold
+/// crossed twice in one command still yields one event per real change.
+fn evaluate_threshold(
+    store: &mut dyn StoreMut,
+    sku: &Sku,
+    warehouse: Option<&WarehouseId>,
+    ctx: &ApplyContext,
+) -> Result<(), StoreFault> {
+    let key = threshold_key(sku, warehouse);
+    let Some(threshold) = store.get::<Threshold>(THRESHOLDS, &key)? else {
+        return Ok(());
+    };
+    let available = available_now(store, sku, warehouse)?;
+    let was_low = store.get_raw(LOW_STOCK, &key)?.is_some();
+    let low = available < threshold.threshold;
+    let entry = LowStock {
+        sku: sku.clone(),
+        warehouse_id: warehouse.cloned(),
+        threshold: threshold.threshold,
+        available,
+        since_ms: ctx.now_ms,
+    };
+    if low && !was_low {
+        store::put(store, LOW_STOCK, &key, &entry)?;
+        store.emit(Event::StockLow(entry));
+    } else if !low && was_low {
+        store.delete_raw(LOW_STOCK, &key);
+        store.emit(Event::BackInStock(entry));
+    }
+    Ok(())
+}
+
+fn set_threshold(
+    store: &mut dyn StoreMut,
+    sku: &Sku,
+    warehouse: Option<&WarehouseId>,
+    threshold: Option<u64>,
+    ctx: &ApplyContext,
+) -> Result<Outcome, StoreFault> {
+    if let Some(w) = warehouse {
+        if get_warehouse(store, w)?.is_none() {
+            return Ok(Err(DomainError::WarehouseNotFound(w.as_str().to_string())));
+        }
+    }
+    let key = threshold_key(sku, warehouse);
+    let record = Threshold {
+        sku: sku.clone(),
+        warehouse_id: warehouse.cloned(),
+        threshold: threshold.unwrap_or(0),
+        version: ctx.log_index,
+    };
+    match threshold {
+        Some(_) => {
+            store::put(store, THRESHOLDS, &key, &record)?;
+            evaluate_threshold(store, sku, warehouse, ctx)?;
+        }
+        None => {
+            store.delete_raw(THRESHOLDS, &key);
+            store.delete_raw(LOW_STOCK, &key);
+        }
+    }
+    Ok(Ok(Response::Threshold(record)))
+}
+
+/// Everything below its threshold, in (sku, warehouse) order, with the current availability.
+pub fn low_stock(
+    store: &dyn Store,
+    after: Option<(&Sku, &str)>,
+    limit: usize,
+) -> Result<Vec<LowStock>, StoreFault> {
+    let after_key = after.map(|(s, w)| [KeyPart::Str(s.as_str()), KeyPart::Str(w)]);
+    let mut entries: Vec<LowStock> =
+        store.scan(LOW_STOCK, &[], after_key.as_ref().map(|k| &k[..]), limit)?;
+    for e in &mut entries {
+        e.available = available_now(store, &e.sku, e.warehouse_id.as_ref())?;
+    }
+    Ok(entries)
 }
 
 // ---- queries ----
@@ -355,6 +548,28 @@ pub fn sku_stock(store: &dyn Store, sku: &Sku) -> Result<Option<SkuStock>, Store
         available: levels.iter().map(StockLevel::available).sum(),
         warehouses: levels.iter().map(StockLevel::view).collect(),
     }))
+}
+
+/// Every warehouse that stocks `sku`, with what it has available, for allocation.
+pub fn candidates(store: &dyn Store, sku: &Sku) -> Result<Vec<Candidate>, StoreFault> {
+    let levels: Vec<StockLevel> = store.scan(
+        STOCK,
+        &[KeyPart::Str(sku.as_str())],
+        None,
+        MAX_WAREHOUSES_PER_SKU,
+    )?;
+    let mut out = Vec::with_capacity(levels.len());
+    for level in levels {
+        if let Some(w) = get_warehouse(store, &level.warehouse_id)? {
+            out.push(Candidate {
+                warehouse_id: w.id,
+                priority: w.priority,
+                location: w.location,
+                available: level.available(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -10,11 +10,16 @@
 //! [`store::StoreMut`] and never consults a clock or a random source.
 
 pub mod actor;
+pub mod allocation;
+pub mod cart;
 pub mod command;
 pub mod error;
 pub mod event;
 pub mod idempotency;
 pub mod inventory;
+pub mod listing;
+pub mod money;
+pub mod order;
 pub mod store;
 pub mod users;
 
@@ -33,6 +38,17 @@ pub const TABLES: &[&str] = &[
     users::SESSIONS,
     users::RESET_TOKENS,
     users::SIGNING_KEYS,
+    inventory::THRESHOLDS,
+    inventory::LOW_STOCK,
+    listing::LISTINGS,
+    cart::CARTS,
+    cart::CART_EXPIRY,
+    order::ORDERS,
+    order::BY_CUSTOMER,
+    order::BY_VENDOR,
+    order::BY_TIME,
+    order::HOLD_EXPIRY,
+    order::PAYMENT_TASKS,
 ];
 
 /// Applies one command. Writes go to `store`; when the command is rejected
@@ -45,6 +61,9 @@ pub fn apply(
 ) -> Result<Outcome, store::StoreFault> {
     match command {
         Command::Inventory(c) => inventory::apply(c, ctx, store),
+        Command::Listing(c) => listing::apply(c, ctx, store),
+        Command::Cart(c) => cart::apply(c, ctx, store),
+        Command::Order(c) => order::apply(c, ctx, store),
         Command::System(c) => command::apply_system(c, ctx, store),
         Command::Users(c) => users::apply(c, ctx, store),
     }

@@ -50,6 +50,22 @@ pub struct AdminOnly(pub Actor);
 /// An admin (`Some`), or the operator token (`None`).
 pub struct Operator(pub Option<Actor>);
 
+/// A signed-in caller, else `unauthenticated` (for callers that learnt the
+/// actor elsewhere, e.g. a gRPC interceptor).
+pub fn signed_in(actor: Option<Actor>) -> Result<Actor, ApiError> {
+    actor.ok_or_else(unauthenticated)
+}
+
+/// A signed-in admin, else `unauthenticated` or `forbidden`.
+pub fn admin_only(actor: Option<Actor>) -> Result<Actor, ApiError> {
+    let actor = signed_in(actor)?;
+    if actor.is_admin() {
+        Ok(actor)
+    } else {
+        Err(forbidden())
+    }
+}
+
 pub fn unauthenticated() -> ApiError {
     ApiError::new("unauthenticated", "sign in to use this route")
 }

@@ -25,11 +25,19 @@ pub const ERROR_CODES: &[(&str, u16)] = &[
     ("unsupported_media_type", 415),
     ("validation_failed", 422),
     ("idempotency_key_reused", 422),
+    ("sku_not_for_sale", 422),
+    ("currency_mismatch", 422),
+    ("cart_empty", 422),
+    ("invalid_card", 422),
     ("warehouse_not_found", 404),
     ("sku_not_found", 404),
     ("node_not_found", 404),
+    ("listing_not_found", 404),
+    ("order_not_found", 404),
     ("version_conflict", 409),
     ("insufficient_stock", 409),
+    ("invalid_transition", 409),
+    ("hold_not_active", 409),
     ("node_id_removed", 409),
     ("membership_refused", 409),
     ("internal", 500),
@@ -185,6 +193,21 @@ mod tests {
             DomainError::WeakPassword {
                 message: "m".into(),
             },
+            DomainError::Forbidden,
+            DomainError::ListingNotFound("s".into()),
+            DomainError::SkuNotForSale("s".into()),
+            DomainError::CurrencyMismatch {
+                cart: "EUR".into(),
+                sku: "USD".into(),
+            },
+            DomainError::CartEmpty,
+            DomainError::OutOfStock(vec![]),
+            DomainError::OrderNotFound(1),
+            DomainError::InvalidTransition {
+                from: "shipped".into(),
+                to: "paid".into(),
+            },
+            DomainError::HoldNotActive(1),
         ];
         for e in samples {
             let api = ApiError::from(e.clone());

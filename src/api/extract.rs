@@ -1,10 +1,13 @@
 //! Extractors that turn every malformed request into the one error shape:
 //! JSON bodies ([`AppJson`]), path parameters ([`AppPath`]), query strings
-//! ([`AppQuery`]), and the idempotency header ([`MutationMeta`]).
+//! ([`AppQuery`]), and the idempotency header ([`MutationMeta`]; the gRPC
+//! services read the same key and fingerprint the same way through
+//! [`idempotency_key`] and [`idempotency_tag`]).
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use ecommerce_domains::idempotency::{IdempotencyKey, IdempotencyTag};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -94,23 +97,44 @@ impl<S: Send + Sync> FromRequestParts<S> for MutationMeta {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let key = match parts.headers.get(IDEMPOTENCY_KEY) {
-            None => None,
-            Some(raw) => {
-                let raw = raw.to_str().map_err(|_| {
-                    ApiError::new("invalid_header", "Idempotency-Key must be visible ASCII")
-                })?;
-                Some(
-                    IdempotencyKey::parse(raw)
-                        .map_err(|e| ApiError::new("invalid_header", e.to_string()))?,
-                )
-            }
-        };
         Ok(Self {
             method: parts.method.to_string(),
             path: parts.uri.path().to_string(),
-            key,
+            key: idempotency_key(&parts.headers)?,
         })
+    }
+}
+
+/// The `Idempotency-Key` of a request's headers (or gRPC metadata), if any.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(raw) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let raw = raw
+        .to_str()
+        .map_err(|_| ApiError::new("invalid_header", "Idempotency-Key must be visible ASCII"))?;
+    IdempotencyKey::parse(raw)
+        .map(Some)
+        .map_err(|e| ApiError::new("invalid_header", e.to_string()))
+}
+
+/// The tag a request with `key` is recorded under: the key and a SHA-256 of
+/// what identifies the request (`method`, `path`) and its canonical `body`.
+pub fn idempotency_tag(
+    key: IdempotencyKey,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> IdempotencyTag {
+    let mut digest = Sha256::new();
+    digest.update(method.as_bytes());
+    digest.update([0]);
+    digest.update(path.as_bytes());
+    digest.update([0]);
+    digest.update(body);
+    IdempotencyTag {
+        key,
+        fingerprint: hex::encode(digest.finalize()),
     }
 }
 
@@ -120,16 +144,8 @@ impl MutationMeta {
     /// request with other whitespace or field order still matches.
     pub fn tag<B: Serialize>(&self, body: &B) -> Option<IdempotencyTag> {
         let key = self.key.clone()?;
-        let mut digest = Sha256::new();
-        digest.update(self.method.as_bytes());
-        digest.update([0]);
-        digest.update(self.path.as_bytes());
-        digest.update([0]);
-        digest.update(serde_json::to_vec(body).unwrap_or_default());
-        Some(IdempotencyTag {
-            key,
-            fingerprint: hex::encode(digest.finalize()),
-        })
+        let body = serde_json::to_vec(body).unwrap_or_default();
+        Some(idempotency_tag(key, &self.method, &self.path, &body))
     }
 }
 

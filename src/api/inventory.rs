@@ -229,20 +229,35 @@ pub async fn get_stock(
     AppPath(raw): AppPath<String>,
     AppQuery(params): AppQuery<ReadParams>,
 ) -> ApiResult<Json<SkuStockDto>> {
-    let sku = sku(&raw)?;
-    let reader = state.read(params.consistency.unwrap_or_default()).await?;
-    let stock = inventory::sku_stock(&reader, &sku)?.ok_or_else(|| {
+    let stock = find_stock(&state, &raw, params.consistency.unwrap_or_default()).await?;
+    Ok(Json(stock.into()))
+}
+
+impl From<inventory::SkuStock> for SkuStockDto {
+    fn from(stock: inventory::SkuStock) -> Self {
+        Self {
+            sku: stock.sku,
+            on_hand: stock.on_hand,
+            reserved: stock.reserved,
+            available: stock.available,
+            warehouses: stock.warehouses.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// Stock of SKU `raw` over all warehouses, or `sku_not_found`.
+pub async fn find_stock(
+    state: &AppState,
+    raw: &str,
+    consistency: Consistency,
+) -> ApiResult<inventory::SkuStock> {
+    let sku = sku(raw)?;
+    let reader = state.read(consistency).await?;
+    inventory::sku_stock(&reader, &sku)?.ok_or_else(|| {
         ApiError::from(ecommerce_domains::DomainError::SkuNotFound(
             sku.as_str().into(),
         ))
-    })?;
-    Ok(Json(SkuStockDto {
-        sku: stock.sku,
-        on_hand: stock.on_hand,
-        reserved: stock.reserved,
-        available: stock.available,
-        warehouses: stock.warehouses.into_iter().map(Into::into).collect(),
-    }))
+    })
 }
 
 /// Set the on-hand stock of a SKU in a warehouse (optionally compare-and-set on version).
@@ -307,4 +322,153 @@ pub async fn adjust_stock(
         .propose(Command::Inventory(command), meta.tag(&body))
         .await?;
     Ok(committed.respond(stock_reply))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdBody {
+    /// Alert when available stock falls below this; null removes the threshold.
+    pub threshold: Option<i64>,
+    /// A warehouse, or absent for the SKU over all warehouses.
+    pub warehouse_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ThresholdDto {
+    pub sku: String,
+    pub warehouse_id: Option<String>,
+    /// 0 when removed.
+    pub threshold: u64,
+    pub version: u64,
+}
+
+/// Set the low-stock threshold of a SKU (over all warehouses, or in one):
+/// crossing it emits `StockLow`, coming back above emits `BackInStock`.
+#[utoipa::path(put, path = "/api/v1/inventory/{sku}/threshold", tag = "inventory", request_body = ThresholdBody,
+    params(("sku" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = ThresholdDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn set_threshold(
+    State(state): State<AppState>,
+    AdminOnly(_admin): AdminOnly,
+    AppPath(raw_sku): AppPath<String>,
+    meta: MutationMeta,
+    AppJson(body): AppJson<ThresholdBody>,
+) -> ApiResult<Response> {
+    let command = body.command(&raw_sku)?;
+    let committed = state
+        .propose(Command::Inventory(command), meta.tag(&body))
+        .await?;
+    let rendered = committed.render(threshold_reply).map(ThresholdDto::from);
+    Ok(rendered.into_response())
+}
+
+impl From<inventory::Threshold> for ThresholdDto {
+    fn from(t: inventory::Threshold) -> Self {
+        Self {
+            sku: t.sku.as_str().to_string(),
+            warehouse_id: t.warehouse_id.map(|w| w.as_str().to_string()),
+            threshold: t.threshold,
+            version: t.version,
+        }
+    }
+}
+
+impl ThresholdBody {
+    /// The command setting (or removing) the low-stock threshold of `raw_sku`.
+    pub fn command(&self, raw_sku: &str) -> ApiResult<InventoryCommand> {
+        Ok(InventoryCommand::SetThreshold {
+            sku: sku(raw_sku)?,
+            warehouse_id: self.warehouse_id.as_deref().map(warehouse_id).transpose()?,
+            threshold: self
+                .threshold
+                .map(|t| inventory::parse_quantity("threshold", t))
+                .transpose()?,
+        })
+    }
+}
+
+/// The threshold a threshold command answered.
+pub fn threshold_reply(reply: Reply) -> ApiResult<inventory::Threshold> {
+    match reply {
+        Reply::Threshold(t) => Ok(t),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LowStockDto {
+    pub sku: String,
+    /// Null: the SKU over all warehouses.
+    pub warehouse_id: Option<String>,
+    pub threshold: u64,
+    pub available: u64,
+    pub since_ms: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LowStockList {
+    pub items: Vec<LowStockDto>,
+    /// Pass as `after` (`sku` or `sku/warehouse_id`) for the next page.
+    pub next_after: Option<String>,
+}
+
+/// Everything below its low-stock threshold (admins).
+#[utoipa::path(get, path = "/api/v1/inventory/low-stock", tag = "inventory", params(ListParams),
+    responses((status = 200, body = LowStockList), (status = 403, body = ErrorBody)))]
+pub async fn low_stock(
+    State(state): State<AppState>,
+    AdminOnly(_admin): AdminOnly,
+    AppQuery(params): AppQuery<ListParams>,
+) -> ApiResult<Json<LowStockList>> {
+    let (items, next_after) = low_stock_page(&state, &params).await?;
+    Ok(Json(LowStockList {
+        items: items.into_iter().map(Into::into).collect(),
+        next_after,
+    }))
+}
+
+impl From<inventory::LowStock> for LowStockDto {
+    fn from(l: inventory::LowStock) -> Self {
+        Self {
+            sku: l.sku.as_str().to_string(),
+            warehouse_id: l.warehouse_id.map(|w| w.as_str().to_string()),
+            threshold: l.threshold,
+            available: l.available,
+            since_ms: l.since_ms,
+        }
+    }
+}
+
+/// A page of what is below its low-stock threshold, and the `after` of the
+/// next page (`sku` or `sku/warehouse_id`).
+pub async fn low_stock_page(
+    state: &AppState,
+    params: &ListParams,
+) -> ApiResult<(Vec<inventory::LowStock>, Option<String>)> {
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            "invalid_query",
+            "limit must be between 1 and 1000",
+        ));
+    }
+    let after = match params.after.as_deref() {
+        None => None,
+        Some(a) => {
+            let (s, w) = a.split_once('/').unwrap_or((a, ""));
+            Some((sku(s)?, w.to_string()))
+        }
+    };
+    let reader = state.read(params.consistency.unwrap_or_default()).await?;
+    let items = inventory::low_stock(&reader, after.as_ref().map(|(s, w)| (s, w.as_str())), limit)?;
+    let next_after = (items.len() == limit)
+        .then(|| {
+            items.last().map(|l| match &l.warehouse_id {
+                Some(w) => format!("{}/{}", l.sku.as_str(), w.as_str()),
+                None => l.sku.as_str().to_string(),
+            })
+        })
+        .flatten();
+    Ok((items, next_after))
 }

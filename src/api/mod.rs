@@ -6,13 +6,16 @@
 //! [`AppState::read`]; they never touch storage or Raft directly.
 
 pub mod auth;
+pub mod carts;
 pub mod cluster;
 pub mod error;
 pub mod events;
 pub mod extract;
 pub mod inventory;
+pub mod listings;
 pub mod openapi;
 pub mod ops;
+pub mod orders;
 pub mod users;
 
 use std::sync::Arc;
@@ -96,13 +99,50 @@ impl AppState {
 }
 
 impl Committed {
+    /// The outcome as `render(response)`, or the domain's refusal; either way
+    /// with whether it replays a stored outcome. Transport-neutral: REST
+    /// answers it with [`Rendered::into_response`], gRPC with its own reply.
+    pub fn render<T>(
+        self,
+        render: impl FnOnce(ecommerce_domains::Response) -> ApiResult<T>,
+    ) -> Rendered<T> {
+        Rendered {
+            result: self.outcome.map_err(ApiError::from).and_then(render),
+            replayed: self.replayed,
+        }
+    }
+
     /// Renders the outcome: 200 with `render(response)` as JSON, or the domain
     /// error; marks replays of a stored outcome with `Idempotent-Replayed: true`.
     pub fn respond<T: Serialize>(
         self,
         render: impl FnOnce(ecommerce_domains::Response) -> ApiResult<T>,
     ) -> Response {
-        let mut response = match self.outcome.map_err(ApiError::from).and_then(render) {
+        self.render(render).into_response()
+    }
+}
+
+/// A committed command's result, rendered for the caller.
+pub struct Rendered<T> {
+    pub result: ApiResult<T>,
+    /// True when the result is a stored one replayed for a repeated idempotency key.
+    pub replayed: bool,
+}
+
+impl<T> Rendered<T> {
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Rendered<U> {
+        Rendered {
+            result: self.result.map(f),
+            replayed: self.replayed,
+        }
+    }
+}
+
+impl<T: Serialize> Rendered<T> {
+    /// 200 with the value as JSON, or the error; replays are marked with
+    /// `Idempotent-Replayed: true`.
+    pub fn into_response(self) -> Response {
+        let mut response = match self.result {
             Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
             Err(e) => e.into_response(),
         };
@@ -128,7 +168,9 @@ pub fn router(state: AppState) -> Router {
             "/warehouses/{id}",
             get(inventory::get_warehouse).put(inventory::put_warehouse),
         )
+        .route("/inventory/low-stock", get(inventory::low_stock))
         .route("/inventory/{sku}", get(inventory::get_stock))
+        .route("/inventory/{sku}/threshold", put(inventory::set_threshold))
         .route(
             "/inventory/{sku}/warehouses/{warehouse_id}",
             put(inventory::set_stock),
@@ -137,6 +179,25 @@ pub fn router(state: AppState) -> Router {
             "/inventory/{sku}/warehouses/{warehouse_id}/adjustments",
             post(inventory::adjust_stock),
         )
+        .route(
+            "/listings/{sku}",
+            get(listings::get_listing).put(listings::put_listing),
+        )
+        .route("/cart", get(carts::get_cart).delete(carts::clear_cart))
+        .route("/cart/lines", post(carts::add_line))
+        .route(
+            "/cart/lines/{sku}",
+            put(carts::set_line).delete(carts::remove_line),
+        )
+        .route("/cart/merge", post(carts::merge_cart))
+        .route("/cart/token", post(carts::new_cart_token))
+        .route("/checkout", post(orders::checkout))
+        .route("/orders", get(orders::list_orders))
+        .route("/orders/{id}", get(orders::get_order))
+        .route("/orders/{id}/cancel", post(orders::cancel_order))
+        .route("/orders/{id}/extend-hold", post(orders::extend_hold))
+        .route("/orders/{id}/ship", post(orders::ship_order))
+        .route("/orders/{id}/deliver", post(orders::deliver_order))
         .route("/events", get(events::list_events))
         // users
         .route("/users", get(users::list_users).post(users::create_user))

@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{cluster, error, events, inventory, ops, users};
+use super::{carts, cluster, error, events, inventory, listings, ops, orders, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +22,12 @@ use super::{cluster, error, events, inventory, ops, users};
         cluster::status, cluster::add_learner, cluster::promote, cluster::remove, cluster::transfer_leader, cluster::backup,
         inventory::list_warehouses, inventory::get_warehouse, inventory::put_warehouse,
         inventory::get_stock, inventory::set_stock, inventory::adjust_stock,
+        inventory::set_threshold, inventory::low_stock,
+        listings::put_listing, listings::get_listing,
+        carts::get_cart, carts::add_line, carts::set_line, carts::remove_line, carts::clear_cart, carts::merge_cart,
+        carts::new_cart_token,
+        orders::checkout, orders::list_orders, orders::get_order, orders::cancel_order, orders::extend_hold,
+        orders::ship_order, orders::deliver_order,
         events::list_events,
         users::register, users::login, users::refresh, users::logout,
         users::request_password_reset, users::confirm_password_reset, users::rotate_signing_key,
@@ -32,7 +38,10 @@ use super::{cluster, error, events, inventory, ops, users};
     tags(
         (name = "operations", description = "Health, readiness and metrics"),
         (name = "cluster", description = "Membership, leadership and backups"),
-        (name = "inventory", description = "Warehouses and stock levels"),
+        (name = "inventory", description = "Warehouses, stock levels and low-stock alerts"),
+        (name = "catalog", description = "What each SKU is sold as"),
+        (name = "carts", description = "Carts of signed-in users and guests"),
+        (name = "orders", description = "Checkout and the order workflow"),
         (name = "events", description = "The replicated domain event log"),
         (name = "auth", description = "Registration, login, tokens and password reset"),
         (name = "users", description = "Profiles, addresses, roles and account deletion"),
@@ -57,6 +66,9 @@ mod tests {
             "/cluster",
             "/api/v1/events",
             "/api/v1/warehouses/{id}",
+            "/api/v1/checkout",
+            "/api/v1/orders/{id}/ship",
+            "/api/v1/cart/lines/{sku}",
         ] {
             assert!(json["paths"].get(path).is_some(), "missing {path}");
         }

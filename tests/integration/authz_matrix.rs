@@ -84,6 +84,67 @@ const MATRIX: &[(&str, &str, [u16; 6])] = &[
         "/api/v1/auth/signing-keys/rotate",
         [401, 403, 403, 403, 403, 200],
     ),
+    // commerce: thresholds and low-stock alerts are the admin's
+    (
+        "PUT",
+        "/api/v1/inventory/{sku}/threshold",
+        [401, 403, 403, 403, 403, 200],
+    ),
+    (
+        "GET",
+        "/api/v1/inventory/low-stock",
+        [401, 403, 403, 403, 403, 200],
+    ),
+    // listings: anyone reads; the listing's vendor (here: none) or an admin writes
+    ("GET", "/api/v1/listings/{sku}", [200; 6]),
+    (
+        "PUT",
+        "/api/v1/listings/{sku}",
+        [401, 403, 403, 403, 403, 200],
+    ),
+    // carts: signed-in users and guests alike; a guest without a cart token has no cart
+    // (422 cart_empty), merging a guest cart needs a signed-in user
+    ("GET", "/api/v1/cart", [200; 6]),
+    ("DELETE", "/api/v1/cart", [422, 200, 200, 200, 200, 200]),
+    ("POST", "/api/v1/cart/lines", [200; 6]),
+    (
+        "PUT",
+        "/api/v1/cart/lines/{sku}",
+        [422, 200, 200, 200, 200, 200],
+    ),
+    (
+        "DELETE",
+        "/api/v1/cart/lines/{sku}",
+        [422, 200, 200, 200, 200, 200],
+    ),
+    ("POST", "/api/v1/cart/merge", [401, 200, 200, 200, 200, 200]),
+    ("POST", "/api/v1/cart/token", [200; 6]),
+    // orders: `{id}` is the customer's order (unpaid: its card is the sandbox's slow one).
+    // Anyone else is told it does not exist (404); the owner may not ship or deliver (403);
+    // an admin reaches the workflow (409: not paid yet). Checkout of an empty cart: 422.
+    ("POST", "/api/v1/checkout", [401, 422, 422, 422, 422, 422]),
+    ("GET", "/api/v1/orders", [401, 200, 200, 200, 200, 200]),
+    ("GET", "/api/v1/orders/{id}", [401, 200, 404, 404, 404, 200]),
+    (
+        "POST",
+        "/api/v1/orders/{id}/extend-hold",
+        [401, 200, 404, 404, 404, 200],
+    ),
+    (
+        "POST",
+        "/api/v1/orders/{id}/ship",
+        [401, 403, 404, 404, 404, 409],
+    ),
+    (
+        "POST",
+        "/api/v1/orders/{id}/deliver",
+        [401, 403, 404, 404, 404, 409],
+    ),
+    (
+        "POST",
+        "/api/v1/orders/{id}/cancel",
+        [401, 200, 404, 404, 404, 200],
+    ),
     // users
     ("GET", "/api/v1/users", [401, 403, 403, 403, 403, 200]),
     ("POST", "/api/v1/users", [401, 403, 403, 403, 403, 201]),
@@ -116,6 +177,7 @@ const MATRIX: &[(&str, &str, [u16; 6])] = &[
 /// Everything the requests of one matrix run need.
 struct Ctx {
     customer_id: String,
+    order_id: String,
     spare_id: String,
     /// A node URL for building fresh anonymous clients.
     base: String,
@@ -202,6 +264,7 @@ async fn request(method: &str, template: &str, actor: usize, ctx: &Ctx) -> (Stri
         .replace("{warehouse_id}", "mx-wh");
     let path = match (method, template) {
         ("DELETE", "/api/v1/users/{id}") => path.replace("{id}", &ctx.spare_id),
+        (_, p) if p.starts_with("/api/v1/orders/") => path.replace("{id}", &ctx.order_id),
         (_, "/api/v1/warehouses/{id}") => path.replace("{id}", "mx-wh"),
         _ => path.replace("{id}", customer),
     };
@@ -243,6 +306,21 @@ async fn request(method: &str, template: &str, actor: usize, ctx: &Ctx) -> (Stri
             "current_password": "whatever", "new_password": "short"
         })),
         ("POST", "/api/v1/auth/signing-keys/rotate") => None,
+        ("PUT", "/api/v1/inventory/{sku}/threshold") => Some(json!({"threshold": 1})),
+        ("PUT", "/api/v1/listings/{sku}") => Some(json!({
+            "name": "Matrix thing", "price": {"amount": 500, "currency": "EUR"}
+        })),
+        ("POST", "/api/v1/cart/lines") => Some(json!({"sku": "mx-sku", "quantity": 1})),
+        ("PUT", "/api/v1/cart/lines/{sku}") => Some(json!({"quantity": 1})),
+        ("POST", "/api/v1/cart/merge") => {
+            Some(json!({"cart_token": "matrix-guest-token-0123456789"}))
+        }
+        ("POST", "/api/v1/checkout") => Some(crate::shop::checkout_body(crate::shop::CARD_OK)),
+        ("POST", "/api/v1/orders/{id}/extend-hold") => Some(json!({"ttl_secs": 600})),
+        ("POST", "/api/v1/orders/{id}/ship") => {
+            Some(json!({"carrier": "DHL", "tracking_number": "MX1"}))
+        }
+        ("POST", "/api/v1/orders/{id}/cancel") => Some(json!({})),
         _ => None,
     };
     (path, body)
@@ -290,6 +368,25 @@ async fn authorization_matrix() {
         .await
         .expect("PUT stock")
         .ok("seed stock");
+    admin
+        .put(
+            "/api/v1/listings/mx-sku",
+            &json!({"name": "Matrix", "price": {"amount": 100, "currency": "EUR"}}),
+        )
+        .await
+        .expect("PUT listing")
+        .ok("seed listing");
+    crate::shop::add_to_cart(&customer, "mx-sku", 1)
+        .await
+        .ok("the customer's cart");
+    let placed = crate::shop::checkout(
+        &customer,
+        &crate::shop::checkout_body(crate::shop::CARD_SLOW),
+        None,
+    )
+    .await
+    .expect("checkout");
+    let order_id = crate::shop::order_id(&placed);
     let clients = [
         anonymous.clone(),
         customer,
@@ -300,6 +397,7 @@ async fn authorization_matrix() {
     ];
     let ctx = Ctx {
         customer_id,
+        order_id,
         spare_id,
         base: cluster.node(1).url(),
     };

@@ -10,15 +10,18 @@
 
 mod client;
 mod harness;
+mod shop;
 
 mod auth;
 mod authz_matrix;
 mod backup;
 mod cluster;
+mod commerce;
 mod errors;
 mod events;
 mod grpc;
 mod idempotency;
 mod leadership;
 mod ops;
+mod oversell;
 mod quorum;
