@@ -172,14 +172,10 @@ mod tests {
             verify(&keys, &token, "ecommerce", now).unwrap(),
             claims(now)
         );
-        assert_eq!(
-            verify(&keys, &token, "other", now)
-                .map(|_| ())
-                .unwrap_err()
-                .to_string()
-                .contains("bad"),
-            true
-        );
+        assert!(matches!(
+            verify(&keys, &token, "other", now),
+            Err(TokenError::Invalid(_))
+        ));
         assert_eq!(
             verify(&keys, &token, "ecommerce", now + 1000),
             Err(TokenError::Expired)
