@@ -30,7 +30,7 @@ pub const USERS_BY_EMAIL: &str = "users_by_email";
 pub const SESSIONS: &str = "auth_sessions";
 /// Password-reset tokens keyed by the SHA-256 digest of the token.
 pub const RESET_TOKENS: &str = "auth_reset_tokens";
-/// The signing key ring, one value under [`KEY_RING`].
+/// The signing key ring, one value under the key `ring`.
 pub const SIGNING_KEYS: &str = "auth_signing_keys";
 const KEY_RING: &str = "ring";
 
