@@ -37,6 +37,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub commerce: CommerceSettings,
     pub payments: PaymentSettings,
+    pub media: MediaSettings,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -107,6 +108,25 @@ pub struct PaymentSettings {
     pub poll_interval_ms: u64,
     /// How long the sandbox's slow test card takes to answer.
     pub sandbox_delay_ms: u64,
+}
+
+/// Uploaded images: limits, replication of their bytes, public URLs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MediaSettings {
+    /// Largest image an upload may carry, in bytes.
+    pub max_upload_bytes: usize,
+    /// Public base URL of a CDN that forwards paths unchanged to the nodes
+    /// (e.g. `https://cdn.example.com`); image URLs in API responses start
+    /// with it. Absent: the URLs are paths on the node (`/api/v1/media/...`).
+    pub cdn_base_url: Option<String>,
+    /// Deadline of one blob download from a peer.
+    pub fetch_timeout_ms: u64,
+    /// Pause before trying again to fetch blobs no peer could provide.
+    pub fetch_retry_ms: u64,
+    /// How often every registered image is checked against the local disk
+    /// (and missing bytes fetched), besides following new registrations.
+    pub reconcile_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -219,6 +239,13 @@ impl Default for Settings {
                 retry_backoff_ms: 500,
                 poll_interval_ms: 200,
                 sandbox_delay_ms: 30_000,
+            },
+            media: MediaSettings {
+                max_upload_bytes: 10 << 20,
+                cdn_base_url: None,
+                fetch_timeout_ms: 10_000,
+                fetch_retry_ms: 2000,
+                reconcile_interval_secs: 3600,
             },
         }
     }
@@ -359,6 +386,25 @@ impl Settings {
             p.timeout_ms > 0 && p.max_attempts > 0 && p.poll_interval_ms > 0,
             "payments.timeout_ms, payments.max_attempts and payments.poll_interval_ms must be positive"
         );
+        let m = &self.media;
+        ensure!(
+            (1024..=1 << 30).contains(&m.max_upload_bytes),
+            "media.max_upload_bytes must be between 1024 and 1073741824"
+        );
+        ensure!(
+            m.fetch_timeout_ms > 0 && m.fetch_retry_ms > 0 && m.reconcile_interval_secs > 0,
+            "media.fetch_timeout_ms, media.fetch_retry_ms and media.reconcile_interval_secs must be positive"
+        );
+        if let Some(cdn) = &m.cdn_base_url {
+            let host = cdn
+                .strip_prefix("https://")
+                .or_else(|| cdn.strip_prefix("http://"))
+                .unwrap_or("");
+            ensure!(
+                !host.is_empty() && !host.starts_with('/') && !cdn.contains(['?', '#', ' ']),
+                "media.cdn_base_url must be an http:// or https:// URL without query or fragment"
+            );
+        }
         if let Some(join) = &self.join {
             ensure!(
                 join.starts_with("http://"),
@@ -433,5 +479,24 @@ mod tests {
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, "no_such_key = 1\n").unwrap();
         assert!(Settings::load(Some(&file), &Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn media_limits_and_cdn_url_are_checked() {
+        let mut s = Settings::default();
+        s.media.cdn_base_url = Some("https://cdn.example.com/shop".into());
+        s.validate().unwrap();
+        for bad in ["cdn.example.com", "https://", "ftp://x", "https://x/?a=1"] {
+            s.media.cdn_base_url = Some(bad.into());
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains("cdn_base_url"), "{bad}: {e}");
+        }
+        s.media.cdn_base_url = None;
+        s.media.max_upload_bytes = 10;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max_upload_bytes"));
     }
 }

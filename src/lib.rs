@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod grpc;
 pub mod identity;
+pub mod media;
 pub mod payments;
 pub mod restore;
 pub mod startup;

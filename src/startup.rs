@@ -116,12 +116,15 @@ impl Application {
         };
         identity.bind_cluster(&data_dir, &cluster_id)?;
 
+        let media = crate::media::Media::open(&settings, node.clone())
+            .with_context(|| format!("opening the blob store in {}", data_dir.display()))?;
         let state = AppState::new(Inner {
             node: node.clone(),
             settings: settings.clone(),
             cluster_id,
             prometheus: telemetry::prometheus(),
             auth: Arc::new(crate::auth::Auth::new(&settings.auth)?),
+            media: Arc::new(media),
         });
         Ok(Self {
             http_listener,
@@ -223,7 +226,13 @@ impl Application {
         let provider = std::sync::Arc::new(crate::payments::sandbox::Sandbox {
             delay: Duration::from_millis(self.settings.payments.sandbox_delay_ms),
         });
-        let workers = crate::workers::spawn(self.node.clone(), self.settings.clone(), provider);
+        let mut workers = crate::workers::spawn(self.node.clone(), self.settings.clone(), provider);
+        let m = &self.settings.media;
+        workers.push(tokio::spawn(crate::media::fetch::replicate(
+            self.state.media.fetcher.clone(),
+            Duration::from_millis(m.fetch_retry_ms),
+            Duration::from_secs(m.reconcile_interval_secs),
+        )));
         let join = self.settings.join.clone().map(|url| {
             tokio::spawn(join_cluster(
                 self.node.clone(),

@@ -6,6 +6,7 @@ use crate::cart::{Cart, CartCommand};
 use crate::idempotency::{self, IdempotencyTag};
 use crate::inventory::{InventoryCommand, StockLevel, Threshold, Warehouse};
 use crate::listing::{Listing, ListingCommand};
+use crate::media::{MediaCommand, MediaRecord};
 use crate::order::{Order, OrderCommand};
 use crate::store::{StoreFault, StoreMut};
 use crate::DomainError;
@@ -31,6 +32,7 @@ pub enum Command {
     Order(OrderCommand),
     System(SystemCommand),
     Users(Box<crate::users::UserCommand>),
+    Media(MediaCommand),
 }
 
 /// Housekeeping commands proposed by the leader.
@@ -59,8 +61,15 @@ pub enum Response {
     Listing(Listing),
     Cart(Cart),
     Order(Box<Order>),
-    Expired { removed: u64 },
+    Expired {
+        removed: u64,
+    },
     Users(Box<crate::users::UsersResponse>),
+    /// A registered image; `created` is false when the hash was already known.
+    Media {
+        record: MediaRecord,
+        created: bool,
+    },
 }
 
 /// The result of applying a command: the value, or the domain's refusal.

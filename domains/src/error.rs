@@ -55,6 +55,8 @@ pub enum DomainError {
     InvalidTransition { from: String, to: String },
     #[error("order {0} holds no reservation that can be extended")]
     HoldNotActive(u64),
+    #[error("no image has the hash {0}")]
+    MediaNotFound(String),
 }
 
 impl DomainError {
@@ -82,6 +84,7 @@ impl DomainError {
             Self::OrderNotFound(_) => "order_not_found",
             Self::InvalidTransition { .. } => "invalid_transition",
             Self::HoldNotActive(_) => "hold_not_active",
+            Self::MediaNotFound(_) => "media_not_found",
         }
     }
 
@@ -123,6 +126,7 @@ impl DomainError {
                 json!({ "order_id": id.to_string() })
             }
             Self::InvalidTransition { from, to } => json!({ "from": from, "to": to }),
+            Self::MediaNotFound(hash) => json!({ "hash": hash }),
         }
     }
 

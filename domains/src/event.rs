@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::inventory::{LowStock, StockLevel, Warehouse};
 use crate::listing::Listing;
+use crate::media::MediaRecord;
 use crate::order::{Order, PaymentStatus};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,6 +37,8 @@ pub enum Event {
         order_id: u64,
         status: PaymentStatus,
     },
+    /// An image was registered; every node fetches its bytes if it lacks them.
+    MediaRegistered(MediaRecord),
 }
 
 impl Event {
@@ -51,6 +54,7 @@ impl Event {
             Self::OrderPlaced(_) => "OrderPlaced",
             Self::OrderStatusChanged { .. } => "OrderStatusChanged",
             Self::PaymentUpdated { .. } => "PaymentUpdated",
+            Self::MediaRegistered(_) => "MediaRegistered",
         }
     }
 
@@ -88,6 +92,11 @@ impl Event {
                 "order_id": order_id.to_string(), "status": status
             }),
             Self::User(e) => e.data(),
+            Self::MediaRegistered(m) => json!({
+                "hash": m.hash, "content_type": m.content_type.mime(), "size": m.size,
+                "width": m.width, "height": m.height, "uploaded_by": m.uploaded_by,
+                "origin_node": m.origin_node
+            }),
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod event;
 pub mod idempotency;
 pub mod inventory;
 pub mod listing;
+pub mod media;
 pub mod money;
 pub mod order;
 pub mod store;
@@ -49,6 +50,7 @@ pub const TABLES: &[&str] = &[
     order::BY_TIME,
     order::HOLD_EXPIRY,
     order::PAYMENT_TASKS,
+    media::MEDIA,
 ];
 
 /// Applies one command. Writes go to `store`; when the command is rejected
@@ -66,5 +68,6 @@ pub fn apply(
         Command::Order(c) => order::apply(c, ctx, store),
         Command::System(c) => command::apply_system(c, ctx, store),
         Command::Users(c) => users::apply(c, ctx, store),
+        Command::Media(c) => media::apply(c, ctx, store),
     }
 }

@@ -29,6 +29,8 @@ pub const ERROR_CODES: &[(&str, u16)] = &[
     ("currency_mismatch", 422),
     ("cart_empty", 422),
     ("invalid_card", 422),
+    ("media_undecodable", 422),
+    ("media_not_found", 404),
     ("warehouse_not_found", 404),
     ("sku_not_found", 404),
     ("node_not_found", 404),
@@ -201,6 +203,7 @@ mod tests {
                 sku: "USD".into(),
             },
             DomainError::CartEmpty,
+            DomainError::MediaNotFound("h".into()),
             DomainError::OutOfStock(vec![]),
             DomainError::OrderNotFound(1),
             DomainError::InvalidTransition {

@@ -13,6 +13,7 @@ pub mod events;
 pub mod extract;
 pub mod inventory;
 pub mod listings;
+pub mod media;
 pub mod openapi;
 pub mod ops;
 pub mod orders;
@@ -21,6 +22,7 @@ pub mod users;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -46,6 +48,8 @@ pub struct Inner {
     pub cluster_id: String,
     pub prometheus: PrometheusHandle,
     pub auth: Arc<crate::auth::Auth>,
+    /// Image blobs on this node, peer fetching, thumbnails.
+    pub media: Arc<crate::media::Media>,
 }
 
 impl std::ops::Deref for AppState {
@@ -210,6 +214,16 @@ pub fn router(state: AppState) -> Router {
         .route("/users/{id}/role", put(users::set_role))
         .route("/users/{id}/password", post(users::change_password))
         .route("/auth/signing-keys/rotate", post(users::rotate_signing_key))
+        .route(
+            "/media",
+            // Uploads get their own body limit, above the JSON routes' one.
+            post(media::upload).layer(DefaultBodyLimit::max(
+                state.settings.media.max_upload_bytes + media::MULTIPART_OVERHEAD_BYTES,
+            )),
+        )
+        .route("/media/{hash}", get(media::get_media))
+        .route("/media/{hash}/thumbnail", get(media::get_thumbnail))
+        .route("/media/{hash}/meta", get(media::get_meta))
         .route("/openapi.json", get(openapi::serve));
     Router::new()
         .route("/health", get(ops::health))
@@ -230,6 +244,7 @@ pub fn router(state: AppState) -> Router {
             "/auth/password-reset/confirm",
             post(users::confirm_password_reset),
         )
+        .route("/internal/blobs/{hash}", get(media::internal_blob))
         .nest("/api/v1", api)
         .fallback(ops::route_not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)

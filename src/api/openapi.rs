@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{carts, cluster, error, events, inventory, listings, ops, orders, users};
+use super::{carts, cluster, error, events, inventory, listings, media, ops, orders, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,6 +33,7 @@ use super::{carts, cluster, error, events, inventory, listings, ops, orders, use
         users::request_password_reset, users::confirm_password_reset, users::rotate_signing_key,
         users::create_user, users::list_users, users::get_user, users::update_user, users::delete_user,
         users::set_role, users::change_password,
+        media::upload, media::get_media, media::get_thumbnail, media::get_meta, media::internal_blob,
     ),
     components(schemas(error::ErrorBody)),
     tags(
@@ -45,6 +46,7 @@ use super::{carts, cluster, error, events, inventory, listings, ops, orders, use
         (name = "events", description = "The replicated domain event log"),
         (name = "auth", description = "Registration, login, tokens and password reset"),
         (name = "users", description = "Profiles, addresses, roles and account deletion"),
+        (name = "media", description = "Images: upload, bytes, thumbnails (content-addressed, immutable)"),
     )
 )]
 pub struct ApiDoc;
@@ -69,6 +71,9 @@ mod tests {
             "/api/v1/checkout",
             "/api/v1/orders/{id}/ship",
             "/api/v1/cart/lines/{sku}",
+            "/api/v1/media",
+            "/api/v1/media/{hash}/thumbnail",
+            "/internal/blobs/{hash}",
         ] {
             assert!(json["paths"].get(path).is_some(), "missing {path}");
         }

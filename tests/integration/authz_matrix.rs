@@ -145,6 +145,13 @@ const MATRIX: &[(&str, &str, [u16; 6])] = &[
         "/api/v1/orders/{id}/cancel",
         [401, 200, 404, 404, 404, 200],
     ),
+    // media: anyone reads (an unknown hash here: 404 for all); vendors and admins upload
+    // (a JSON body: 415 once past authorization)
+    ("POST", "/api/v1/media", [401, 403, 403, 415, 415, 415]),
+    ("GET", "/api/v1/media/{hash}", [404; 6]),
+    ("GET", "/api/v1/media/{hash}/thumbnail", [404; 6]),
+    ("GET", "/api/v1/media/{hash}/meta", [404; 6]),
+    ("GET", "/internal/blobs/{hash}", [404; 6]),
     // users
     ("GET", "/api/v1/users", [401, 403, 403, 403, 403, 200]),
     ("POST", "/api/v1/users", [401, 403, 403, 403, 403, 201]),
@@ -260,6 +267,7 @@ async fn request(method: &str, template: &str, actor: usize, ctx: &Ctx) -> (Stri
     let unique = format!("{}-{actor}-{}", method.to_lowercase(), uuid_like());
     let customer = ctx.customer_id.as_str();
     let path = template
+        .replace("{hash}", &"ab".repeat(32))
         .replace("{sku}", "mx-sku")
         .replace("{warehouse_id}", "mx-wh");
     let path = match (method, template) {
@@ -267,6 +275,11 @@ async fn request(method: &str, template: &str, actor: usize, ctx: &Ctx) -> (Stri
         (_, p) if p.starts_with("/api/v1/orders/") => path.replace("{id}", &ctx.order_id),
         (_, "/api/v1/warehouses/{id}") => path.replace("{id}", "mx-wh"),
         _ => path.replace("{id}", customer),
+    };
+    let path = if template.ends_with("/thumbnail") {
+        format!("{path}?size=64")
+    } else {
+        path
     };
     let body = match (method, template) {
         ("PUT", "/api/v1/warehouses/{id}") => {

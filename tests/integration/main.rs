@@ -22,6 +22,7 @@ mod events;
 mod grpc;
 mod idempotency;
 mod leadership;
+mod media;
 mod ops;
 mod oversell;
 mod quorum;

@@ -1,0 +1,343 @@
+//! Media: images known by the SHA-256 of their bytes.
+//!
+//! The replicated state holds only what identifies and describes an image
+//! ([`MediaRecord`]: hash, type, size, dimensions, uploader, the node that
+//! first stored the bytes). The bytes themselves never enter the log or the
+//! state machine: each node keeps them in its own blob directory and fetches
+//! the ones it lacks from a peer (`src/media/`).
+//!
+//! What lives here: the hash newtype, content sniffing by magic bytes (pure),
+//! the registration command and its rules. What must not: file I/O, HTTP,
+//! image decoding.
+//!
+//! A record never changes once written, so a node that has it can serve it
+//! without a linearizable read; registering a known hash again is a no-op
+//! success.
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{ApplyContext, Outcome, Response};
+use crate::store::{self, KeyPart, Store, StoreExt, StoreFault, StoreMut};
+use crate::{Actor, DomainError, Event, Role};
+
+/// Media records keyed by hash.
+pub const MEDIA: &str = "media_records";
+
+/// Widest or tallest image accepted, in pixels.
+pub const MAX_DIMENSION: u32 = 16_384;
+/// Most pixels an image may have (what a thumbnail must decode).
+pub const MAX_PIXELS: u64 = 40_000_000;
+
+/// The SHA-256 of a blob's bytes: 64 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ContentHash(String);
+
+impl ContentHash {
+    /// Parses 64 hex digits (either case; kept in lowercase).
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        if raw.len() == 64 && raw.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(Self(raw.to_ascii_lowercase()))
+        } else {
+            Err(DomainError::validation(
+                "hash",
+                "must be a SHA-256 as 64 hex digits",
+            ))
+        }
+    }
+
+    /// The hash of a 32-byte SHA-256 digest.
+    pub fn from_digest(digest: &[u8; 32]) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(64);
+        for b in digest {
+            s.push(HEX[usize::from(b >> 4)] as char);
+            s.push(HEX[usize::from(b & 0xf)] as char);
+        }
+        Self(s)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The image types the shop accepts, recognised by their magic bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageType {
+    Jpeg,
+    Png,
+    Webp,
+    Gif,
+}
+
+impl ImageType {
+    pub const ALL: [ImageType; 4] = [Self::Jpeg, Self::Png, Self::Webp, Self::Gif];
+
+    /// The type of `head` (the first bytes of a file), whatever a client
+    /// claimed; `None` for anything else. Twelve bytes are enough.
+    pub fn sniff(head: &[u8]) -> Option<Self> {
+        match head {
+            [0xFF, 0xD8, 0xFF, ..] => Some(Self::Jpeg),
+            [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => Some(Self::Png),
+            [b'G', b'I', b'F', b'8', b'7' | b'9', b'a', ..] => Some(Self::Gif),
+            [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Some(Self::Webp),
+            _ => None,
+        }
+    }
+
+    /// The MIME type served in `Content-Type`.
+    pub fn mime(self) -> &'static str {
+        match self {
+            Self::Jpeg => "image/jpeg",
+            Self::Png => "image/png",
+            Self::Webp => "image/webp",
+            Self::Gif => "image/gif",
+        }
+    }
+}
+
+/// A registered image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaRecord {
+    pub hash: ContentHash,
+    pub content_type: ImageType,
+    /// Bytes.
+    pub size: u64,
+    pub width: u32,
+    pub height: u32,
+    /// The user who first registered it.
+    pub uploaded_by: String,
+    /// The node that stored the bytes first: peers fetch from it first.
+    pub origin_node: u64,
+    /// Log-ordered time of the registration.
+    pub created_ms: u64,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MediaCommand {
+    /// Records an image whose bytes `origin_node` already stored.
+    Register {
+        hash: ContentHash,
+        content_type: ImageType,
+        size: u64,
+        width: u32,
+        height: u32,
+        uploaded_by: Actor,
+        origin_node: u64,
+    },
+}
+
+/// Who may upload: vendors and admins.
+pub fn may_upload(actor: &Actor) -> bool {
+    matches!(actor.role, Role::Vendor | Role::Admin)
+}
+
+pub fn apply(
+    command: &MediaCommand,
+    ctx: &ApplyContext,
+    store: &mut dyn StoreMut,
+) -> Result<Outcome, StoreFault> {
+    match command {
+        MediaCommand::Register {
+            hash,
+            content_type,
+            size,
+            width,
+            height,
+            uploaded_by,
+            origin_node,
+        } => {
+            if !may_upload(uploaded_by) {
+                return Ok(Err(DomainError::Forbidden));
+            }
+            if let Err(e) = check_image(*size, *width, *height) {
+                return Ok(Err(e));
+            }
+            if let Some(existing) = get(store, hash)? {
+                return Ok(Ok(Response::Media {
+                    record: existing,
+                    created: false,
+                }));
+            }
+            let record = MediaRecord {
+                hash: hash.clone(),
+                content_type: *content_type,
+                size: *size,
+                width: *width,
+                height: *height,
+                uploaded_by: uploaded_by.user_id.clone(),
+                origin_node: *origin_node,
+                created_ms: ctx.now_ms,
+                version: ctx.log_index,
+            };
+            store::put(store, MEDIA, &[KeyPart::Str(hash.as_str())], &record)?;
+            store.emit(Event::MediaRegistered(record.clone()));
+            Ok(Ok(Response::Media {
+                record,
+                created: true,
+            }))
+        }
+    }
+}
+
+/// Refuses empty files and images too large to thumbnail.
+pub fn check_image(size: u64, width: u32, height: u32) -> Result<(), DomainError> {
+    if size == 0 {
+        return Err(DomainError::validation("file", "is empty"));
+    }
+    let fits = (1..=MAX_DIMENSION).contains(&width) && (1..=MAX_DIMENSION).contains(&height);
+    if !fits || u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(DomainError::validation(
+            "file",
+            format!(
+                "is {width}x{height} pixels; at most {MAX_DIMENSION} per side and {MAX_PIXELS} in all"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub fn get(store: &dyn Store, hash: &ContentHash) -> Result<Option<MediaRecord>, StoreFault> {
+    store.get(MEDIA, &[KeyPart::Str(hash.as_str())])
+}
+
+/// Records in hash order after `after`, at most `limit`.
+pub fn scan(
+    store: &dyn Store,
+    after: Option<&ContentHash>,
+    limit: usize,
+) -> Result<Vec<MediaRecord>, StoreFault> {
+    let after = after.map(|h| [KeyPart::Str(h.as_str())]);
+    store.scan(MEDIA, &[], after.as_ref().map(|a| &a[..]), limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    fn actor(role: Role) -> Actor {
+        Actor {
+            user_id: "v1".into(),
+            role,
+        }
+    }
+
+    fn register(hash: &ContentHash, role: Role, origin: u64) -> MediaCommand {
+        MediaCommand::Register {
+            hash: hash.clone(),
+            content_type: ImageType::Png,
+            size: 100,
+            width: 10,
+            height: 20,
+            uploaded_by: actor(role),
+            origin_node: origin,
+        }
+    }
+
+    fn ctx(log_index: u64) -> ApplyContext {
+        ApplyContext {
+            log_index,
+            now_ms: 1000 + log_index,
+        }
+    }
+
+    #[test]
+    fn sniffing_knows_the_four_formats_by_their_magic_bytes() {
+        assert_eq!(
+            ImageType::sniff(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10]),
+            Some(ImageType::Jpeg)
+        );
+        assert_eq!(
+            ImageType::sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"),
+            Some(ImageType::Png)
+        );
+        assert_eq!(ImageType::sniff(b"GIF89a\x01\x00"), Some(ImageType::Gif));
+        assert_eq!(ImageType::sniff(b"GIF87a\x01\x00"), Some(ImageType::Gif));
+        assert_eq!(
+            ImageType::sniff(b"RIFF\x24\0\0\0WEBPVP8 "),
+            Some(ImageType::Webp)
+        );
+        for other in [
+            &b""[..],
+            b"\xFF\xD8",
+            b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+            b"%PDF-1.7",
+            b"RIFF\x24\0\0\0WAVEfmt ",
+            b"GIF88a",
+            b"\x89PNX\r\n\x1a\n",
+        ] {
+            assert_eq!(ImageType::sniff(other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn hashes_are_64_hex_digits_kept_in_lowercase() {
+        let upper = "AB".repeat(32);
+        assert_eq!(
+            ContentHash::parse(&upper).unwrap().as_str(),
+            "ab".repeat(32)
+        );
+        for bad in [
+            "",
+            "ab",
+            &"g".repeat(64),
+            &"a".repeat(65),
+            "../../etc/passwd",
+        ] {
+            assert!(ContentHash::parse(bad).is_err(), "{bad:?}");
+        }
+        let digest = [0x0f; 32];
+        assert_eq!(ContentHash::from_digest(&digest).as_str(), "0f".repeat(32));
+    }
+
+    #[test]
+    fn registering_twice_is_a_no_op_success_with_one_event() {
+        let mut store = MemoryStore::default();
+        let hash = ContentHash::parse(&"a1".repeat(32)).unwrap();
+        let first = apply(&register(&hash, Role::Vendor, 2), &ctx(5), &mut store).unwrap();
+        let Ok(Response::Media { record, created }) = first else {
+            panic!("{first:?}")
+        };
+        assert!(created);
+        assert_eq!((record.origin_node, record.version), (2, 5));
+        assert_eq!(record.uploaded_by, "v1");
+        let again = apply(&register(&hash, Role::Admin, 3), &ctx(9), &mut store).unwrap();
+        assert_eq!(
+            again,
+            Ok(Response::Media {
+                record: record.clone(),
+                created: false
+            })
+        );
+        assert_eq!(store.events, vec![Event::MediaRegistered(record.clone())]);
+        assert_eq!(get(&store, &hash).unwrap(), Some(record.clone()));
+        assert_eq!(scan(&store, None, 10).unwrap(), vec![record]);
+        assert!(scan(&store, Some(&hash), 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn customers_and_oversized_or_empty_images_are_refused_without_a_trace() {
+        let mut store = MemoryStore::default();
+        let hash = ContentHash::parse(&"b2".repeat(32)).unwrap();
+        let refused = apply(&register(&hash, Role::Customer, 1), &ctx(1), &mut store).unwrap();
+        assert_eq!(refused, Err(DomainError::Forbidden));
+        let mut huge = register(&hash, Role::Vendor, 1);
+        let MediaCommand::Register { width, height, .. } = &mut huge;
+        (*width, *height) = (MAX_DIMENSION, MAX_DIMENSION);
+        let refused = apply(&huge, &ctx(2), &mut store).unwrap();
+        assert_eq!(refused.unwrap_err().code(), "validation_failed");
+        assert!(check_image(0, 1, 1).is_err());
+        assert!(check_image(1, 0, 1).is_err());
+        assert!(check_image(1, MAX_DIMENSION, 100).is_ok());
+        assert!(store.tables.is_empty() && store.events.is_empty());
+    }
+}
