@@ -1,7 +1,7 @@
 //! Reading image headers and rendering thumbnails with the `image` crate.
 //!
 //! CPU-bound and blocking: call from `spawn_blocking`. Decoding is bounded
-//! ([`decode_limits`]) so a small file that claims a huge canvas cannot make
+//! (`decode_limits`) so a small file that claims a huge canvas cannot make
 //! the node allocate without limit.
 
 use std::io::Cursor;
