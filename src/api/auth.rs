@@ -158,9 +158,14 @@ pub async fn authenticate(
         Ok(actor) => return Ok(Some(actor)),
         Err(refusal) => refusal,
     };
-    // A key just rotated in on the leader may not have reached this replica:
-    // catch up once, then decide.
-    let refusal = if refusal == Refusal::Token(TokenError::UnknownKey) {
+    // The token may be newer than this replica: a key just rotated in, or a
+    // session (or account) created on the leader by a login a moment ago.
+    // Catch up with the leader once, then decide.
+    let lagging = matches!(
+        refusal,
+        Refusal::Token(TokenError::UnknownKey) | Refusal::UserChanged | Refusal::SessionRevoked
+    );
+    let refusal = if lagging {
         state.node.linearizable_barrier(state.deadline()).await?;
         match verify_access_token(state, token) {
             Ok(actor) => return Ok(Some(actor)),

@@ -379,7 +379,8 @@ async fn cart_checkout_and_order_workflow_over_grpc() {
         .expect("checkout")
         .into_inner();
     assert_eq!(placed.status, OrderStatus::Confirmed as i32);
-    assert_eq!(placed.customer_id, "ann");
+    let (_, ann_id) = sign_in(&node.client(), "customer", "ann").await;
+    assert_eq!(placed.customer_id, ann_id);
     let totals = placed.totals.clone().expect("totals");
     assert_eq!(totals.total, eur(2500));
     let payment = placed.payment.clone().expect("payment");
