@@ -33,6 +33,9 @@ use crate::telemetry;
 use tonic::service::interceptor::InterceptedService;
 
 /// A built node, ready to run.
+/// Products kept in the in-process cache for stale reads.
+const PRODUCT_CACHE_ENTRIES: u64 = 10_000;
+
 pub struct Application {
     http_listener: TcpListener,
     grpc_listener: TcpListener,
@@ -118,6 +121,9 @@ impl Application {
 
         let media = crate::media::Media::open(&settings, node.clone())
             .with_context(|| format!("opening the blob store in {}", data_dir.display()))?;
+        let search_dir = data_dir.join("search");
+        let search = crate::search::SearchIndex::open(&search_dir)
+            .with_context(|| format!("opening the search index in {}", search_dir.display()))?;
         let state = AppState::new(Inner {
             node: node.clone(),
             settings: settings.clone(),
@@ -125,6 +131,10 @@ impl Application {
             prometheus: telemetry::prometheus(),
             auth: Arc::new(crate::auth::Auth::new(&settings.auth)?),
             media: Arc::new(media),
+            products: Arc::new(crate::projections::products::ProductCache::new(
+                PRODUCT_CACHE_ENTRIES,
+            )),
+            search: Arc::new(search),
         });
         Ok(Self {
             http_listener,
@@ -221,17 +231,26 @@ impl Application {
             );
 
         tracing::info!(node_id = self.node.id, http = %self.http_addr, grpc = %self.grpc_addr, "serving");
+        // Before serving: no read may cache what the follower would not invalidate.
+        let products = self.state.products.clone();
+        let product_cache =
+            crate::projections::follow(self.node.clone(), move |feed| products.apply(feed));
         let http_task = tokio::spawn(async move { http.await });
         let grpc_task = tokio::spawn(grpc);
         let provider = std::sync::Arc::new(crate::payments::sandbox::Sandbox {
             delay: Duration::from_millis(self.settings.payments.sandbox_delay_ms),
         });
         let mut workers = crate::workers::spawn(self.node.clone(), self.settings.clone(), provider);
+        workers.push(product_cache);
         let m = &self.settings.media;
         workers.push(tokio::spawn(crate::media::fetch::replicate(
             self.state.media.fetcher.clone(),
             Duration::from_millis(m.fetch_retry_ms),
             Duration::from_secs(m.reconcile_interval_secs),
+        )));
+        workers.push(tokio::spawn(crate::search::indexer::run(
+            self.state.search.clone(),
+            self.node.clone(),
         )));
         let join = self.settings.join.clone().map(|url| {
             tokio::spawn(join_cluster(

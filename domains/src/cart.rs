@@ -306,8 +306,14 @@ pub struct PricedLine {
     pub sku: String,
     pub name: Option<String>,
     pub quantity: u64,
+    pub list_price: Option<Money>,
+    /// After sale and tiered prices.
     pub unit_price: Option<Money>,
+    /// Taken off by promotions.
+    pub discount: Option<Money>,
     pub line_total: Option<Money>,
+    /// How the price was reached, rule by rule.
+    pub explanation: Vec<crate::pricing::Step>,
     /// False when the SKU is no longer for sale (checkout would refuse it).
     pub available: bool,
 }
@@ -322,28 +328,47 @@ pub struct PricedCart {
     pub version: u64,
 }
 
-/// Prices a cart (or an empty one) from the current listings.
-pub fn priced(store: &dyn Store, cart: Option<&Cart>) -> Result<PricedCart, StoreFault> {
+/// Prices a cart (or an empty one) at `now_ms` from the current listings and
+/// promotions, as checkout would.
+pub fn priced(
+    store: &dyn Store,
+    cart: Option<&Cart>,
+    now_ms: u64,
+) -> Result<PricedCart, StoreFault> {
     let mut lines = Vec::new();
     let mut subtotal: Option<Money> = None;
     let mut item_count = 0;
+    let promotions = match cart {
+        Some(c) if !c.lines.is_empty() => crate::pricing::promotions(store)?,
+        _ => Vec::new(),
+    };
     for line in cart.map(|c| c.lines.as_slice()).unwrap_or_default() {
         item_count += line.quantity;
         let listing = listing::get(store, &line.sku)?.filter(|l| l.active);
-        let line_total = listing.as_ref().and_then(|l| l.price.times(line.quantity));
-        if let Some(total) = &line_total {
+        let name = listing.as_ref().map(|l| l.name.clone());
+        let price = match listing {
+            Some(l) => {
+                let context = crate::pricing::LineContext::load(store, l)?;
+                crate::pricing::price_line(&context, line.quantity, now_ms, &promotions)
+            }
+            None => None,
+        };
+        if let Some(p) = &price {
             subtotal = match subtotal {
-                None => Some(total.clone()),
-                Some(s) => s.plus(total).or(Some(s)),
+                None => Some(p.line_total.clone()),
+                Some(s) => s.plus(&p.line_total).or(Some(s)),
             };
         }
         lines.push(PricedLine {
             sku: line.sku.as_str().to_string(),
-            name: listing.as_ref().map(|l| l.name.clone()),
+            name,
             quantity: line.quantity,
-            unit_price: listing.as_ref().map(|l| l.price.clone()),
-            line_total,
-            available: listing.is_some(),
+            available: price.is_some(),
+            list_price: price.as_ref().map(|p| p.list_price.clone()),
+            unit_price: price.as_ref().map(|p| p.unit_price.clone()),
+            discount: price.as_ref().map(|p| p.discount.clone()),
+            line_total: price.as_ref().map(|p| p.line_total.clone()),
+            explanation: price.map(|p| p.explanation).unwrap_or_default(),
         });
     }
     Ok(PricedCart {
@@ -422,7 +447,7 @@ mod tests {
             (cart.lines[0].quantity, cart.created_ms, cart.updated_ms),
             (5, 10, 20)
         );
-        let priced = priced(&s, Some(&cart)).unwrap();
+        let priced = priced(&s, Some(&cart), 0).unwrap();
         assert_eq!(priced.subtotal.unwrap().amount, 750);
         apply(&set(&ann, "A", 0, LineMode::Set), &ctx(8, 40), &mut s)
             .unwrap()

@@ -3,11 +3,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cart::{Cart, CartCommand};
+use crate::catalog::{CatalogCommand, Category, Product};
 use crate::idempotency::{self, IdempotencyTag};
 use crate::inventory::{InventoryCommand, StockLevel, Threshold, Warehouse};
 use crate::listing::{Listing, ListingCommand};
 use crate::media::{MediaCommand, MediaRecord};
 use crate::order::{Order, OrderCommand};
+use crate::pricing::{Coupon, PricingCommand, Promotion};
 use crate::store::{StoreFault, StoreMut};
 use crate::DomainError;
 
@@ -23,7 +25,9 @@ pub struct Envelope {
     pub command: Command,
 }
 
-/// Every command the state machine understands.
+/// Every command the state machine understands. Variants are only ever
+/// appended: the log stores their index (bincode), so inserting one would make
+/// existing entries decode as another command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     Inventory(InventoryCommand),
@@ -33,6 +37,8 @@ pub enum Command {
     System(SystemCommand),
     Users(Box<crate::users::UserCommand>),
     Media(MediaCommand),
+    Catalog(CatalogCommand),
+    Pricing(PricingCommand),
 }
 
 /// Housekeeping commands proposed by the leader.
@@ -70,6 +76,10 @@ pub enum Response {
         record: MediaRecord,
         created: bool,
     },
+    Product(Box<Product>),
+    Category(Category),
+    Promotion(Promotion),
+    Coupon(Coupon),
 }
 
 /// The result of applying a command: the value, or the domain's refusal.

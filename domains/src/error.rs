@@ -57,6 +57,20 @@ pub enum DomainError {
     HoldNotActive(u64),
     #[error("no image has the hash {0}")]
     MediaNotFound(String),
+    #[error("product {0:?} does not exist")]
+    ProductNotFound(String),
+    #[error("category {0:?} does not exist")]
+    CategoryNotFound(String),
+    #[error("the slug {0:?} is already used")]
+    SlugTaken(String),
+    #[error("sku {0:?} belongs to another product or vendor")]
+    SkuTaken(String),
+    #[error("category {0:?} still has subcategories or products")]
+    CategoryNotEmpty(String),
+    #[error("coupon {code} cannot be used: {reason}")]
+    CouponNotApplicable { code: String, reason: String },
+    #[error("coupon {0} does not exist")]
+    CouponNotFound(String),
 }
 
 impl DomainError {
@@ -78,6 +92,13 @@ impl DomainError {
             Self::Forbidden => "forbidden",
             Self::SkuNotForSale(_) => "sku_not_for_sale",
             Self::ListingNotFound(_) => "listing_not_found",
+            Self::CouponNotApplicable { .. } => "coupon_not_applicable",
+            Self::CouponNotFound(_) => "coupon_not_found",
+            Self::ProductNotFound(_) => "product_not_found",
+            Self::CategoryNotFound(_) => "category_not_found",
+            Self::SlugTaken(_) => "slug_taken",
+            Self::SkuTaken(_) => "sku_taken",
+            Self::CategoryNotEmpty(_) => "category_not_empty",
             Self::CurrencyMismatch { .. } => "currency_mismatch",
             Self::CartEmpty => "cart_empty",
             Self::OutOfStock(_) => "insufficient_stock",
@@ -119,7 +140,14 @@ impl DomainError {
             Self::IdempotencyKeyReused | Self::Forbidden | Self::CartEmpty => {
                 serde_json::Value::Null
             }
-            Self::SkuNotForSale(sku) | Self::ListingNotFound(sku) => json!({ "sku": sku }),
+            Self::SkuNotForSale(sku) | Self::ListingNotFound(sku) | Self::SkuTaken(sku) => {
+                json!({ "sku": sku })
+            }
+            Self::ProductNotFound(id) => json!({ "product_id": id }),
+            Self::CouponNotApplicable { code, reason } => json!({ "code": code, "reason": reason }),
+            Self::CouponNotFound(code) => json!({ "code": code }),
+            Self::CategoryNotFound(id) | Self::CategoryNotEmpty(id) => json!({ "category_id": id }),
+            Self::SlugTaken(slug) => json!({ "slug": slug }),
             Self::CurrencyMismatch { cart, sku } => json!({ "cart": cart, "sku": sku }),
             Self::OutOfStock(lines) => json!({ "lines": lines }),
             Self::OrderNotFound(id) | Self::HoldNotActive(id) => {

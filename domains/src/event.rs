@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::{Category, Product};
 use crate::inventory::{LowStock, StockLevel, Warehouse};
 use crate::listing::Listing;
 use crate::media::MediaRecord;
@@ -39,6 +40,8 @@ pub enum Event {
     },
     /// An image was registered; every node fetches its bytes if it lacks them.
     MediaRegistered(MediaRecord),
+    ProductChanged(Box<Product>),
+    CategoryChanged(Category),
 }
 
 impl Event {
@@ -51,6 +54,8 @@ impl Event {
             Self::StockLow(_) => "StockLow",
             Self::BackInStock(_) => "BackInStock",
             Self::ListingUpserted(_) => "ListingUpserted",
+            Self::ProductChanged(_) => "ProductChanged",
+            Self::CategoryChanged(_) => "CategoryChanged",
             Self::OrderPlaced(_) => "OrderPlaced",
             Self::OrderStatusChanged { .. } => "OrderStatusChanged",
             Self::PaymentUpdated { .. } => "PaymentUpdated",
@@ -74,6 +79,14 @@ impl Event {
             }),
             Self::StockLow(low) | Self::BackInStock(low) => json!(low),
             Self::ListingUpserted(l) => json!(l),
+            Self::ProductChanged(p) => json!({
+                "product_id": p.id.as_str(), "slug": p.slug, "vendor_id": p.vendor_id,
+                "active": p.active, "deleted": p.deleted_ms.is_some(), "version": p.version
+            }),
+            Self::CategoryChanged(c) => json!({
+                "category_id": c.id.as_str(), "parent_id": c.parent_id.as_ref().map(|p| p.as_str()),
+                "slug": c.slug, "name": c.name, "version": c.version
+            }),
             Self::OrderPlaced(o) => json!({
                 "order_id": o.id.to_string(), "customer_id": o.customer_id,
                 "total": o.totals.total, "lines": o.lines

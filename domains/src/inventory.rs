@@ -21,7 +21,11 @@ pub const STOCK: &str = "inventory_stock";
 /// Most warehouses a SKU can be stocked in (bounds reads of one SKU).
 pub const MAX_WAREHOUSES_PER_SKU: usize = 1000;
 
-fn parse_identifier(field: &str, raw: &str, extra: &[u8]) -> Result<String, DomainError> {
+pub(crate) fn parse_identifier(
+    field: &str,
+    raw: &str,
+    extra: &[u8],
+) -> Result<String, DomainError> {
     let ok = !raw.is_empty()
         && raw.len() <= 64
         && raw

@@ -12,6 +12,7 @@
 pub mod actor;
 pub mod allocation;
 pub mod cart;
+pub mod catalog;
 pub mod command;
 pub mod error;
 pub mod event;
@@ -21,6 +22,7 @@ pub mod listing;
 pub mod media;
 pub mod money;
 pub mod order;
+pub mod pricing;
 pub mod store;
 pub mod users;
 
@@ -42,6 +44,15 @@ pub const TABLES: &[&str] = &[
     inventory::THRESHOLDS,
     inventory::LOW_STOCK,
     listing::LISTINGS,
+    catalog::PRODUCTS,
+    catalog::PRODUCT_SLUGS,
+    catalog::SKU_PRODUCTS,
+    catalog::BY_CATEGORY,
+    catalog::CATEGORIES,
+    catalog::CATEGORY_SLUGS,
+    pricing::PROMOTIONS,
+    pricing::COUPONS,
+    pricing::REDEMPTIONS,
     cart::CARTS,
     cart::CART_EXPIRY,
     order::ORDERS,
@@ -64,6 +75,8 @@ pub fn apply(
     match command {
         Command::Inventory(c) => inventory::apply(c, ctx, store),
         Command::Listing(c) => listing::apply(c, ctx, store),
+        Command::Catalog(c) => catalog::apply(c, ctx, store),
+        Command::Pricing(c) => pricing::apply(c, ctx, store),
         Command::Cart(c) => cart::apply(c, ctx, store),
         Command::Order(c) => order::apply(c, ctx, store),
         Command::System(c) => command::apply_system(c, ctx, store),

@@ -28,6 +28,7 @@ use crate::cart::{self, CartOwner};
 use crate::command::{ApplyContext, Outcome, Response};
 use crate::inventory::{self, Location};
 use crate::money::Money;
+use crate::pricing;
 use crate::store::{self, KeyPart, Store, StoreExt, StoreFault, StoreMut};
 use crate::{Actor, DomainError, Event, Role};
 
@@ -158,8 +159,14 @@ pub struct OrderLine {
     pub name: String,
     pub vendor_id: Option<String>,
     pub quantity: u64,
+    pub list_price: Money,
+    /// After sale and tiered prices.
     pub unit_price: Money,
+    /// Taken off by promotions.
+    pub discount: Money,
     pub line_total: Money,
+    /// How the price was reached.
+    pub explanation: Vec<pricing::Step>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,6 +264,8 @@ pub struct Order {
     pub status: OrderStatus,
     pub lines: Vec<OrderLine>,
     pub totals: Totals,
+    /// The coupon redeemed by this order.
+    pub coupon: Option<String>,
     pub shipping_address: Address,
     pub allocations: Vec<Allocation>,
     pub hold: Hold,
@@ -411,6 +420,8 @@ pub enum OrderCommand {
         strategy: Strategy,
         hold_ttl_ms: u64,
         payment_method: PaymentMethod,
+        /// A coupon code to redeem (its limits are checked and counted here).
+        coupon: Option<String>,
     },
     /// Moves a confirmed order's hold expiry to `ttl_ms` from now.
     ExtendHold {
@@ -614,6 +625,7 @@ pub fn apply(
             strategy,
             hold_ttl_ms,
             payment_method,
+            coupon,
         } => checkout(
             store,
             ctx,
@@ -623,6 +635,7 @@ pub fn apply(
             *strategy,
             *hold_ttl_ms,
             payment_method,
+            coupon.as_ref(),
         ),
         OrderCommand::ExtendHold {
             actor,
@@ -804,22 +817,28 @@ fn checkout(
     strategy: Strategy,
     hold_ttl_ms: u64,
     payment_method: &PaymentMethod,
+    coupon: Option<&String>,
 ) -> Result<Outcome, StoreFault> {
     let cart = match cart::get(store, cart_owner)? {
         Some(c) if !c.lines.is_empty() => c,
         _ => return Ok(Err(DomainError::CartEmpty)),
     };
-    // Price every line from its listing: the order keeps this snapshot.
+    // Price every line (listing, sale, tier and promotions at the command's
+    // time): the order keeps this snapshot.
+    let promotions = pricing::promotions(store)?;
     let mut lines = Vec::with_capacity(cart.lines.len());
     let mut subtotal: Option<Money> = None;
     for line in &cart.lines {
         let listing = domain!(cart::sellable(store, &line.sku));
-        let Some(line_total) = listing.price.times(line.quantity) else {
+        let context = pricing::LineContext::load(store, listing.clone())?;
+        let Some(priced) = pricing::price_line(&context, line.quantity, ctx.now_ms, &promotions)
+        else {
             return Ok(Err(DomainError::validation(
                 "quantity",
                 "the line total is too large",
             )));
         };
+        let line_total = priced.line_total.clone();
         subtotal = match subtotal {
             None => Some(line_total.clone()),
             Some(s) => match s.plus(&line_total) {
@@ -843,11 +862,32 @@ fn checkout(
             name: listing.name,
             vendor_id: listing.vendor_id,
             quantity: line.quantity,
-            unit_price: listing.price,
+            list_price: priced.list_price,
+            unit_price: priced.unit_price,
+            discount: priced.discount,
             line_total,
+            explanation: priced.explanation,
         });
     }
     let subtotal = subtotal.expect("a non-empty cart has a subtotal");
+    let (discount, redeemed) = match coupon {
+        None => (Money::zero(subtotal.currency.clone()), None),
+        Some(code) => {
+            let Some(found) = pricing::get_coupon(store, code)? else {
+                return Ok(Err(DomainError::CouponNotFound(code.clone())));
+            };
+            let uses = pricing::customer_uses(store, code, &actor.user_id)?;
+            let discount = match pricing::coupon_discount(&found, &subtotal, ctx.now_ms, uses) {
+                Ok(d) => d,
+                Err(e) => return Ok(Err(e)),
+            };
+            (discount, Some(found))
+        }
+    };
+    let total = Money {
+        amount: subtotal.amount - discount.amount,
+        currency: subtotal.currency.clone(),
+    };
     // Allocate across warehouses; report every line that falls short.
     let mut wanted = Vec::with_capacity(cart.lines.len());
     for line in &cart.lines {
@@ -862,6 +902,9 @@ fn checkout(
         Err(shortages) => return Ok(Err(DomainError::OutOfStock(shortages))),
     };
     let id = ctx.log_index;
+    if let Some(c) = &redeemed {
+        pricing::redeem(store, c, &actor.user_id, ctx)?;
+    }
     for a in &allocations {
         domain!(inventory::move_stock(
             store,
@@ -882,16 +925,17 @@ fn checkout(
         totals: Totals {
             subtotal: subtotal.clone(),
             shipping: zero.clone(),
-            discount: zero.clone(),
+            discount,
             tax: zero,
-            total: subtotal.clone(),
+            total: total.clone(),
         },
+        coupon: redeemed.map(|c| c.code),
         shipping_address: address.clone(),
         allocations,
         hold: Hold::Held { expires_at_ms },
         payment: Payment {
             method: payment_method.clone(),
-            amount: subtotal,
+            amount: total,
             status: PaymentStatus::Pending,
         },
         fulfilment: None,

@@ -32,7 +32,7 @@ pub use network::{Channels, Network};
 pub use node::{ClusterStatus, MemberStatus, MembershipOp, NodeOptions, RaftNode, Role};
 pub use restore::restore_into;
 pub use service::RaftGrpc;
-pub use state_machine::{write_snapshot, StateMachine};
+pub use state_machine::{state_digest, write_snapshot, StateMachine};
 pub use store_adapter::Reader;
 pub use types::{NodeId, NodeInfo};
 

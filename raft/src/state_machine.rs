@@ -396,6 +396,22 @@ pub fn write_snapshot(
     })
 }
 
+/// The last applied index and a SHA-256 (hex) of every state-machine table,
+/// both read from one consistent view: replicas that applied the same prefix of
+/// the log must answer the same pair. Blocks; call it off the async runtime.
+pub fn state_digest(storage: &Storage) -> Result<(Option<u64>, String), StorageError> {
+    let tables = storage.state_machine_tables();
+    storage.with_view(|view| {
+        let last_applied: Option<LogId> = view
+            .get_value::<Option<LogId>>(CF_SM_META, KEY_LAST_APPLIED)
+            .map_err(sm_read_err)?
+            .flatten();
+        let digest = view.digest(&tables).map_err(sm_read_err)?;
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        Ok((last_applied.map(|l| l.index), hex))
+    })
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let (storage, snapshots) = (self.storage.clone(), self.snapshots.clone());

@@ -26,14 +26,28 @@ use super::{unexpected, AppState, Committed, Rendered};
 
 pub const CART_TOKEN: &str = "x-cart-token";
 
+/// This node's clock: carts are priced as of the read (checkout prices again
+/// at the command's time).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CartLineDto {
     pub sku: String,
     pub name: Option<String>,
     pub quantity: u64,
     /// Current list price; null when the SKU is no longer for sale.
+    pub list_price: Option<MoneyDto>,
+    /// After sale and tiered prices.
     pub unit_price: Option<MoneyDto>,
+    /// Taken off by promotions.
+    pub discount: Option<MoneyDto>,
     pub line_total: Option<MoneyDto>,
+    /// How the price was reached, rule by rule.
+    pub explanation: Vec<super::orders::PriceStepDto>,
     /// False when the SKU is no longer for sale: checkout would refuse the cart.
     pub available: bool,
 }
@@ -69,8 +83,11 @@ fn line_dto(l: PricedLine) -> CartLineDto {
         sku: l.sku,
         name: l.name,
         quantity: l.quantity,
+        list_price: l.list_price.map(Into::into),
         unit_price: l.unit_price.map(Into::into),
+        discount: l.discount.map(Into::into),
         line_total: l.line_total.map(Into::into),
+        explanation: l.explanation.into_iter().map(Into::into).collect(),
         available: l.available,
     }
 }
@@ -173,7 +190,7 @@ pub async fn read_cart(
         Some(o) => cart::get(&reader, o)?,
         None => None,
     };
-    Ok(cart::priced(&reader, stored.as_ref())?)
+    Ok(cart::priced(&reader, stored.as_ref(), now_ms())?)
 }
 
 /// Proposes a cart change: the changed cart, priced now, or the refusal.
@@ -187,7 +204,7 @@ pub async fn propose_change(
     let priced = match &committed.outcome {
         Ok(Reply::Cart(c)) => {
             let reader = state.read(Consistency::Stale).await?;
-            Some(cart::priced(&reader, Some(c))?)
+            Some(cart::priced(&reader, Some(c), now_ms())?)
         }
         _ => None,
     };

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod carts;
+pub mod catalog;
 pub mod cluster;
 pub mod error;
 pub mod events;
@@ -18,6 +19,8 @@ pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod users;
+pub mod pricing;
+pub mod search;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +53,10 @@ pub struct Inner {
     pub auth: Arc<crate::auth::Auth>,
     /// Image blobs on this node, peer fetching, thumbnails.
     pub media: Arc<crate::media::Media>,
+    /// Hot products for stale reads, invalidated from the event log.
+    pub products: Arc<crate::projections::products::ProductCache>,
+    /// This node's product search index, kept up to date by `search::indexer::run`.
+    pub search: Arc<crate::search::SearchIndex>,
 }
 
 impl std::ops::Deref for AppState {
@@ -187,6 +194,31 @@ pub fn router(state: AppState) -> Router {
             "/listings/{sku}",
             get(listings::get_listing).put(listings::put_listing),
         )
+        .route("/products", get(catalog::list_products))
+        .route(
+            "/products/{id}",
+            get(catalog::get_product)
+                .put(catalog::put_product)
+                .delete(catalog::delete_product),
+        )
+        .route(
+            "/products/by-slug/{slug}",
+            get(catalog::get_product_by_slug),
+        )
+        .route("/search", get(search::search))
+        .route("/search/suggest", get(search::suggest))
+        .route("/search/status", get(search::status))
+        .route("/categories", get(catalog::list_categories))
+        .route("/promotions", get(pricing::list_promotions))
+        .route("/promotions/{id}", put(pricing::put_promotion))
+        .route(
+            "/coupons/{code}",
+            get(pricing::get_coupon).put(pricing::put_coupon),
+        )
+        .route(
+            "/categories/{id}",
+            put(catalog::put_category).delete(catalog::delete_category),
+        )
         .route("/cart", get(carts::get_cart).delete(carts::clear_cart))
         .route("/cart/lines", post(carts::add_line))
         .route(
@@ -244,6 +276,7 @@ pub fn router(state: AppState) -> Router {
             "/auth/password-reset/confirm",
             post(users::confirm_password_reset),
         )
+        .route("/cluster/digest", get(cluster::digest))
         .route("/internal/blobs/{hash}", get(media::internal_blob))
         .nest("/api/v1", api)
         .fallback(ops::route_not_found)

@@ -4,7 +4,10 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{carts, cluster, error, events, inventory, listings, media, ops, orders, users};
+use super::{
+    carts, catalog, cluster, error, events, inventory, listings, media, ops, orders, pricing,
+    search, users,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,11 +22,14 @@ use super::{carts, cluster, error, events, inventory, listings, media, ops, orde
     ),
     paths(
         ops::health, ops::ready, ops::metrics,
-        cluster::status, cluster::add_learner, cluster::promote, cluster::remove, cluster::transfer_leader, cluster::backup,
+        cluster::status, cluster::add_learner, cluster::promote, cluster::remove, cluster::transfer_leader, cluster::backup, cluster::digest,
         inventory::list_warehouses, inventory::get_warehouse, inventory::put_warehouse,
         inventory::get_stock, inventory::set_stock, inventory::adjust_stock,
         inventory::set_threshold, inventory::low_stock,
         listings::put_listing, listings::get_listing,
+        catalog::put_product, catalog::delete_product, catalog::get_product, catalog::get_product_by_slug,
+        catalog::list_products, catalog::put_category, catalog::delete_category, catalog::list_categories,
+        pricing::put_promotion, pricing::list_promotions, pricing::put_coupon, pricing::get_coupon,
         carts::get_cart, carts::add_line, carts::set_line, carts::remove_line, carts::clear_cart, carts::merge_cart,
         carts::new_cart_token,
         orders::checkout, orders::list_orders, orders::get_order, orders::cancel_order, orders::extend_hold,
@@ -35,12 +41,14 @@ use super::{carts, cluster, error, events, inventory, listings, media, ops, orde
         users::set_role, users::change_password,
         media::upload, media::get_media, media::get_thumbnail, media::get_meta, media::internal_blob,
     ),
+        search::search, search::suggest, search::status,
     components(schemas(error::ErrorBody)),
     tags(
         (name = "operations", description = "Health, readiness and metrics"),
         (name = "cluster", description = "Membership, leadership and backups"),
         (name = "inventory", description = "Warehouses, stock levels and low-stock alerts"),
-        (name = "catalog", description = "What each SKU is sold as"),
+        (name = "catalog", description = "Products, variants, categories and what each SKU is sold as"),
+        (name = "pricing", description = "Promotions and coupons"),
         (name = "carts", description = "Carts of signed-in users and guests"),
         (name = "orders", description = "Checkout and the order workflow"),
         (name = "events", description = "The replicated domain event log"),
@@ -48,6 +56,7 @@ use super::{carts, cluster, error, events, inventory, listings, media, ops, orde
         (name = "users", description = "Profiles, addresses, roles and account deletion"),
         (name = "media", description = "Images: upload, bytes, thumbnails (content-addressed, immutable)"),
     )
+        (name = "search", description = "Product search, filtered browsing with facets, suggestions"),
 )]
 pub struct ApiDoc;
 
@@ -74,6 +83,8 @@ mod tests {
             "/api/v1/media",
             "/api/v1/media/{hash}/thumbnail",
             "/internal/blobs/{hash}",
+            "/api/v1/search",
+            "/api/v1/search/suggest",
         ] {
             assert!(json["paths"].get(path).is_some(), "missing {path}");
         }

@@ -102,6 +102,8 @@ pub struct CheckoutBody {
     pub allocation_strategy: Option<String>,
     /// How long the stock is held for payment; default `commerce.hold_ttl_secs`.
     pub hold_ttl_secs: Option<u64>,
+    /// A coupon code; its limits are checked and counted atomically with the order.
+    pub coupon: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -110,9 +112,37 @@ pub struct OrderLineDto {
     pub name: String,
     pub vendor_id: Option<String>,
     pub quantity: u64,
-    /// Price when the order was placed.
+    /// List price when the order was placed.
+    pub list_price: MoneyDto,
+    /// After sale and tiered prices.
     pub unit_price: MoneyDto,
+    /// Taken off by promotions.
+    pub discount: MoneyDto,
     pub line_total: MoneyDto,
+    /// How the price was reached, rule by rule.
+    pub explanation: Vec<PriceStepDto>,
+}
+
+/// One rule applied to a line's price.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PriceStepDto {
+    /// `list_price`, `sale_price`, `tier_price`, `percent` or `amount_off`.
+    pub rule: String,
+    pub promotion_id: Option<String>,
+    pub description: String,
+    /// The line amount after this rule.
+    pub line_amount: i64,
+}
+
+impl From<ecommerce_domains::pricing::Step> for PriceStepDto {
+    fn from(s: ecommerce_domains::pricing::Step) -> Self {
+        Self {
+            rule: s.rule,
+            promotion_id: s.promotion_id,
+            description: s.description,
+            line_amount: s.line_amount,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -176,7 +206,10 @@ pub struct OrderDto {
     /// `draft`, `confirmed`, `paid`, `shipped`, `delivered` or `cancelled`.
     pub status: &'static str,
     pub lines: Vec<OrderLineDto>,
+    /// `total` = sum of the lines' `line_total` − `discount` (the coupon's).
     pub totals: TotalsDto,
+    /// The coupon redeemed with this order.
+    pub coupon: Option<String>,
     pub shipping_address: AddressDto,
     pub allocations: Vec<AllocationDto>,
     pub hold: HoldDto,
@@ -245,8 +278,11 @@ impl From<Order> for OrderDto {
                     name: l.name,
                     vendor_id: l.vendor_id,
                     quantity: l.quantity,
+                    list_price: l.list_price.into(),
                     unit_price: l.unit_price.into(),
+                    discount: l.discount.into(),
                     line_total: l.line_total.into(),
+                    explanation: l.explanation.into_iter().map(Into::into).collect(),
                 })
                 .collect(),
             totals: TotalsDto {
@@ -256,6 +292,7 @@ impl From<Order> for OrderDto {
                 tax: o.totals.tax.into(),
                 total: o.totals.total.into(),
             },
+            coupon: o.coupon,
             shipping_address: o.shipping_address.into(),
             allocations: o
                 .allocations
@@ -417,6 +454,11 @@ impl CheckoutBody {
             strategy,
             hold_ttl_ms,
             payment_method: payment_method(&self.payment)?,
+            coupon: self
+                .coupon
+                .as_deref()
+                .map(ecommerce_domains::pricing::parse_code)
+                .transpose()?,
         })
     }
 }

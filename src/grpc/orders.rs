@@ -57,6 +57,7 @@ fn checkout_body(r: &proto::CheckoutRequest) -> ApiResult<CheckoutBody> {
             Err(_) => Some(r.allocation_strategy.to_string()),
         },
         hold_ttl_secs: r.hold_ttl_secs,
+        coupon: r.coupon.clone(),
     })
 }
 

@@ -152,6 +152,23 @@ const MATRIX: &[(&str, &str, [u16; 6])] = &[
     ("GET", "/api/v1/media/{hash}/thumbnail", [404; 6]),
     ("GET", "/api/v1/media/{hash}/meta", [404; 6]),
     ("GET", "/internal/blobs/{hash}", [404; 6]),
+    // catalogue, pricing, search
+    ("GET", "/api/v1/products", [0; 6]),
+    ("GET", "/api/v1/products/{id}", [0; 6]),
+    ("PUT", "/api/v1/products/{id}", [0; 6]),
+    ("DELETE", "/api/v1/products/{id}", [0; 6]),
+    ("GET", "/api/v1/products/by-slug/{slug}", [0; 6]),
+    ("GET", "/api/v1/categories", [0; 6]),
+    ("PUT", "/api/v1/categories/{id}", [0; 6]),
+    ("DELETE", "/api/v1/categories/{id}", [0; 6]),
+    ("GET", "/api/v1/promotions", [0; 6]),
+    ("PUT", "/api/v1/promotions/{id}", [0; 6]),
+    ("GET", "/api/v1/coupons/{code}", [0; 6]),
+    ("PUT", "/api/v1/coupons/{code}", [0; 6]),
+    ("GET", "/api/v1/search", [0; 6]),
+    ("GET", "/api/v1/search/suggest", [0; 6]),
+    ("GET", "/api/v1/search/status", [0; 6]),
+    ("GET", "/cluster/digest", [0; 6]),
     // users
     ("GET", "/api/v1/users", [401, 403, 403, 403, 403, 200]),
     ("POST", "/api/v1/users", [401, 403, 403, 403, 403, 201]),
@@ -268,12 +285,17 @@ async fn request(method: &str, template: &str, actor: usize, ctx: &Ctx) -> (Stri
     let customer = ctx.customer_id.as_str();
     let path = template
         .replace("{hash}", &"ab".repeat(32))
+        .replace("{slug}", "mx-slug")
+        .replace("{code}", "MXCODE")
         .replace("{sku}", "mx-sku")
         .replace("{warehouse_id}", "mx-wh");
     let path = match (method, template) {
         ("DELETE", "/api/v1/users/{id}") => path.replace("{id}", &ctx.spare_id),
         (_, p) if p.starts_with("/api/v1/orders/") => path.replace("{id}", &ctx.order_id),
         (_, "/api/v1/warehouses/{id}") => path.replace("{id}", "mx-wh"),
+        (_, p) if p.starts_with("/api/v1/products/") => path.replace("{id}", "mx-product"),
+        (_, p) if p.starts_with("/api/v1/categories/") => path.replace("{id}", "mx-cat"),
+        (_, p) if p.starts_with("/api/v1/promotions/") => path.replace("{id}", "mx-promo"),
         _ => path.replace("{id}", customer),
     };
     let path = if template.ends_with("/thumbnail") {
@@ -320,6 +342,11 @@ async fn request(method: &str, template: &str, actor: usize, ctx: &Ctx) -> (Stri
         })),
         ("POST", "/api/v1/auth/signing-keys/rotate") => None,
         ("PUT", "/api/v1/inventory/{sku}/threshold") => Some(json!({"threshold": 1})),
+        // (an empty body: 400 once past authorization)
+        ("PUT", "/api/v1/products/{id}")
+        | ("PUT", "/api/v1/categories/{id}")
+        | ("PUT", "/api/v1/promotions/{id}")
+        | ("PUT", "/api/v1/coupons/{code}") => Some(json!({})),
         ("PUT", "/api/v1/listings/{sku}") => Some(json!({
             "name": "Matrix thing", "price": {"amount": 500, "currency": "EUR"}
         })),

@@ -254,6 +254,7 @@ fn checkout_request(card: &str) -> proto::CheckoutRequest {
         }),
         allocation_strategy: proto::AllocationStrategy::Unspecified as i32,
         hold_ttl_secs: None,
+        coupon: None,
     }
 }
 

@@ -24,7 +24,7 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const MAX_UPLOAD: usize = 10 << 20;
 
 /// A `width` × `height` PNG with a gradient, so every size gives other bytes.
-fn png(width: u32, height: u32) -> Vec<u8> {
+pub fn png(width: u32, height: u32) -> Vec<u8> {
     let image = image::RgbImage::from_fn(width, height, |x, y| {
         image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
     });
@@ -89,7 +89,7 @@ async fn upload_parts(client: &Client, parts: &[(&str, &[u8])]) -> Reply {
         .expect("POST /api/v1/media")
 }
 
-async fn upload(client: &Client, bytes: &[u8]) -> Reply {
+pub async fn upload(client: &Client, bytes: &[u8]) -> Reply {
     upload_parts(client, &[("file", bytes)]).await
 }
 

@@ -126,6 +126,7 @@ impl World {
             strategy: Strategy::Priority,
             hold_ttl_ms: TTL,
             payment_method: card("pm_ok"),
+            coupon: None,
         }))
     }
 

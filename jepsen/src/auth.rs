@@ -1,0 +1,147 @@
+//! How the suite names its callers: the ONE place that knows the credential
+//! scheme, so moving from the development header to bearer tokens is a change
+//! here and nowhere else.
+//!
+//! Today (`--auth dev`) every request carries `X-Dev-Actor: <role>:<user id>`.
+//! When sign-in lands (`--auth bearer`), a caller is registered once with
+//! `POST /auth/register`, signs in with `POST /auth/login`, and sends
+//! `Authorization: Bearer <access_token>` (OAuth2 token-response fields); the
+//! token is cached per caller. Admins must then be created by whatever the
+//! auth branch provides for a first admin; adjust [`Auth::bearer`] then.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context};
+use serde_json::json;
+
+/// A role the suite acts as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Customer,
+    Admin,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Customer => "customer",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// Who makes a request.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Actor {
+    pub role: Role,
+    pub id: String,
+}
+
+impl Actor {
+    pub fn customer(id: impl Into<String>) -> Actor {
+        Actor {
+            role: Role::Customer,
+            id: id.into(),
+        }
+    }
+
+    pub fn admin() -> Actor {
+        Actor {
+            role: Role::Admin,
+            id: "jepsen-admin".into(),
+        }
+    }
+}
+
+/// The credential scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scheme {
+    /// `X-Dev-Actor: <role>:<id>` (until sign-in lands).
+    Dev,
+    /// `Authorization: Bearer <jwt>` from `/auth/register` + `/auth/login`.
+    Bearer,
+}
+
+/// Produces the credential header of an actor (cheap to clone).
+#[derive(Clone)]
+pub struct Auth {
+    scheme: Scheme,
+    tokens: Arc<Mutex<HashMap<Actor, String>>>,
+}
+
+impl Auth {
+    pub fn new(scheme: Scheme) -> Auth {
+        Auth {
+            scheme,
+            tokens: Arc::default(),
+        }
+    }
+
+    /// The header (name, value) that names `actor`, obtaining a token through
+    /// `base` (a node's REST URL) if the scheme needs one.
+    pub async fn header(
+        &self,
+        http: &reqwest::Client,
+        base: &str,
+        actor: &Actor,
+    ) -> anyhow::Result<(&'static str, String)> {
+        match self.scheme {
+            Scheme::Dev => Ok((
+                "x-dev-actor",
+                format!("{}:{}", actor.role.as_str(), actor.id),
+            )),
+            Scheme::Bearer => {
+                let cached = self
+                    .tokens
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(actor)
+                    .cloned();
+                let token = match cached {
+                    Some(t) => t,
+                    None => {
+                        let t = self.bearer(http, base, actor).await?;
+                        self.tokens
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(actor.clone(), t.clone());
+                        t
+                    }
+                };
+                Ok(("authorization", format!("Bearer {token}")))
+            }
+        }
+    }
+
+    async fn bearer(
+        &self,
+        http: &reqwest::Client,
+        base: &str,
+        actor: &Actor,
+    ) -> anyhow::Result<String> {
+        let email = format!("{}@jepsen.invalid", actor.id);
+        let password = format!("jepsen-{}-password", actor.id);
+        let creds = json!({"email": email, "password": password});
+        // Registering twice is refused; that is fine, the login below decides.
+        let _ = http
+            .post(format!("{base}/auth/register"))
+            .json(&creds)
+            .send()
+            .await;
+        let reply = http
+            .post(format!("{base}/auth/login"))
+            .json(&creds)
+            .send()
+            .await
+            .context("POST /auth/login")?;
+        if !reply.status().is_success() {
+            bail!("login of {} answered {}", actor.id, reply.status());
+        }
+        let body: serde_json::Value = reply.json().await?;
+        body["access_token"]
+            .as_str()
+            .map(str::to_string)
+            .context("no access_token in the login response")
+    }
+}
