@@ -242,6 +242,7 @@ impl Application {
         });
         let mut workers = crate::workers::spawn(self.node.clone(), self.settings.clone(), provider);
         workers.push(product_cache);
+        workers.push(tokio::spawn(exit_when_raft_stops(self.node.clone())));
         let m = &self.settings.media;
         workers.push(tokio::spawn(crate::media::fetch::replicate(
             self.state.media.fetcher.clone(),
@@ -357,6 +358,24 @@ async fn join_cluster(
 /// On the leader, periodically proposes the expiry of old idempotency records.
 /// Time comes from the leader's clock inside the command; every replica
 /// applies the same cut-off.
+/// Exit code when the Raft core stopped on a fatal error (e.g. a write failed
+/// with a full disk): the process exits so a supervisor restarts it, instead of
+/// answering `no_leader` for ever.
+pub const EXIT_RAFT_STOPPED: i32 = 70;
+
+/// Watches the Raft core; exits the process if it stopped on a fatal error.
+/// Everything acknowledged is already durable (fsynced before the
+/// acknowledgement), so exiting loses nothing; a restart recovers from disk.
+async fn exit_when_raft_stops(node: Arc<RaftNode>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Err(fatal) = node.metrics().running_state {
+            tracing::error!(error = %fatal, "the Raft core stopped; exiting so the node can be restarted");
+            std::process::exit(EXIT_RAFT_STOPPED);
+        }
+    }
+}
+
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

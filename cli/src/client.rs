@@ -135,6 +135,23 @@ impl NodeClient {
         self.send(&url, |http| http.post(&url).json(body)).await
     }
 
+    /// A JSON request with an `Idempotency-Key`, so that resending it is safe.
+    pub(crate) async fn send_idempotent(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+        key: &str,
+    ) -> anyhow::Result<Response> {
+        let url = self.url(path);
+        self.send(&url, |http| {
+            http.request(method.clone(), &url)
+                .header("idempotency-key", key)
+                .json(body)
+        })
+        .await
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

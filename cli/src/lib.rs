@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueHint};
 
 pub mod backup;
+pub mod catalog;
 mod client;
 pub mod cluster;
 #[cfg(test)]
@@ -18,6 +19,7 @@ mod testing;
 pub mod user;
 
 pub use backup::run_backup;
+pub use catalog::run_catalog;
 pub use client::ApiError;
 pub use cluster::run_cluster;
 pub use user::run_user;
@@ -84,6 +86,15 @@ pub enum Command {
             the value of the node's auth.operator_token). The password is read from \
             --password-file, or else from the first line of standard input.")]
     User(UserArgs),
+    /// Bulk-load products from a JSON-lines file, or generate a demo catalogue.
+    #[command(long_about = "Bulk-load products, or generate a demo catalogue.\n\n\
+            `catalog generate --products 10000 --out demo.jsonl` writes a realistic catalogue \
+            (categories, products with colour and size variants); `catalog import demo.jsonl` \
+            loads it through a running node in batches, with a progress bar. An interrupted \
+            import resumes where it stopped (FILE.import-state), and a batch sent twice is \
+            applied once. Import needs an admin's credentials.")]
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
 }
 
 /// Arguments of `ecommerce user`.
@@ -117,6 +128,47 @@ pub struct CreateUserArgs {
     /// File whose first line is the password (else: the first line of standard input).
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub password_file: Option<PathBuf>,
+}
+
+/// Subcommands of `ecommerce catalog`.
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Load a JSON-lines file of categories and products through a running node.
+    Import(CatalogImportArgs),
+    /// Write a realistic demo catalogue as JSON lines.
+    Generate(GenerateArgs),
+}
+
+/// Arguments of `ecommerce catalog import`.
+#[derive(Debug, Args)]
+pub struct CatalogImportArgs {
+    /// JSON lines: `{"type":"category",...}` or `{"type":"product",...}`.
+    #[arg(value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub file: PathBuf,
+
+    /// Products per request (1 to 500).
+    #[arg(long, value_name = "N", default_value_t = 200,
+        value_parser = clap::value_parser!(u64).range(1..=500))]
+    pub batch: u64,
+
+    #[command(flatten)]
+    pub node: NodeOpts,
+}
+
+/// Arguments of `ecommerce catalog generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// How many products.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub products: u64,
+
+    /// Same seed, same catalogue.
+    #[arg(long, value_name = "SEED", default_value_t = 1)]
+    pub seed: u64,
+
+    /// Write here instead of standard output.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub out: Option<PathBuf>,
 }
 
 /// Arguments of `ecommerce serve`.

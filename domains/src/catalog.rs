@@ -256,6 +256,25 @@ pub enum CatalogCommand {
     },
     /// Removes a category that has no children and no products.
     DeleteCategory { id: CatalogId },
+    /// Upserts many products at once (bulk import, admins): each is applied
+    /// or refused on its own, and the result says which.
+    ImportProducts {
+        actor: Actor,
+        drafts: Vec<ProductDraft>,
+    },
+}
+
+/// Most products one import command carries.
+pub const MAX_IMPORT_BATCH: usize = 500;
+
+/// What happened to one product of an import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportItem {
+    pub id: String,
+    /// The product's version when it was written.
+    pub version: Option<u64>,
+    /// The stable code and message when it was refused.
+    pub error: Option<(String, String)>,
 }
 
 macro_rules! domain {
@@ -538,6 +557,29 @@ pub fn apply(
 ) -> Result<Outcome, StoreFault> {
     match command {
         CatalogCommand::UpsertProduct { actor, draft } => upsert_product(store, ctx, actor, draft),
+        CatalogCommand::ImportProducts { actor, drafts } => {
+            if !actor.is_admin() {
+                return Ok(Err(DomainError::Forbidden));
+            }
+            let mut items = Vec::with_capacity(drafts.len());
+            for draft in drafts {
+                // A refused product writes nothing (checks come before writes).
+                let item = match upsert_product(store, ctx, actor, draft)? {
+                    Ok(_) => ImportItem {
+                        id: draft.id.as_str().to_string(),
+                        version: Some(ctx.log_index),
+                        error: None,
+                    },
+                    Err(e) => ImportItem {
+                        id: draft.id.as_str().to_string(),
+                        version: None,
+                        error: Some((e.code().to_string(), e.to_string())),
+                    },
+                };
+                items.push(item);
+            }
+            Ok(Ok(Response::Imported(items)))
+        }
         CatalogCommand::DeleteProduct { actor, id } => {
             let Some(mut product) = get_product(store, id)? else {
                 return Ok(Err(DomainError::ProductNotFound(id.as_str().to_string())));

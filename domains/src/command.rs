@@ -80,6 +80,8 @@ pub enum Response {
     Category(Category),
     Promotion(Promotion),
     Coupon(Coupon),
+    /// Per-product results of a bulk import.
+    Imported(Vec<crate::catalog::ImportItem>),
 }
 
 /// The result of applying a command: the value, or the domain's refusal.

@@ -54,7 +54,7 @@ pub struct IdempotencyRecord {
 
 pub enum Check {
     Fresh,
-    Replay(IdempotencyRecord),
+    Replay(Box<IdempotencyRecord>),
     Conflict,
 }
 
@@ -63,7 +63,7 @@ pub fn check(store: &dyn StoreMut, tag: &IdempotencyTag) -> Result<Check, StoreF
         store.get(RECORDS, &[KeyPart::Str(tag.key.as_str())])?;
     Ok(match existing {
         None => Check::Fresh,
-        Some(record) if record.fingerprint == tag.fingerprint => Check::Replay(record),
+        Some(record) if record.fingerprint == tag.fingerprint => Check::Replay(Box::new(record)),
         Some(_) => Check::Conflict,
     })
 }

@@ -21,7 +21,7 @@ use ecommerce_domains::{Actor, Command, DomainError, Response as Reply, Role};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::{AdminOnly, SignedIn};
+use super::auth::{AdminOnly, VendorOrAdmin};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{AppJson, AppPath, AppQuery, Consistency, MutationMeta};
 use super::listings::MoneyDto;
@@ -224,14 +224,11 @@ fn product_reply(settings: &Settings) -> impl FnOnce(Reply) -> ApiResult<Product
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn put_product(
     State(state): State<AppState>,
-    SignedIn(actor): SignedIn,
+    VendorOrAdmin(actor): VendorOrAdmin,
     AppPath(id): AppPath<String>,
     meta: MutationMeta,
     AppJson(body): AppJson<ProductBody>,
 ) -> ApiResult<Response> {
-    if actor.role == Role::Customer {
-        return Err(super::auth::forbidden());
-    }
     let draft = body.draft(&id, &actor)?;
     let command = CatalogCommand::UpsertProduct { actor, draft };
     let committed = state
@@ -246,7 +243,7 @@ pub async fn put_product(
     responses((status = 200, body = ProductDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete_product(
     State(state): State<AppState>,
-    SignedIn(actor): SignedIn,
+    VendorOrAdmin(actor): VendorOrAdmin,
     AppPath(id): AppPath<String>,
     meta: MutationMeta,
 ) -> ApiResult<Response> {
@@ -555,4 +552,100 @@ pub async fn list_categories(
         items.push(c.into());
     }
     Ok(Json(CategoryTree { items }))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportProduct {
+    pub id: String,
+    #[serde(flatten)]
+    pub product: ProductBody,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportBody {
+    /// 1 to 500 products, each applied or refused on its own.
+    pub products: Vec<ImportProduct>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ImportItemDto {
+    pub id: String,
+    /// Set when the product was written.
+    pub version: Option<u64>,
+    /// The stable error code when it was refused.
+    pub error_code: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ImportReport {
+    pub imported: usize,
+    pub refused: usize,
+    pub items: Vec<ImportItemDto>,
+}
+
+/// Upsert a batch of products (admins; `ecommerce catalog import` sends these).
+/// One command: a retry with the same `Idempotency-Key` applies nothing twice.
+#[utoipa::path(post, path = "/api/v1/catalog/import", tag = "catalog", request_body = ImportBody,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = ImportReport), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn import_products(
+    State(state): State<AppState>,
+    AdminOnly(actor): AdminOnly,
+    meta: MutationMeta,
+    AppJson(body): AppJson<ImportBody>,
+) -> ApiResult<Response> {
+    if body.products.is_empty() || body.products.len() > catalog::MAX_IMPORT_BATCH {
+        return Err(DomainError::validation(
+            "products",
+            format!("1 to {} products per batch", catalog::MAX_IMPORT_BATCH),
+        )
+        .into());
+    }
+    // Products that fail validation here are reported like those the state refuses.
+    let mut drafts = Vec::with_capacity(body.products.len());
+    let mut early = Vec::new();
+    for (i, p) in body.products.iter().enumerate() {
+        match p.product.draft(&p.id, &actor) {
+            Ok(d) => drafts.push(d),
+            Err(e) => early.push((i, p.id.clone(), e)),
+        }
+    }
+    let refused_early: Vec<ImportItemDto> = early
+        .into_iter()
+        .map(|(_, id, e)| ImportItemDto {
+            id,
+            version: None,
+            error_code: Some(e.body.code.to_string()),
+            error: Some(e.body.message),
+        })
+        .collect();
+    let command = CatalogCommand::ImportProducts { actor, drafts };
+    let committed = state
+        .propose(Command::Catalog(command), meta.tag(&body))
+        .await?;
+    Ok(committed.respond(move |reply| match reply {
+        Reply::Imported(items) => {
+            let mut items: Vec<ImportItemDto> = items
+                .into_iter()
+                .map(|i| ImportItemDto {
+                    id: i.id,
+                    version: i.version,
+                    error_code: i.error.as_ref().map(|(c, _)| c.clone()),
+                    error: i.error.map(|(_, m)| m),
+                })
+                .chain(refused_early)
+                .collect();
+            items.sort_by(|a, b| a.id.cmp(&b.id));
+            let refused = items.iter().filter(|i| i.error_code.is_some()).count();
+            Ok(ImportReport {
+                imported: items.len() - refused,
+                refused,
+                items,
+            })
+        }
+        other => Err(unexpected(other)),
+    }))
 }

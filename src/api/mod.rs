@@ -18,9 +18,9 @@ pub mod media;
 pub mod openapi;
 pub mod ops;
 pub mod orders;
-pub mod users;
 pub mod pricing;
 pub mod search;
+pub mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -209,6 +209,7 @@ pub fn router(state: AppState) -> Router {
         .route("/search/suggest", get(search::suggest))
         .route("/search/status", get(search::status))
         .route("/categories", get(catalog::list_categories))
+        .route("/catalog/import", post(catalog::import_products))
         .route("/promotions", get(pricing::list_promotions))
         .route("/promotions/{id}", put(pricing::put_promotion))
         .route(
@@ -276,8 +277,8 @@ pub fn router(state: AppState) -> Router {
             "/auth/password-reset/confirm",
             post(users::confirm_password_reset),
         )
-        .route("/cluster/digest", get(cluster::digest))
         .route("/internal/blobs/{hash}", get(media::internal_blob))
+        .route("/cluster/digest", get(cluster::digest))
         .nest("/api/v1", api)
         .fallback(ops::route_not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)

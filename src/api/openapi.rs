@@ -29,6 +29,7 @@ use super::{
         listings::put_listing, listings::get_listing,
         catalog::put_product, catalog::delete_product, catalog::get_product, catalog::get_product_by_slug,
         catalog::list_products, catalog::put_category, catalog::delete_category, catalog::list_categories,
+        catalog::import_products,
         pricing::put_promotion, pricing::list_promotions, pricing::put_coupon, pricing::get_coupon,
         carts::get_cart, carts::add_line, carts::set_line, carts::remove_line, carts::clear_cart, carts::merge_cart,
         carts::new_cart_token,
@@ -40,8 +41,8 @@ use super::{
         users::create_user, users::list_users, users::get_user, users::update_user, users::delete_user,
         users::set_role, users::change_password,
         media::upload, media::get_media, media::get_thumbnail, media::get_meta, media::internal_blob,
-    ),
         search::search, search::suggest, search::status,
+    ),
     components(schemas(error::ErrorBody)),
     tags(
         (name = "operations", description = "Health, readiness and metrics"),
@@ -55,8 +56,8 @@ use super::{
         (name = "auth", description = "Registration, login, tokens and password reset"),
         (name = "users", description = "Profiles, addresses, roles and account deletion"),
         (name = "media", description = "Images: upload, bytes, thumbnails (content-addressed, immutable)"),
-    )
         (name = "search", description = "Product search, filtered browsing with facets, suggestions"),
+    )
 )]
 pub struct ApiDoc;
 

@@ -153,22 +153,56 @@ const MATRIX: &[(&str, &str, [u16; 6])] = &[
     ("GET", "/api/v1/media/{hash}/meta", [404; 6]),
     ("GET", "/internal/blobs/{hash}", [404; 6]),
     // catalogue, pricing, search
-    ("GET", "/api/v1/products", [0; 6]),
-    ("GET", "/api/v1/products/{id}", [0; 6]),
-    ("PUT", "/api/v1/products/{id}", [0; 6]),
-    ("DELETE", "/api/v1/products/{id}", [0; 6]),
-    ("GET", "/api/v1/products/by-slug/{slug}", [0; 6]),
-    ("GET", "/api/v1/categories", [0; 6]),
-    ("PUT", "/api/v1/categories/{id}", [0; 6]),
-    ("DELETE", "/api/v1/categories/{id}", [0; 6]),
-    ("GET", "/api/v1/promotions", [0; 6]),
-    ("PUT", "/api/v1/promotions/{id}", [0; 6]),
-    ("GET", "/api/v1/coupons/{code}", [0; 6]),
-    ("PUT", "/api/v1/coupons/{code}", [0; 6]),
-    ("GET", "/api/v1/search", [0; 6]),
-    ("GET", "/api/v1/search/suggest", [0; 6]),
-    ("GET", "/api/v1/search/status", [0; 6]),
-    ("GET", "/cluster/digest", [0; 6]),
+    ("GET", "/api/v1/products", [200; 6]),
+    ("GET", "/api/v1/products/{id}", [404; 6]),
+    // (an empty body: 400 once past authorization; the product does not exist: 404)
+    (
+        "PUT",
+        "/api/v1/products/{id}",
+        [401, 403, 403, 400, 400, 400],
+    ),
+    (
+        "DELETE",
+        "/api/v1/products/{id}",
+        [401, 403, 403, 404, 404, 404],
+    ),
+    ("GET", "/api/v1/products/by-slug/{slug}", [404; 6]),
+    ("GET", "/api/v1/categories", [200; 6]),
+    (
+        "PUT",
+        "/api/v1/categories/{id}",
+        [401, 403, 403, 403, 403, 400],
+    ),
+    (
+        "DELETE",
+        "/api/v1/categories/{id}",
+        [401, 403, 403, 403, 403, 404],
+    ),
+    (
+        "POST",
+        "/api/v1/catalog/import",
+        [401, 403, 403, 403, 403, 422],
+    ),
+    ("GET", "/api/v1/promotions", [200; 6]),
+    (
+        "PUT",
+        "/api/v1/promotions/{id}",
+        [401, 403, 403, 400, 400, 400],
+    ),
+    (
+        "GET",
+        "/api/v1/coupons/{code}",
+        [401, 403, 403, 403, 403, 404],
+    ),
+    (
+        "PUT",
+        "/api/v1/coupons/{code}",
+        [401, 403, 403, 403, 403, 422],
+    ),
+    ("GET", "/api/v1/search", [200; 6]),
+    ("GET", "/api/v1/search/suggest", [200; 6]),
+    ("GET", "/api/v1/search/status", [200; 6]),
+    ("GET", "/cluster/digest", [200; 6]),
     // users
     ("GET", "/api/v1/users", [401, 403, 403, 403, 403, 200]),
     ("POST", "/api/v1/users", [401, 403, 403, 403, 403, 201]),
@@ -342,6 +376,7 @@ async fn request(method: &str, template: &str, actor: usize, ctx: &Ctx) -> (Stri
         })),
         ("POST", "/api/v1/auth/signing-keys/rotate") => None,
         ("PUT", "/api/v1/inventory/{sku}/threshold") => Some(json!({"threshold": 1})),
+        ("POST", "/api/v1/catalog/import") => Some(json!({"products": []})),
         // (an empty body: 400 once past authorization)
         ("PUT", "/api/v1/products/{id}")
         | ("PUT", "/api/v1/categories/{id}")

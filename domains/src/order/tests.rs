@@ -499,3 +499,73 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Whatever the promotions and the coupon, an order's line totals sum to
+    /// its subtotal, total = subtotal − discount, nothing is negative, and
+    /// the payment is for the total.
+    #[test]
+    fn order_totals_add_up(
+        quantities in prop::collection::vec(1u64..5, 1..3),
+        percent in 1u32..=10_000,
+        off in 0i64..2_000,
+        coupon_off in 0i64..5_000,
+        stackable in any::<bool>(),
+    ) {
+        use crate::pricing::{Coupon, CouponKind, PricingCommand, Promotion, PromotionKind, Target};
+        let mut w = World::new();
+        w.stock("A", "w1", 100);
+        w.stock("B", "w1", 100);
+        for (i, (id, kind)) in [
+            ("pct", PromotionKind::Percent { basis_points: percent }),
+            ("off", PromotionKind::AmountOff { per_unit: Money::parse("m", off, "EUR").unwrap() }),
+        ].into_iter().enumerate() {
+            w.ok(Command::Pricing(PricingCommand::UpsertPromotion {
+                actor: admin(),
+                promotion: Promotion {
+                    id: crate::catalog::CatalogId::parse("id", id).unwrap(),
+                    name: id.into(),
+                    kind,
+                    target: Target::All,
+                    starts_ms: None,
+                    ends_ms: None,
+                    stackable: stackable && i == 1,
+                    active: true,
+                    version: 0,
+                },
+            }));
+        }
+        w.ok(Command::Pricing(PricingCommand::UpsertCoupon {
+            coupon: Coupon {
+                code: "SAVE".into(),
+                kind: CouponKind::AmountOff { amount: Money::parse("m", coupon_off, "EUR").unwrap() },
+                min_subtotal: None,
+                usage_limit: None,
+                per_customer_limit: None,
+                used: 0,
+                starts_ms: None,
+                ends_ms: None,
+                active: true,
+                version: 0,
+            },
+        }));
+        for (q, sku) in quantities.iter().zip(["A", "B"]) {
+            w.add("ann", sku, *q).unwrap();
+        }
+        let order = order_of(w.run(Command::Order(OrderCommand::Checkout {
+            actor: customer("ann"),
+            cart: CartOwner::User("ann".into()),
+            shipping_address: address(),
+            strategy: Strategy::Priority,
+            hold_ttl_ms: TTL,
+            payment_method: card("pm_ok"),
+            coupon: Some("SAVE".into()),
+        })).unwrap());
+        let lines: i64 = order.lines.iter().map(|l| l.line_total.amount).sum();
+        prop_assert_eq!(lines, order.totals.subtotal.amount);
+        prop_assert_eq!(order.totals.total.amount, order.totals.subtotal.amount - order.totals.discount.amount);
+        prop_assert!(order.totals.total.amount >= 0 && order.totals.discount.amount >= 0);
+        prop_assert!(order.lines.iter().all(|l| l.line_total.amount >= 0));
+        prop_assert_eq!(&order.payment.amount, &order.totals.total);
+    }
+}
