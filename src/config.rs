@@ -34,6 +34,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub idempotency: IdempotencySettings,
     pub storage: StorageSettings,
+    pub auth: AuthSettings,
     pub commerce: CommerceSettings,
     pub payments: PaymentSettings,
     pub media: MediaSettings,
@@ -135,6 +136,62 @@ pub struct StorageSettings {
     pub write_buffer_mb: usize,
 }
 
+/// A secret from the configuration: never printed by `Debug`.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct SecretString(pub String);
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Authentication: token lifetimes, password hashing cost, rate limits and
+/// the operator secret. See docs/security.md.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Lifetime of an access token (JWT).
+    pub access_token_ttl_secs: u64,
+    /// A refresh token expires this long after it was issued (each use issues a new one).
+    pub refresh_token_ttl_secs: u64,
+    /// Lifetime of a password-reset token.
+    pub reset_token_ttl_secs: u64,
+    /// `iss` of the access tokens.
+    pub issuer: String,
+    /// Operator secret (at least 32 characters): lets `ecommerce user create`
+    /// bootstrap the first admin, nodes join, and the `cluster`/`backup`
+    /// commands act, without a user account. Unset disables all three.
+    /// Set it through `ECOMMERCE_AUTH__OPERATOR_TOKEN`, not a file in git.
+    pub operator_token: Option<SecretString>,
+    /// argon2id cost (OWASP: 19 MiB, 2 iterations, 1 lane).
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    /// Login and password-reset attempts per account per minute (per node).
+    pub attempts_per_account_per_minute: u32,
+    /// Requests to the /auth routes per client IP per minute (per node).
+    pub attempts_per_ip_per_minute: u32,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            reset_token_ttl_secs: 30 * 60,
+            issuer: "ecommerce".into(),
+            operator_token: None,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            attempts_per_account_per_minute: 10,
+            attempts_per_ip_per_minute: 120,
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -168,6 +225,7 @@ impl Default for Settings {
                 block_cache_mb: 64,
                 write_buffer_mb: 16,
             },
+            auth: AuthSettings::default(),
             commerce: CommerceSettings {
                 hold_ttl_secs: 15 * 60,
                 max_hold_ttl_secs: 3600,
@@ -281,6 +339,33 @@ impl Settings {
         ensure!(
             self.idempotency.sweep_interval_secs > 0,
             "idempotency.sweep_interval_secs must be positive"
+        );
+        let a = &self.auth;
+        ensure!(
+            (10..=86_400).contains(&a.access_token_ttl_secs),
+            "auth.access_token_ttl_secs must be between 10 and 86400"
+        );
+        ensure!(
+            a.refresh_token_ttl_secs >= a.access_token_ttl_secs,
+            "auth.refresh_token_ttl_secs must be at least auth.access_token_ttl_secs"
+        );
+        ensure!(
+            a.reset_token_ttl_secs > 0,
+            "auth.reset_token_ttl_secs must be positive"
+        );
+        ensure!(
+            a.operator_token.as_ref().is_none_or(|t| t.0.len() >= 32),
+            "auth.operator_token must be at least 32 characters"
+        );
+        ensure!(
+            a.argon2_memory_kib >= 8 * 1024
+                && a.argon2_iterations >= 1
+                && a.argon2_parallelism >= 1,
+            "auth.argon2_* must be at least 8192 KiB, 1 iteration, 1 lane"
+        );
+        ensure!(
+            a.attempts_per_account_per_minute > 0 && a.attempts_per_ip_per_minute > 0,
+            "auth.attempts_per_* must be positive"
         );
         let c = &self.commerce;
         ensure!(

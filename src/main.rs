@@ -23,6 +23,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Cluster(args) => runtime.block_on(ecommerce_cli::run_cluster(args)),
         Command::Backup(args) => runtime.block_on(ecommerce_cli::run_backup(args)),
+        Command::User(args) => runtime.block_on(ecommerce_cli::run_user(args)),
         Command::Catalog(command) => runtime.block_on(ecommerce_cli::run_catalog(command)),
         Command::Restore(args) => {
             let info = ecommerce_raft::NodeInfo {

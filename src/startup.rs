@@ -25,10 +25,12 @@ use tower_http::trace::TraceLayer;
 
 use crate::api::error::ApiError;
 use crate::api::{self, AppState, Inner};
+use crate::auth::grpc::{Authenticate, RequireRole};
 use crate::config::Settings;
 use crate::grpc::{Commerce, PublicGrpc};
 use crate::identity::Identity;
 use crate::telemetry;
+use tonic::service::interceptor::InterceptedService;
 
 /// A built node, ready to run.
 /// Products kept in the in-process cache for stale reads.
@@ -127,6 +129,7 @@ impl Application {
             settings: settings.clone(),
             cluster_id,
             prometheus: telemetry::prometheus(),
+            auth: Arc::new(crate::auth::Auth::new(&settings.auth)?),
             media: Arc::new(media),
             products: Arc::new(crate::projections::products::ProductCache::new(
                 PRODUCT_CACHE_ENTRIES,
@@ -176,25 +179,52 @@ impl Application {
                 HeaderName::from_static("x-request-id"),
                 MakeRequestUuid,
             ));
-        let http = axum::serve(self.http_listener, router)
-            .with_graceful_shutdown(stopped(stop_rx.clone()));
+        let http = axum::serve(
+            self.http_listener,
+            // The peer address feeds the per-IP rate limits of the /auth routes.
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
 
         let public = PublicGrpc {
             node: self.node.clone(),
             cluster_id: self.state.cluster_id.clone(),
         };
         let commerce = Commerce::new(self.state.clone());
+        // Commerce RPCs learn their caller from the bearer token (if any) that
+        // this interceptor verified; each RPC then requires what its REST twin does.
+        let signed_in = Authenticate {
+            state: self.state.clone(),
+        };
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<crate::grpc::proto::cluster_service_server::ClusterServiceServer<PublicGrpc>>().await;
         let grpc = tonic::transport::Server::builder()
             .add_service(RaftGrpc::new(self.node.clone()).into_server())
             .add_service(health_service)
             .add_service(public.cluster_service())
-            .add_service(public.event_service())
-            .add_service(commerce.cart_service())
-            .add_service(commerce.order_service())
-            .add_service(commerce.inventory_service())
-            .add_service(commerce.listing_service())
+            .add_service(InterceptedService::new(
+                public.event_service(),
+                RequireRole {
+                    state: self.state.clone(),
+                    roles: &[ecommerce_domains::Role::Admin],
+                },
+            ))
+            .add_service(InterceptedService::new(
+                commerce.cart_service(),
+                signed_in.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                commerce.order_service(),
+                signed_in.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                commerce.inventory_service(),
+                signed_in.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                commerce.listing_service(),
+                signed_in,
+            ))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(self.grpc_listener),
                 stopped(stop_rx.clone()),
@@ -228,6 +258,7 @@ impl Application {
                 self.node.clone(),
                 url,
                 self.settings.join_as_learner,
+                self.settings.auth.operator_token.clone(),
             ))
         });
 
@@ -274,7 +305,12 @@ async fn fetch_cluster_id(join: &str) -> anyhow::Result<String> {
 
 /// Joins through the member at `url` (idempotent): added as learner, then
 /// promoted unless `as_learner`. Retries until it is done.
-async fn join_cluster(node: Arc<RaftNode>, url: String, as_learner: bool) {
+async fn join_cluster(
+    node: Arc<RaftNode>,
+    url: String,
+    as_learner: bool,
+    operator_token: Option<crate::config::SecretString>,
+) {
     let client = reqwest::Client::new();
     let base = url.trim_end_matches('/').to_string();
     let body = serde_json::json!({
@@ -294,12 +330,11 @@ async fn join_cluster(node: Arc<RaftNode>, url: String, as_learner: bool) {
             Some(Role::Learner) => ("promote", serde_json::json!({ "node_id": node.id })),
             None => ("learners", body.clone()),
         };
-        match client
-            .post(format!("{base}/cluster/{path}"))
-            .json(&payload)
-            .send()
-            .await
-        {
+        let mut request = client.post(format!("{base}/cluster/{path}")).json(&payload);
+        if let Some(token) = &operator_token {
+            request = request.header(crate::api::auth::OPERATOR_TOKEN, &token.0);
+        }
+        match request.send().await {
             Ok(r) if r.status().is_success() => tracing::info!(step = path, "joined the cluster"),
             Ok(r) if r.status() == StatusCode::CONFLICT => {
                 let text = r.text().await.unwrap_or_default();

@@ -101,6 +101,8 @@ pub(crate) struct NodeClient {
     http: Client,
     base: String,
     timeout: Duration,
+    operator_token: Option<String>,
+    access_token: Option<String>,
 }
 
 impl NodeClient {
@@ -118,6 +120,8 @@ impl NodeClient {
             http,
             base: opts.node.clone(),
             timeout,
+            operator_token: opts.operator_token.clone(),
+            access_token: opts.access_token.clone(),
         })
     }
 
@@ -166,7 +170,13 @@ impl NodeClient {
         let mut backoff = FIRST_BACKOFF;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let response = tokio::time::timeout(remaining, build(&self.http).send())
+            let mut request = build(&self.http);
+            if let Some(token) = &self.access_token {
+                request = request.bearer_auth(token);
+            } else if let Some(token) = &self.operator_token {
+                request = request.header("x-operator-token", token);
+            }
+            let response = tokio::time::timeout(remaining, request.send())
                 .await
                 .map_err(|_| {
                     anyhow::anyhow!("no answer from {url} within {}s", self.timeout.as_secs())

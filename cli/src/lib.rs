@@ -16,11 +16,13 @@ mod client;
 pub mod cluster;
 #[cfg(test)]
 mod testing;
+pub mod user;
 
 pub use backup::run_backup;
 pub use catalog::run_catalog;
 pub use client::ApiError;
 pub use cluster::run_cluster;
+pub use user::run_user;
 
 /// Default REST address of the node that operator commands talk to.
 pub const DEFAULT_NODE_URL: &str = "http://127.0.0.1:8080";
@@ -77,6 +79,13 @@ pub enum Command {
             single-node cluster holding the restored state; add more nodes with --join."
     )]
     Restore(RestoreArgs),
+    /// Manage user accounts through a running node (e.g. bootstrap the first admin).
+    #[command(long_about = "Manage user accounts through a running node.\n\n\
+            `user create --email E --role admin` bootstraps the first admin: the request \
+            carries the node's operator token (--operator-token or ECOMMERCE_OPERATOR_TOKEN, \
+            the value of the node's auth.operator_token). The password is read from \
+            --password-file, or else from the first line of standard input.")]
+    User(UserArgs),
     /// Bulk-load products from a JSON-lines file, or generate a demo catalogue.
     #[command(long_about = "Bulk-load products, or generate a demo catalogue.\n\n\
             `catalog generate --products 10000 --out demo.jsonl` writes a realistic catalogue \
@@ -86,6 +95,39 @@ pub enum Command {
             applied once. Import needs an admin's credentials.")]
     #[command(subcommand)]
     Catalog(CatalogCommand),
+}
+
+/// Arguments of `ecommerce user`.
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    #[command(flatten)]
+    pub node: NodeOpts,
+
+    #[command(subcommand)]
+    pub command: UserCommand,
+}
+
+/// Subcommands of `ecommerce user`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account with a role.
+    Create(CreateUserArgs),
+}
+
+/// Arguments of `ecommerce user create`.
+#[derive(Debug, Args)]
+pub struct CreateUserArgs {
+    #[arg(long, value_name = "EMAIL")]
+    pub email: String,
+    /// customer, vendor or admin.
+    #[arg(long, value_name = "ROLE", value_parser = ["customer", "vendor", "admin"], default_value = "customer")]
+    pub role: String,
+    /// Display name [default: the e-mail address]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// File whose first line is the password (else: the first line of standard input).
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub password_file: Option<PathBuf>,
 }
 
 /// Subcommands of `ecommerce catalog`.
@@ -208,6 +250,26 @@ pub struct NodeOpts {
         value_parser = clap::value_parser!(u64).range(1..),
     )]
     pub timeout: u64,
+
+    /// The node's operator token (`auth.operator_token`), sent as `X-Operator-Token`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "TOKEN",
+        env = "ECOMMERCE_OPERATOR_TOKEN",
+        hide_env_values = true
+    )]
+    pub operator_token: Option<String>,
+
+    /// An admin's access token, sent as `Authorization: Bearer` (instead of the operator token).
+    #[arg(
+        long,
+        global = true,
+        value_name = "JWT",
+        env = "ECOMMERCE_ACCESS_TOKEN",
+        hide_env_values = true
+    )]
+    pub access_token: Option<String>,
 }
 
 impl NodeOpts {

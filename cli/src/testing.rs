@@ -20,5 +20,7 @@ pub(crate) fn node_opts(base: &str, timeout_secs: u64) -> NodeOpts {
     NodeOpts {
         node: base.to_owned(),
         timeout: timeout_secs,
+        operator_token: None,
+        access_token: None,
     }
 }

@@ -35,6 +35,7 @@ pub enum Command {
     Cart(CartCommand),
     Order(OrderCommand),
     System(SystemCommand),
+    Users(Box<crate::users::UserCommand>),
     Media(MediaCommand),
     Catalog(CatalogCommand),
     Pricing(PricingCommand),
@@ -69,6 +70,7 @@ pub enum Response {
     Expired {
         removed: u64,
     },
+    Users(Box<crate::users::UsersResponse>),
     /// A registered image; `created` is false when the hash was already known.
     Media {
         record: MediaRecord,

@@ -24,6 +24,19 @@ pub enum DomainError {
     },
     #[error("this idempotency key was already used with a different request")]
     IdempotencyKeyReused,
+    // users and authentication
+    #[error("an account with this e-mail address already exists")]
+    EmailTaken,
+    #[error("the e-mail address or password is wrong")]
+    InvalidCredentials,
+    #[error("the refresh token is invalid, expired or revoked")]
+    InvalidRefreshToken,
+    #[error("the password reset token is invalid, expired or already used")]
+    InvalidResetToken,
+    #[error("user {0:?} does not exist")]
+    UserNotFound(String),
+    #[error("password {message}")]
+    WeakPassword { message: String },
     #[error("you are not allowed to do this")]
     Forbidden,
     #[error("sku {0:?} has no listing")]
@@ -70,6 +83,12 @@ impl DomainError {
             Self::VersionConflict { .. } => "version_conflict",
             Self::InsufficientStock { .. } => "insufficient_stock",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::EmailTaken => "email_taken",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::InvalidRefreshToken => "invalid_refresh_token",
+            Self::InvalidResetToken => "invalid_reset_token",
+            Self::UserNotFound(_) => "user_not_found",
+            Self::WeakPassword { .. } => "weak_password",
             Self::Forbidden => "forbidden",
             Self::SkuNotForSale(_) => "sku_not_for_sale",
             Self::ListingNotFound(_) => "listing_not_found",
@@ -107,6 +126,16 @@ impl DomainError {
                 available,
             } => json!({
                 "sku": sku, "warehouse_id": warehouse_id, "requested": requested, "available": available
+            }),
+            Self::EmailTaken
+            | Self::InvalidCredentials
+            | Self::InvalidRefreshToken
+            | Self::InvalidResetToken => serde_json::Value::Null,
+            Self::UserNotFound(id) => json!({ "user_id": id }),
+            Self::WeakPassword { .. } => json!({
+                "field": "password",
+                "min_length": crate::users::PASSWORD_MIN_CHARS,
+                "max_length": crate::users::PASSWORD_MAX_CHARS,
             }),
             Self::IdempotencyKeyReused | Self::Forbidden | Self::CartEmpty => {
                 serde_json::Value::Null

@@ -20,6 +20,7 @@ pub enum Event {
         reserved_delta: i64,
         reason: Option<String>,
     },
+    User(crate::users::UserEvent),
     /// Available stock fell below a low-stock threshold.
     StockLow(LowStock),
     /// Available stock is back at or above the threshold.
@@ -49,6 +50,7 @@ impl Event {
         match self {
             Self::WarehouseUpserted(_) => "WarehouseUpserted",
             Self::StockChanged { .. } => "StockChanged",
+            Self::User(e) => e.kind(),
             Self::StockLow(_) => "StockLow",
             Self::BackInStock(_) => "BackInStock",
             Self::ListingUpserted(_) => "ListingUpserted",
@@ -102,6 +104,7 @@ impl Event {
             Self::PaymentUpdated { order_id, status } => json!({
                 "order_id": order_id.to_string(), "status": status
             }),
+            Self::User(e) => e.data(),
             Self::MediaRegistered(m) => json!({
                 "hash": m.hash, "content_type": m.content_type.mime(), "size": m.size,
                 "width": m.width, "height": m.height, "uploaded_by": m.uploaded_by,

@@ -24,6 +24,7 @@ pub mod money;
 pub mod order;
 pub mod pricing;
 pub mod store;
+pub mod users;
 
 pub use actor::{Actor, Role};
 pub use command::{ApplyContext, Command, Envelope, Outcome, Response, SystemCommand};
@@ -34,6 +35,12 @@ pub use event::{Event, EventRecord};
 pub const TABLES: &[&str] = &[
     inventory::WAREHOUSES,
     inventory::STOCK,
+    // users
+    users::USERS,
+    users::USERS_BY_EMAIL,
+    users::SESSIONS,
+    users::RESET_TOKENS,
+    users::SIGNING_KEYS,
     inventory::THRESHOLDS,
     inventory::LOW_STOCK,
     listing::LISTINGS,
@@ -73,6 +80,7 @@ pub fn apply(
         Command::Cart(c) => cart::apply(c, ctx, store),
         Command::Order(c) => order::apply(c, ctx, store),
         Command::System(c) => command::apply_system(c, ctx, store),
+        Command::Users(c) => users::apply(c, ctx, store),
         Command::Media(c) => media::apply(c, ctx, store),
     }
 }

@@ -54,6 +54,14 @@ impl Actor {
     }
 }
 
+/// The operator token every node of a run is started with
+/// (`ECOMMERCE_AUTH__OPERATOR_TOKEN`): nodes need it to join, and the suite
+/// uses it to create its admin and vendor accounts.
+pub const OPERATOR_TOKEN: &str = "jepsen-operator-token-0123456789abcdef";
+
+/// Access tokens are used this long, then renewed by a new login (they live 15 minutes).
+const TOKEN_REUSE: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The credential scheme.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scheme {
@@ -67,7 +75,7 @@ pub enum Scheme {
 #[derive(Clone)]
 pub struct Auth {
     scheme: Scheme,
-    tokens: Arc<Mutex<HashMap<Actor, String>>>,
+    tokens: Arc<Mutex<HashMap<Actor, (String, std::time::Instant)>>>,
 }
 
 impl Auth {
@@ -97,7 +105,8 @@ impl Auth {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .get(actor)
-                    .cloned();
+                    .filter(|(_, at)| at.elapsed() < TOKEN_REUSE)
+                    .map(|(t, _)| t.clone());
                 let token = match cached {
                     Some(t) => t,
                     None => {
@@ -105,7 +114,7 @@ impl Auth {
                         self.tokens
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .insert(actor.clone(), t.clone());
+                            .insert(actor.clone(), (t.clone(), std::time::Instant::now()));
                         t
                     }
                 };
@@ -123,18 +132,38 @@ impl Auth {
         let email = format!("{}@jepsen.invalid", actor.id);
         let password = format!("jepsen-{}-password", actor.id);
         let creds = json!({"email": email, "password": password});
-        // Registering twice is refused; that is fine, the login below decides.
-        let _ = http
-            .post(format!("{base}/auth/register"))
-            .json(&creds)
-            .send()
-            .await;
-        let reply = http
-            .post(format!("{base}/auth/login"))
-            .json(&creds)
-            .send()
-            .await
-            .context("POST /auth/login")?;
+        let account = json!({
+            "email": email, "password": password, "name": actor.id, "role": actor.role.as_str()
+        });
+        // Creating twice is refused; that is fine, the login below decides.
+        // Admins and vendors are created with the operator token, customers register.
+        let _ = match actor.role {
+            Role::Customer => http.post(format!("{base}/auth/register")).json(&json!({
+                "email": email, "password": password, "name": actor.id
+            })),
+            _ => http
+                .post(format!("{base}/api/v1/users"))
+                .header("x-operator-token", OPERATOR_TOKEN)
+                .json(&account),
+        }
+        .send()
+        .await;
+        // The new account may not have reached this node's replica yet: a
+        // refused login is retried a few times before it counts.
+        let mut attempt = 0;
+        let reply = loop {
+            let reply = http
+                .post(format!("{base}/auth/login"))
+                .json(&creds)
+                .send()
+                .await
+                .context("POST /auth/login")?;
+            attempt += 1;
+            if reply.status().is_success() || attempt >= 10 {
+                break reply;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
         if !reply.status().is_success() {
             bail!("login of {} answered {}", actor.id, reply.status());
         }

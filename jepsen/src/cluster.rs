@@ -186,13 +186,20 @@ impl Cluster {
             }
             None => Command::new(&bin),
         };
-        cmd.arg("serve")
-            .args(["--node-id", &node.id.to_string()])
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(["--http-addr", &node.http.to_string()])
-            .args(["--grpc-addr", &node.grpc.to_string()])
-            .args(["--snapshot-logs", &snapshot_logs]);
+        cmd.env(
+            "ECOMMERCE_AUTH__OPERATOR_TOKEN",
+            crate::auth::OPERATOR_TOKEN,
+        )
+        // Every client of the suite signs in from one address.
+        .env("ECOMMERCE_AUTH__ATTEMPTS_PER_IP_PER_MINUTE", "1000000")
+        .env("ECOMMERCE_AUTH__ATTEMPTS_PER_ACCOUNT_PER_MINUTE", "1000000")
+        .arg("serve")
+        .args(["--node-id", &node.id.to_string()])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["--http-addr", &node.http.to_string()])
+        .args(["--grpc-addr", &node.grpc.to_string()])
+        .args(["--snapshot-logs", &snapshot_logs]);
         if let Some(join) = join {
             node.join = Some(join.to_string());
         }

@@ -81,7 +81,7 @@ struct Common {
     #[arg(long, value_enum, default_value_t = NetMode::Auto)]
     net: NetMode,
     /// Credential scheme (see `auth.rs`).
-    #[arg(long, value_enum, default_value_t = auth::Scheme::Dev)]
+    #[arg(long, value_enum, default_value_t = auth::Scheme::Bearer)]
     auth: auth::Scheme,
     /// Build a snapshot every N applied entries (small: restarts install snapshots).
     #[arg(long, default_value_t = 200)]

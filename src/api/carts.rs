@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use super::auth::{authenticate_headers, SignedIn};
+use super::auth::{Caller, SignedIn};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{AppJson, AppPath, AppQuery, Consistency, MutationMeta, ReadParams};
 use super::listings::MoneyDto;
@@ -142,9 +142,10 @@ pub struct CartRef {
 }
 
 impl CartRef {
-    /// From a request's headers (or gRPC metadata): the credential, else `X-Cart-Token`.
-    pub fn from_headers(headers: &HeaderMap) -> ApiResult<Self> {
-        if let Some(actor) = authenticate_headers(headers)? {
+    /// From the authenticated caller, else a request's `X-Cart-Token` header
+    /// (or gRPC metadata).
+    pub fn from_headers(caller: Option<Actor>, headers: &HeaderMap) -> ApiResult<Self> {
+        if let Some(actor) = caller {
             return Ok(Self {
                 owner: Some(CartOwner::User(actor.user_id)),
             });
@@ -165,11 +166,16 @@ impl CartRef {
     }
 }
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for CartRef {
+impl<S> axum::extract::FromRequestParts<S> for CartRef
+where
+    S: Send + Sync,
+    AppState: axum::extract::FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Self::from_headers(&parts.headers)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Caller(actor) = Caller::from_request_parts(parts, state).await?;
+        Self::from_headers(actor, &parts.headers)
     }
 }
 

@@ -21,7 +21,7 @@ use ecommerce_domains::{Actor, Command, DomainError, Response as Reply, Role};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::{AdminOnly, SignedIn};
+use super::auth::{AdminOnly, VendorOrAdmin};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{AppJson, AppPath, AppQuery, Consistency, MutationMeta};
 use super::listings::MoneyDto;
@@ -224,14 +224,11 @@ fn product_reply(settings: &Settings) -> impl FnOnce(Reply) -> ApiResult<Product
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn put_product(
     State(state): State<AppState>,
-    SignedIn(actor): SignedIn,
+    VendorOrAdmin(actor): VendorOrAdmin,
     AppPath(id): AppPath<String>,
     meta: MutationMeta,
     AppJson(body): AppJson<ProductBody>,
 ) -> ApiResult<Response> {
-    if actor.role == Role::Customer {
-        return Err(super::auth::forbidden());
-    }
     let draft = body.draft(&id, &actor)?;
     let command = CatalogCommand::UpsertProduct { actor, draft };
     let committed = state
@@ -246,7 +243,7 @@ pub async fn put_product(
     responses((status = 200, body = ProductDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete_product(
     State(state): State<AppState>,
-    SignedIn(actor): SignedIn,
+    VendorOrAdmin(actor): VendorOrAdmin,
     AppPath(id): AppPath<String>,
     meta: MutationMeta,
 ) -> ApiResult<Response> {

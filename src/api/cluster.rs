@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use utoipa::ToSchema;
 
+use super::auth::Operator;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{AppJson, Consistency};
 use super::AppState;
@@ -119,6 +120,7 @@ async fn change(state: &AppState, op: MembershipOp) -> ApiResult<Json<ClusterDto
     responses((status = 200, body = ClusterDto), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn add_learner(
     State(state): State<AppState>,
+    Operator(_by): Operator,
     AppJson(body): AppJson<AddLearnerBody>,
 ) -> ApiResult<Json<ClusterDto>> {
     if body.node_id == 0 {
@@ -147,6 +149,7 @@ pub async fn add_learner(
     responses((status = 200, body = ClusterDto), (status = 409, body = ErrorBody)))]
 pub async fn promote(
     State(state): State<AppState>,
+    Operator(_by): Operator,
     AppJson(body): AppJson<NodeIdBody>,
 ) -> ApiResult<Json<ClusterDto>> {
     change(
@@ -163,6 +166,7 @@ pub async fn promote(
     responses((status = 200, body = ClusterDto), (status = 409, body = ErrorBody)))]
 pub async fn remove(
     State(state): State<AppState>,
+    Operator(_by): Operator,
     AppJson(body): AppJson<NodeIdBody>,
 ) -> ApiResult<Json<ClusterDto>> {
     change(
@@ -179,6 +183,7 @@ pub async fn remove(
     responses((status = 200, body = ClusterDto), (status = 409, body = ErrorBody)))]
 pub async fn transfer_leader(
     State(state): State<AppState>,
+    Operator(_by): Operator,
     AppJson(body): AppJson<NodeIdBody>,
 ) -> ApiResult<Json<ClusterDto>> {
     change(
@@ -194,7 +199,7 @@ pub async fn transfer_leader(
 /// every write acknowledged before the request.
 #[utoipa::path(get, path = "/cluster/backup", tag = "cluster",
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 503, body = ErrorBody)))]
-pub async fn backup(State(state): State<AppState>) -> ApiResult<Response> {
+pub async fn backup(State(state): State<AppState>, Operator(_by): Operator) -> ApiResult<Response> {
     state.read(Consistency::Linearizable).await?;
     let dir = state.settings.data_dir.join("backups");
     let path = dir.join(format!("backup-{}.snap", uuid::Uuid::new_v4()));

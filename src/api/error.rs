@@ -53,6 +53,14 @@ pub const ERROR_CODES: &[(&str, u16)] = &[
     ("no_leader", 503),
     ("unavailable", 503),
     ("timeout", 504),
+    // users and authentication
+    ("email_taken", 409),
+    ("invalid_credentials", 401),
+    ("invalid_refresh_token", 401),
+    ("invalid_reset_token", 400),
+    ("user_not_found", 404),
+    ("weak_password", 422),
+    ("rate_limited", 429),
 ];
 
 /// How long clients should wait before retrying a 503.
@@ -149,6 +157,16 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static(RETRY_AFTER_SECS),
             );
         }
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            let secs = self
+                .body
+                .details
+                .get("retry_after_secs")
+                .and_then(|v| v.as_u64());
+            if let Some(value) = secs.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
         response
     }
 }
@@ -176,6 +194,14 @@ mod tests {
                 available: 0,
             },
             DomainError::IdempotencyKeyReused,
+            DomainError::EmailTaken,
+            DomainError::InvalidCredentials,
+            DomainError::InvalidRefreshToken,
+            DomainError::InvalidResetToken,
+            DomainError::UserNotFound("u".into()),
+            DomainError::WeakPassword {
+                message: "m".into(),
+            },
             DomainError::Forbidden,
             DomainError::ListingNotFound("s".into()),
             DomainError::SkuNotForSale("s".into()),

@@ -9,6 +9,7 @@ use ecommerce_domains::EventRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::auth::AdminOnly;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{AppQuery, Consistency};
 use super::AppState;
@@ -63,6 +64,7 @@ pub struct EventPage {
     responses((status = 200, body = EventPage), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn list_events(
     State(state): State<AppState>,
+    AdminOnly(_admin): AdminOnly,
     AppQuery(params): AppQuery<EventParams>,
 ) -> ApiResult<Json<EventPage>> {
     let limit = params.limit.unwrap_or(100);

@@ -192,6 +192,7 @@ pub async fn get_warehouse(
         (status = 503, body = ErrorBody)))]
 pub async fn put_warehouse(
     State(state): State<AppState>,
+    AdminOnly(_admin): AdminOnly,
     AppPath(id): AppPath<String>,
     meta: MutationMeta,
     AppJson(body): AppJson<WarehouseBody>,
@@ -267,6 +268,7 @@ pub async fn find_stock(
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn set_stock(
     State(state): State<AppState>,
+    AdminOnly(_admin): AdminOnly,
     AppPath((raw_sku, raw_warehouse)): AppPath<(String, String)>,
     meta: MutationMeta,
     AppJson(body): AppJson<SetStockBody>,
@@ -291,6 +293,7 @@ pub async fn set_stock(
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn adjust_stock(
     State(state): State<AppState>,
+    AdminOnly(_admin): AdminOnly,
     AppPath((raw_sku, raw_warehouse)): AppPath<(String, String)>,
     meta: MutationMeta,
     AppJson(body): AppJson<AdjustBody>,

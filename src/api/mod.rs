@@ -20,6 +20,7 @@ pub mod ops;
 pub mod orders;
 pub mod pricing;
 pub mod search;
+pub mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,7 @@ pub struct Inner {
     pub settings: Settings,
     pub cluster_id: String,
     pub prometheus: PrometheusHandle,
+    pub auth: Arc<crate::auth::Auth>,
     /// Image blobs on this node, peer fetching, thumbnails.
     pub media: Arc<crate::media::Media>,
     /// Hot products for stale reads, invalidated from the event log.
@@ -234,6 +236,17 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{id}/ship", post(orders::ship_order))
         .route("/orders/{id}/deliver", post(orders::deliver_order))
         .route("/events", get(events::list_events))
+        // users
+        .route("/users", get(users::list_users).post(users::create_user))
+        .route(
+            "/users/{id}",
+            get(users::get_user)
+                .patch(users::update_user)
+                .delete(users::delete_user),
+        )
+        .route("/users/{id}/role", put(users::set_role))
+        .route("/users/{id}/password", post(users::change_password))
+        .route("/auth/signing-keys/rotate", post(users::rotate_signing_key))
         .route(
             "/media",
             // Uploads get their own body limit, above the JSON routes' one.
@@ -255,6 +268,15 @@ pub fn router(state: AppState) -> Router {
         .route("/cluster/remove", post(cluster::remove))
         .route("/cluster/transfer-leader", post(cluster::transfer_leader))
         .route("/cluster/backup", get(cluster::backup))
+        .route("/auth/register", post(users::register))
+        .route("/auth/login", post(users::login))
+        .route("/auth/refresh", post(users::refresh))
+        .route("/auth/logout", post(users::logout))
+        .route("/auth/password-reset", post(users::request_password_reset))
+        .route(
+            "/auth/password-reset/confirm",
+            post(users::confirm_password_reset),
+        )
         .route("/internal/blobs/{hash}", get(media::internal_blob))
         .route("/cluster/digest", get(cluster::digest))
         .nest("/api/v1", api)

@@ -6,7 +6,7 @@ use utoipa::OpenApi;
 
 use super::{
     carts, catalog, cluster, error, events, inventory, listings, media, ops, orders, pricing,
-    search,
+    search, users,
 };
 
 #[derive(OpenApi)]
@@ -17,7 +17,8 @@ use super::{
             {\"code\", \"message\", \"details\"} with a stable code. Mutating requests accept an \
             `Idempotency-Key` header: the same key and request replay the stored response (with \
             `Idempotent-Replayed: true`); the same key with a different request is a 422 \
-            `idempotency_key_reused`. Reads accept `consistency=linearizable` (default) or `stale`."
+            `idempotency_key_reused`. Reads accept `consistency=linearizable` (default) or `stale`. \
+            Credentials: `Authorization: Bearer <access token>` from `/auth/login`."
     ),
     paths(
         ops::health, ops::ready, ops::metrics,
@@ -35,6 +36,10 @@ use super::{
         orders::checkout, orders::list_orders, orders::get_order, orders::cancel_order, orders::extend_hold,
         orders::ship_order, orders::deliver_order,
         events::list_events,
+        users::register, users::login, users::refresh, users::logout,
+        users::request_password_reset, users::confirm_password_reset, users::rotate_signing_key,
+        users::create_user, users::list_users, users::get_user, users::update_user, users::delete_user,
+        users::set_role, users::change_password,
         media::upload, media::get_media, media::get_thumbnail, media::get_meta, media::internal_blob,
         search::search, search::suggest, search::status,
     ),
@@ -48,6 +53,8 @@ use super::{
         (name = "carts", description = "Carts of signed-in users and guests"),
         (name = "orders", description = "Checkout and the order workflow"),
         (name = "events", description = "The replicated domain event log"),
+        (name = "auth", description = "Registration, login, tokens and password reset"),
+        (name = "users", description = "Profiles, addresses, roles and account deletion"),
         (name = "media", description = "Images: upload, bytes, thumbnails (content-addressed, immutable)"),
         (name = "search", description = "Product search, filtered browsing with facets, suggestions"),
     )

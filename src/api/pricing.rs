@@ -14,7 +14,7 @@ use ecommerce_domains::{Command, DomainError, Response as Reply};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::auth::{AdminOnly, SignedIn};
+use super::auth::{AdminOnly, VendorOrAdmin};
 use super::error::{ApiResult, ErrorBody};
 use super::extract::{AppJson, AppPath, AppQuery, MutationMeta, ReadParams};
 use super::listings::MoneyDto;
@@ -171,7 +171,7 @@ impl From<Promotion> for PromotionDto {
     responses((status = 200, body = PromotionDto), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn put_promotion(
     State(state): State<AppState>,
-    SignedIn(actor): SignedIn,
+    VendorOrAdmin(actor): VendorOrAdmin,
     AppPath(id): AppPath<String>,
     meta: MutationMeta,
     AppJson(body): AppJson<PromotionBody>,

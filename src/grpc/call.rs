@@ -1,6 +1,7 @@
 //! What every commerce RPC shares with its REST twin, read from the request
 //! metadata through the same functions the REST extractors use: the caller
-//! (`x-dev-actor`, [`authenticate_headers`]), the guest cart (`x-cart-token`),
+//! (the [`Actor`] that `auth::grpc::Authenticate` verified from the bearer
+//! token), the guest cart (`x-cart-token`),
 //! the idempotency tag (`idempotency-key`, fingerprinted like REST over the
 //! RPC's path and the encoded request message); and the way back: an
 //! [`ApiError`] as a [`Status`], a [`Rendered`] result as a reply.
@@ -17,7 +18,7 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Request, Response, Status};
 
 use super::proto;
-use crate::api::auth::{admin_only, authenticate_headers, signed_in};
+use crate::api::auth::{admin_only, signed_in};
 use crate::api::carts::CartRef;
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::extract::{idempotency_key, idempotency_tag, Consistency, IDEMPOTENT_REPLAYED};
@@ -31,7 +32,7 @@ const GRPC: &str = "GRPC";
 
 /// The caller, if any.
 fn caller<T>(request: &Request<T>) -> ApiResult<Option<Actor>> {
-    authenticate_headers(request.metadata().as_ref())
+    Ok(request.extensions().get::<Actor>().cloned())
 }
 
 /// A signed-in caller, else `unauthenticated`.
@@ -46,7 +47,7 @@ pub fn admin_caller<T>(request: &Request<T>) -> ApiResult<Actor> {
 
 /// Whose cart the call is about: the caller's, else `x-cart-token`'s.
 pub fn cart<T>(request: &Request<T>) -> ApiResult<CartRef> {
-    CartRef::from_headers(request.metadata().as_ref())
+    CartRef::from_headers(caller(request)?, request.metadata().as_ref())
 }
 
 /// The idempotency tag of a write, if it carries an `idempotency-key`:

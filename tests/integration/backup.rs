@@ -52,7 +52,7 @@ async fn get_ok(client: &Client, path: &str) -> Value {
 async fn backup_of_a_running_cluster_restores_into_an_identical_new_cluster() {
     let mut cluster = Cluster::start(3).await;
     let leader = cluster.leader().await;
-    let old = cluster.client(leader);
+    let old = cluster.admin_client(leader);
     for (id, name) in [("bk-main", "Main"), ("bk-east", "East")] {
         old.put_warehouse(id, name)
             .await
@@ -102,7 +102,9 @@ async fn backup_of_a_running_cluster_restores_into_an_identical_new_cluster() {
     let mut restored = Node::new(1, &[]);
     restore(&file_arg, &restored).await;
     restored.start(None, false).await;
-    let new = restored.client();
+    let new = crate::harness::sign_in(&restored.client(), "admin", crate::harness::ADMIN_USER)
+        .await
+        .0;
     let view = eventually(
         "the restored node to lead its own single-node cluster",
         STARTUP_TIMEOUT,
@@ -197,7 +199,7 @@ async fn restore_after_failover_under_a_new_node_id_accepts_writes() {
     let mut cluster = Cluster::start(3).await;
     let first = cluster.leader().await;
     cluster
-        .client(first)
+        .admin_client(first)
         .put_warehouse("w1", "Main")
         .await
         .expect("PUT")
@@ -205,7 +207,7 @@ async fn restore_after_failover_under_a_new_node_id_accepts_writes() {
     cluster.kill(first);
     let second = cluster.leader().await;
     assert_ne!(first, second);
-    let leader_client = cluster.client(second);
+    let leader_client = cluster.admin_client(second);
     let before = retry_write("stock on the new leader", STARTUP_TIMEOUT, |_| {
         let c = leader_client.clone();
         async move { c.set_stock("fo-1", "w1", 3).await }
@@ -227,7 +229,9 @@ async fn restore_after_failover_under_a_new_node_id_accepts_writes() {
     let mut restored = Node::new(5, &[]);
     restore(&file, &restored).await;
     restored.start(None, false).await;
-    let new = restored.client();
+    let new = crate::harness::sign_in(&restored.client(), "admin", crate::harness::ADMIN_USER)
+        .await
+        .0;
     let after = retry_write("a write on the restored cluster", STARTUP_TIMEOUT, |_| {
         let c = new.clone();
         async move { c.adjust("fo-1", "w1", 2, "restock", None).await }

@@ -195,6 +195,13 @@ impl Client {
         self
     }
 
+    /// This client, sending `Authorization: Bearer <token>` (replacing an earlier one).
+    pub fn with_bearer(mut self, token: &str) -> Client {
+        self.default_headers
+            .retain(|(name, _)| !name.eq_ignore_ascii_case("authorization"));
+        self.with_header("authorization", &format!("Bearer {token}"))
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }

@@ -31,7 +31,7 @@ async fn writes_on_any_node_are_linearizable_on_every_node() {
     let ids = cluster.ids();
 
     for &id in &ids {
-        let client = cluster.client(id);
+        let client = cluster.admin_client(id);
         eventually(
             format!("GET /ready on node {id} to be 200"),
             STARTUP_TIMEOUT,
@@ -50,13 +50,13 @@ async fn writes_on_any_node_are_linearizable_on_every_node() {
         .await;
     }
 
-    seed_warehouse(&cluster.client(1), "wh-lin").await;
+    seed_warehouse(&cluster.admin_client(1), "wh-lin").await;
     for (i, &writer) in ids.iter().enumerate() {
         let reader = ids[(i + 1) % ids.len()];
         let sku = format!("lin-{writer}");
         let on_hand = 10 * writer as i64 + 1;
         let written = cluster
-            .client(writer)
+            .admin_client(writer)
             .set_stock(&sku, "wh-lin", on_hand)
             .await
             .expect("PUT stock");
@@ -67,7 +67,7 @@ async fn writes_on_any_node_are_linearizable_on_every_node() {
         // No waiting: a linearizable read on another node right after the ack must see it.
         for consistency in [Consistency::Default, Consistency::Linearizable] {
             let read = cluster
-                .client(reader)
+                .admin_client(reader)
                 .get_stock(&sku, consistency)
                 .await
                 .expect("GET stock");
@@ -88,7 +88,7 @@ async fn writes_on_any_node_are_linearizable_on_every_node() {
     let sku = format!("lin-{follower}");
     let before = 10 * follower as i64 + 1;
     cluster
-        .client(follower)
+        .admin_client(follower)
         .adjust(&sku, "wh-lin", -4, "damaged", None)
         .await
         .expect("POST adjustment")
@@ -99,7 +99,7 @@ async fn writes_on_any_node_are_linearizable_on_every_node() {
         );
     for &id in &ids {
         cluster
-            .client(id)
+            .admin_client(id)
             .get_stock(&sku, Consistency::Linearizable)
             .await
             .expect("GET stock")
@@ -110,7 +110,7 @@ async fn writes_on_any_node_are_linearizable_on_every_node() {
             );
         // The linearizable read above made this node apply everything, the warehouse included.
         let wh = cluster
-            .client(id)
+            .admin_client(id)
             .get_warehouse("wh-lin")
             .await
             .expect("GET warehouse")
@@ -132,7 +132,7 @@ async fn killing_the_leader_elects_a_new_one_and_writes_continue() {
         .await
         .term
         .expect("term in /cluster");
-    let client = cluster.client(old_leader);
+    let client = cluster.admin_client(old_leader);
     seed_warehouse(&client, "wh-f").await;
     client
         .set_stock("before-crash", "wh-f", 5)
@@ -144,7 +144,7 @@ async fn killing_the_leader_elects_a_new_one_and_writes_continue() {
     let survivors: Vec<Client> = cluster
         .running_ids()
         .into_iter()
-        .map(|id| cluster.client(id))
+        .map(|id| cluster.admin_client(id))
         .collect();
     assert_eq!(survivors.len(), 2, "two nodes should survive");
 
@@ -185,7 +185,7 @@ async fn killing_the_leader_elects_a_new_one_and_writes_continue() {
     );
 
     for id in cluster.running_ids() {
-        let c = cluster.client(id);
+        let c = cluster.admin_client(id);
         let sku = format!("post-election-{id}");
         c.set_stock(&sku, "wh-f", id as i64)
             .await
@@ -197,7 +197,7 @@ async fn killing_the_leader_elects_a_new_one_and_writes_continue() {
             );
     }
     for id in cluster.running_ids() {
-        let c = cluster.client(id);
+        let c = cluster.admin_client(id);
         for (sku, on_hand) in [("before-crash", 5), ("after-crash", 7)] {
             c.get_stock(sku, Consistency::Linearizable)
                 .await
@@ -218,7 +218,7 @@ async fn killing_the_leader_elects_a_new_one_and_writes_continue() {
         "a node that missed entries cannot win the election"
     );
     cluster.wait_applied(old_leader, applied).await;
-    let c = cluster.client(old_leader);
+    let c = cluster.admin_client(old_leader);
     for (sku, on_hand) in [("before-crash", 5), ("after-crash", 7)] {
         c.get_stock(sku, Consistency::Stale)
             .await
@@ -237,7 +237,7 @@ async fn restarted_follower_catches_up_from_the_log() {
     let ids = cluster.ids();
     let leader = cluster.leader().await;
     let follower = follower_of(&ids, leader);
-    let client = cluster.client(leader);
+    let client = cluster.admin_client(leader);
     seed_warehouse(&client, "wh-c").await;
 
     cluster.kill(follower);
@@ -260,7 +260,7 @@ async fn restarted_follower_catches_up_from_the_log() {
     cluster.restart_with_join(follower, &join).await;
     cluster.wait_applied(follower, applied).await;
 
-    let lagger = cluster.client(follower);
+    let lagger = cluster.admin_client(follower);
     for i in 0..30i64 {
         let sku = format!("catchup-{i}");
         let stale = lagger
@@ -295,7 +295,7 @@ async fn follower_behind_a_purged_log_catches_up_by_snapshot() {
     let ids = cluster.ids();
     let leader = cluster.leader().await;
     let lagging = follower_of(&ids, leader);
-    let client = cluster.client(leader);
+    let client = cluster.admin_client(leader);
     seed_warehouse(&client, "wh-s").await;
 
     let lagging_applied = cluster
@@ -325,7 +325,7 @@ async fn follower_behind_a_purged_log_catches_up_by_snapshot() {
     // the entries the lagging node misses are gone from the leader's log, so only a snapshot
     // can bring it up to date.
     if cluster.view(leader).await.raw.get("purged_index").is_some() {
-        let leader_client = cluster.client(leader);
+        let leader_client = cluster.admin_client(leader);
         eventually(
             format!("leader {leader} to purge its log past index {lagging_applied}"),
             STARTUP_TIMEOUT,
@@ -353,7 +353,7 @@ async fn follower_behind_a_purged_log_catches_up_by_snapshot() {
     cluster.restart(lagging).await;
     cluster.wait_applied(lagging, applied).await;
 
-    let lagger = cluster.client(lagging);
+    let lagger = cluster.admin_client(lagging);
     for k in 0..30i64 {
         let sku = format!("snap-{k}");
         let expected = if k == 0 { 123 } else { 120 + k };
@@ -421,14 +421,14 @@ async fn follower_behind_a_purged_log_catches_up_by_snapshot() {
 async fn acknowledged_writes_survive_killing_every_node() {
     let mut cluster = Cluster::start(3).await;
     let ids = cluster.ids();
-    seed_warehouse(&cluster.client(1), "wh-d").await;
+    seed_warehouse(&cluster.admin_client(1), "wh-d").await;
 
     let mut acknowledged = Vec::new();
     for i in 0..45i64 {
         let via = ids[i as usize % ids.len()];
         let sku = format!("durable-{i}");
         cluster
-            .client(via)
+            .admin_client(via)
             .set_stock(&sku, "wh-d", 100 + i)
             .await
             .expect("PUT stock")
@@ -440,7 +440,7 @@ async fn acknowledged_writes_survive_killing_every_node() {
     cluster.restart_all().await;
     cluster.leader().await;
     for &id in &ids {
-        let c = cluster.client(id);
+        let c = cluster.admin_client(id);
         for (sku, on_hand) in &acknowledged {
             c.get_stock(sku, Consistency::Linearizable)
                 .await
@@ -453,7 +453,7 @@ async fn acknowledged_writes_survive_killing_every_node() {
         }
     }
     cluster
-        .client(ids[1])
+        .admin_client(ids[1])
         .set_stock("durable-after", "wh-d", 1)
         .await
         .expect("PUT stock")
@@ -465,9 +465,9 @@ async fn learner_joins_is_promoted_a_voter_is_removed_and_its_id_is_refused() {
     let mut cluster = Cluster::start(3).await;
     let leader = cluster.leader().await;
     let follower = follower_of(&cluster.ids(), leader);
-    seed_warehouse(&cluster.client(leader), "wh-m").await;
+    seed_warehouse(&cluster.admin_client(leader), "wh-m").await;
     cluster
-        .client(leader)
+        .admin_client(leader)
         .set_stock("member-0", "wh-m", 3)
         .await
         .expect("PUT stock")
@@ -476,7 +476,7 @@ async fn learner_joins_is_promoted_a_voter_is_removed_and_its_id_is_refused() {
     // Join through a follower: admin writes on a follower are forwarded to the leader.
     let join = cluster.node(follower).url();
     cluster.add_node(4, &join, true).await;
-    let leader_client = cluster.client(leader);
+    let leader_client = cluster.admin_client(leader);
     eventually("node 4 to be listed as a learner", STARTUP_TIMEOUT, || {
         let c = leader_client.clone();
         async move {
@@ -490,7 +490,7 @@ async fn learner_joins_is_promoted_a_voter_is_removed_and_its_id_is_refused() {
     })
     .await;
     // Node 4 learns its membership from the replicated log, a moment after the leader.
-    let learner_client = cluster.client(4);
+    let learner_client = cluster.admin_client(4);
     eventually("node 4 to see itself as a learner", STARTUP_TIMEOUT, || {
         let c = learner_client.clone();
         async move {
@@ -509,14 +509,14 @@ async fn learner_joins_is_promoted_a_voter_is_removed_and_its_id_is_refused() {
     let (_, applied) = cluster.leader_applied().await;
     cluster.wait_applied(4, applied).await;
     cluster
-        .client(4)
+        .admin_client(4)
         .get_stock("member-0", Consistency::Stale)
         .await
         .expect("GET stock")
         .expect_stock("member-0", 3, "stale read on the learner");
 
     let promoted = cluster
-        .client(follower)
+        .admin_client(follower)
         .post("/cluster/promote", &json!({"node_id": 4}))
         .await
         .expect("POST /cluster/promote");
@@ -534,7 +534,7 @@ async fn learner_joins_is_promoted_a_voter_is_removed_and_its_id_is_refused() {
         .find(|id| **id != leader)
         .expect("a non-leader among 1..=3");
     let removed = cluster
-        .client(leader)
+        .admin_client(leader)
         .post("/cluster/remove", &json!({"node_id": victim}))
         .await
         .expect("POST /cluster/remove");
@@ -558,7 +558,7 @@ async fn learner_joins_is_promoted_a_voter_is_removed_and_its_id_is_refused() {
     for &id in &remaining {
         let sku = format!("member-{id}");
         cluster
-            .client(id)
+            .admin_client(id)
             .set_stock(&sku, "wh-m", 10 * id as i64)
             .await
             .expect("PUT stock")
@@ -572,7 +572,7 @@ async fn learner_joins_is_promoted_a_voter_is_removed_and_its_id_is_refused() {
         for &id in &remaining {
             let sku = format!("member-{id}");
             cluster
-                .client(reader)
+                .admin_client(reader)
                 .get_stock(&sku, Consistency::Linearizable)
                 .await
                 .expect("GET stock")
@@ -593,7 +593,7 @@ async fn learner_joins_is_promoted_a_voter_is_removed_and_its_id_is_refused() {
     let other = follower_of(&remaining, leader);
     for via in [leader, other] {
         cluster
-            .client(via)
+            .admin_client(via)
             .post("/cluster/learners", &readd)
             .await
             .expect("POST /cluster/learners")

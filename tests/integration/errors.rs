@@ -13,7 +13,7 @@ const JSON: (&str, &str) = ("content-type", "application/json");
 /// One-node cluster with warehouse `wh-1` and stock `sku-1` = 10 in it.
 async fn seeded_node() -> (Cluster, Client) {
     let cluster = Cluster::start(1).await;
-    let client = cluster.client(1);
+    let client = cluster.admin_client(1);
     client
         .put_warehouse("wh-1", "Main")
         .await
@@ -227,6 +227,7 @@ async fn negative_quantities_and_bad_identifiers_get_422_with_the_field() {
 async fn bodies_over_one_mebibyte_get_413() {
     let (cluster, client) = seeded_node().await;
     let addr = cluster.node(1).http_addr;
+    let token = cluster.admin_token();
     let huge = format!(
         r#"{{"name": "{}", "location": {{"lat": 1.0, "lon": 1.0}}, "priority": 0}}"#,
         "x".repeat(2 << 20)
@@ -234,8 +235,8 @@ async fn bodies_over_one_mebibyte_get_413() {
 
     // Declared length: may be refused before the body is read.
     let head = format!(
-        "PUT /api/v1/warehouses/wh-big HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n",
+        "PUT /api/v1/warehouses/wh-big HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         huge.len()
     );
     let response = raw_http(addr, head, huge.clone().into_bytes())
@@ -259,8 +260,8 @@ async fn bodies_over_one_mebibyte_get_413() {
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
     let head = format!(
-        "PUT /api/v1/warehouses/wh-big HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
-         transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        "PUT /api/v1/warehouses/wh-big HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
     );
     let response = raw_http(addr, head, chunked)
         .await

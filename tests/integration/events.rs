@@ -45,7 +45,7 @@ async fn events_are_ordered_paginated_and_served_by_followers() {
     let mut cluster = Cluster::start(3).await;
     let ids = cluster.ids();
     let leader = cluster.leader().await;
-    let on_leader = cluster.client(leader);
+    let on_leader = cluster.admin_client(leader);
     on_leader
         .put_warehouse("wh-e", "Main")
         .await
@@ -58,7 +58,7 @@ async fn events_are_ordered_paginated_and_served_by_followers() {
         let via = ids[i as usize % ids.len()];
         let sku = format!("ev-{i}");
         let reply = cluster
-            .client(via)
+            .admin_client(via)
             .set_stock(&sku, "wh-e", i + 1)
             .await
             .expect("PUT stock");
@@ -184,7 +184,7 @@ async fn events_are_ordered_paginated_and_served_by_followers() {
     for id in ids.into_iter().filter(|id| *id != leader) {
         cluster.wait_applied(id, applied).await;
         let on_follower = cluster
-            .client(id)
+            .admin_client(id)
             .all_events()
             .await
             .expect("events on follower");
@@ -192,7 +192,7 @@ async fn events_are_ordered_paginated_and_served_by_followers() {
             on_follower, all,
             "events on follower {id} (left) differ from the leader's (right)"
         );
-        let (first_page, _) = page(&cluster.client(id), None, 3).await;
+        let (first_page, _) = page(&cluster.admin_client(id), None, 3).await;
         assert_eq!(
             first_page,
             all[..all.len().min(3)].to_vec(),

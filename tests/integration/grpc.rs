@@ -28,7 +28,7 @@ use crate::shop::{stock, warehouse, CARD_OK};
 async fn health_cluster_status_and_event_stream_over_grpc() {
     let cluster = Cluster::start(1).await;
     let node = cluster.node(1);
-    let client = node.client();
+    let client = cluster.admin_client(1);
     let endpoint = format!("http://{}", node.grpc_addr);
 
     let channel = tonic::transport::Channel::from_shared(endpoint.clone())
@@ -66,7 +66,38 @@ async fn health_cluster_status_and_event_stream_over_grpc() {
     assert_eq!(status.members[0].role, "voter");
     assert!(!status.cluster_id.is_empty());
 
-    // History first: two events before subscribing.
+    // Without a token, and with a customer's, the event stream is refused.
+    let mut anonymous = EventServiceClient::connect(endpoint.clone())
+        .await
+        .expect("connect event service");
+    let refused = anonymous
+        .subscribe(SubscribeRequest { after: 0 })
+        .await
+        .expect_err("an anonymous subscription must be refused");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    let customer = crate::harness::access_token(&client, "customer", "grpc-c").await;
+    let refused = anonymous
+        .subscribe(with_bearer(SubscribeRequest { after: 0 }, &customer.token))
+        .await
+        .expect_err("a customer's subscription must be refused");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let mut tampered = cluster.admin_token().to_string();
+    tampered.pop();
+    let refused = anonymous
+        .subscribe(with_bearer(SubscribeRequest { after: 0 }, &tampered))
+        .await
+        .expect_err("a tampered token must be refused");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+
+    // History first: two events before subscribing (after the events of the cluster's own
+    // account set-up).
+    let before_writes = client
+        .events(None, Some(1000))
+        .await
+        .unwrap()
+        .ok("events before the writes")["last_id"]
+        .as_u64()
+        .expect("last_id");
     client
         .put_warehouse("w1", "Main")
         .await
@@ -80,14 +111,26 @@ async fn health_cluster_status_and_event_stream_over_grpc() {
     let mut events = EventServiceClient::connect(endpoint)
         .await
         .expect("connect event service")
-        .subscribe(SubscribeRequest { after: 0 })
+        .subscribe(with_bearer(
+            SubscribeRequest {
+                after: before_writes,
+            },
+            cluster.admin_token(),
+        ))
         .await
         .expect("subscribe")
         .into_inner();
     let first = next(&mut events).await;
     let second = next(&mut events).await;
-    assert_eq!((first.id, first.r#type.as_str()), (1, "WarehouseUpserted"));
-    assert_eq!((second.id, second.r#type.as_str()), (2, "StockChanged"));
+    let base = before_writes;
+    assert_eq!(
+        (first.id, first.r#type.as_str()),
+        (base + 1, "WarehouseUpserted")
+    );
+    assert_eq!(
+        (second.id, second.r#type.as_str()),
+        (base + 2, "StockChanged")
+    );
     assert!(second.log_index > first.log_index);
 
     // Then live: a write made after subscribing is delivered.
@@ -97,10 +140,22 @@ async fn health_cluster_status_and_event_stream_over_grpc() {
         .unwrap()
         .ok("adjust");
     let third = next(&mut events).await;
-    assert_eq!((third.id, third.r#type.as_str()), (3, "StockChanged"));
+    assert_eq!(
+        (third.id, third.r#type.as_str()),
+        (base + 3, "StockChanged")
+    );
     let data: serde_json::Value = serde_json::from_str(&third.data_json).expect("data is JSON");
     assert_eq!(data["delta"], 3);
     assert_eq!(data["level"]["on_hand"], 8);
+}
+
+fn with_bearer<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("metadata value"),
+    );
+    request
 }
 
 async fn next(events: &mut tonic::Streaming<EventMessage>) -> EventMessage {
@@ -111,15 +166,34 @@ async fn next(events: &mut tonic::Streaming<EventMessage>) -> EventMessage {
         .expect("stream ended")
 }
 
+thread_local! {
+    /// Access tokens of this test's users, by (role, user), from [`remember_sign_ins`].
+    static TOKENS: std::cell::RefCell<std::collections::HashMap<(String, String), String>> =
+        Default::default();
+}
+
+/// Signs in (REST, `harness::access_token`) every (role, user) the test's gRPC calls act as.
+async fn remember_sign_ins(client: &crate::client::Client, users: &[(&str, &str)]) {
+    for (role, user) in users {
+        let token = crate::harness::access_token(client, role, user).await.token;
+        TOKENS.with(|t| {
+            t.borrow_mut()
+                .insert((role.to_string(), user.to_string()), token)
+        });
+    }
+}
+
 /// The one place gRPC calls obtain credentials: `message` sent as the user named `user` with
-/// `role`, with the same semantics as `harness::sign_in` (the same metadata the REST header is).
+/// `role` (signed in by [`remember_sign_ins`]), with `authorization: Bearer` metadata.
 fn signed_in<T>(message: T, role: &str, user: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    let credential = format!("{role}:{user}")
-        .parse()
-        .expect("credential metadata");
-    request.metadata_mut().insert("x-dev-actor", credential);
-    request
+    let token = TOKENS
+        .with(|t| {
+            t.borrow()
+                .get(&(role.to_string(), user.to_string()))
+                .cloned()
+        })
+        .unwrap_or_else(|| panic!("({role}, {user}) was not signed in with remember_sign_ins"));
+    with_bearer(message, &token)
 }
 
 /// `request` with metadata `name: value` (cart tokens, idempotency keys).
@@ -189,6 +263,11 @@ async fn cart_checkout_and_order_workflow_over_grpc() {
     let cluster = Cluster::start(1).await;
     let node = cluster.node(1);
     let (admin, _) = sign_in(&node.client(), "admin", "root").await;
+    remember_sign_ins(
+        &node.client(),
+        &[("admin", "root"), ("customer", "ann"), ("customer", "bob")],
+    )
+    .await;
     warehouse(&admin, "w1", 48.0, 0).await;
     stock(&admin, "A", "w1", 5).await;
 
@@ -301,7 +380,8 @@ async fn cart_checkout_and_order_workflow_over_grpc() {
         .expect("checkout")
         .into_inner();
     assert_eq!(placed.status, OrderStatus::Confirmed as i32);
-    assert_eq!(placed.customer_id, "ann");
+    let (_, ann_id) = sign_in(&node.client(), "customer", "ann").await;
+    assert_eq!(placed.customer_id, ann_id);
     let totals = placed.totals.clone().expect("totals");
     assert_eq!(totals.total, eur(2500));
     let payment = placed.payment.clone().expect("payment");

@@ -36,6 +36,10 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between two polls of a condition.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The operator token every test node is started with (`ECOMMERCE_AUTH__OPERATOR_TOKEN`) and
+/// every CLI command run by [`run_cli`] presents (`ECOMMERCE_OPERATOR_TOKEN`).
+pub const TEST_OPERATOR_TOKEN: &str = "test-operator-token-0123456789abcdef";
+
 /// Lines of a node's log printed when a test fails.
 const LOG_TAIL_LINES: usize = 60;
 
@@ -160,6 +164,7 @@ where
     let mut command = tokio::process::Command::new(BIN);
     command.args(&args).kill_on_drop(true);
     scrub_env(command.as_std_mut());
+    command.env("ECOMMERCE_OPERATOR_TOKEN", TEST_OPERATOR_TOKEN);
     let output = tokio::time::timeout(Duration::from_secs(60), command.output())
         .await
         .unwrap_or_else(|_| panic!("`ecommerce {args:?}` did not finish within 60 s"))
@@ -350,6 +355,7 @@ impl Node {
             // Plain log files: no ANSI colour codes.
             .env("NO_COLOR", "1");
         scrub_env(&mut command);
+        command.env("ECOMMERCE_AUTH__OPERATOR_TOKEN", TEST_OPERATOR_TOKEN);
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("spawn node {}: {BIN} {args:?}: {e}", self.id));
@@ -447,6 +453,8 @@ impl Drop for Node {
 pub struct Cluster {
     nodes: BTreeMap<u64, Node>,
     extra_args: Vec<String>,
+    /// Access token of the cluster's test admin (signed in once the cluster is up).
+    admin_token: String,
 }
 
 impl Cluster {
@@ -463,6 +471,7 @@ impl Cluster {
         let mut cluster = Cluster {
             nodes: BTreeMap::new(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            admin_token: String::new(),
         };
         let mut first = Node::new(1, extra_args);
         first.start(None, false).await;
@@ -490,8 +499,20 @@ impl Cluster {
             let expected: Vec<u64> = (1..=id).collect();
             cluster.wait_voters(1, &expected).await;
         }
-        cluster.leader().await;
+        let leader = cluster.leader().await;
+        let admin = access_token(&cluster.client(leader), "admin", ADMIN_USER).await;
+        cluster.admin_token = admin.token;
         cluster
+    }
+
+    /// The access token of the cluster's test admin.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// A client of node `id` signed in as the cluster's test admin (see [`sign_in`]).
+    pub fn admin_client(&self, id: u64) -> Client {
+        self.client(id).with_bearer(&self.admin_token)
     }
 
     pub fn node(&self, id: u64) -> &Node {
@@ -671,12 +692,100 @@ impl Cluster {
     }
 }
 
+/// A node config file (TOML) in a temp dir, for `--config`: keep the dir alive while nodes
+/// run. Returns (dir, path).
+pub fn config_file(toml: &str) -> (TempDir, String) {
+    let dir = tempfile::tempdir().expect("config temp dir");
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, toml).expect("write config file");
+    let path = path.display().to_string();
+    (dir, path)
+}
+
+/// Name of the admin every [`Cluster`] signs in as when it starts.
+pub const ADMIN_USER: &str = "cluster-admin";
+
+/// A signed-in test user.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub token: String,
+    pub refresh_token: String,
+    pub user_id: String,
+}
+
+/// The e-mail address and password `sign_in` uses for (`role`, `user`).
+pub fn test_account(role: &str, user: &str) -> (String, String) {
+    (
+        format!("{user}.{role}@example.test"),
+        format!("pw-{user}-{role}-long-enough"),
+    )
+}
+
+/// Sends `POST path` with `body` until a definite answer (elections in between are retried).
+async fn post_definite(client: &Client, what: &str, path: &str, body: &Value) -> Reply {
+    retry_write(what, STARTUP_TIMEOUT, |_| client.post(path, body)).await
+}
+
+/// Signs in as (`role`, `user`), creating the account on first use: customers register
+/// themselves at `/auth/register`; vendors and admins are created at `POST /api/v1/users`
+/// with the operator token (what `ecommerce user create` does). Login is the real
+/// `/auth/login`, so each call starts a new session.
+pub async fn access_token(client: &Client, role: &str, user: &str) -> Credentials {
+    let (email, password) = test_account(role, user);
+    let login_body = serde_json::json!({ "email": email, "password": password });
+    let mut reply = post_definite(client, "sign-in login", "/auth/login", &login_body).await;
+    if reply.status == StatusCode::UNAUTHORIZED {
+        let body = serde_json::json!({
+            "email": email, "password": password, "name": user, "role": role
+        });
+        let created = if role == "customer" {
+            let mut body = body;
+            body.as_object_mut().expect("object").remove("role");
+            post_definite(client, "sign-in register", "/auth/register", &body).await
+        } else {
+            let operator = client
+                .clone()
+                .with_header("x-operator-token", TEST_OPERATOR_TOKEN);
+            post_definite(&operator, "sign-in create user", "/api/v1/users", &body).await
+        };
+        assert!(
+            created.status == StatusCode::CREATED || created.code() == "email_taken",
+            "sign_in({role}, {user}): creating the account: {created}"
+        );
+        reply = post_definite(client, "sign-in login", "/auth/login", &login_body).await;
+    }
+    let body = reply.ok(&format!("sign_in({role}, {user}): login"));
+    let token = body["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access_token in {body}"))
+        .to_string();
+    let refresh_token = body["refresh_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no refresh_token in {body}"))
+        .to_string();
+    let me = client
+        .clone()
+        .with_bearer(&token)
+        .get("/api/v1/users/me")
+        .await
+        .expect("GET /api/v1/users/me")
+        .ok(&format!("sign_in({role}, {user}): GET /api/v1/users/me"));
+    assert_eq!(me["role"], serde_json::json!(role), "sign_in role of {me}");
+    let user_id = me["id"].as_str().expect("user id").to_string();
+    Credentials {
+        token,
+        refresh_token,
+        user_id,
+    }
+}
+
 /// The one place tests obtain credentials: a copy of `client` that acts as the user named
 /// `user` with `role` (`customer`, `vendor` or `admin`), and that user's id. The same name
-/// gives the same user again.
+/// and role give the same account again (in the same cluster); see [`access_token`].
 pub async fn sign_in(client: &Client, role: &str, user: &str) -> (Client, String) {
-    let signed_in = client
-        .clone()
-        .with_header("x-dev-actor", &format!("{role}:{user}"));
-    (signed_in, user.to_string())
+    let credentials = access_token(client, role, user).await;
+    (
+        client.clone().with_bearer(&credentials.token),
+        credentials.user_id,
+    )
 }

@@ -49,9 +49,9 @@ async fn idempotent_writes_apply_once_and_replay_on_any_node_across_failover() {
     let everyone: Vec<Client> = cluster
         .ids()
         .into_iter()
-        .map(|id| cluster.client(id))
+        .map(|id| cluster.admin_client(id))
         .collect();
-    let on_leader = cluster.client(leader);
+    let on_leader = cluster.admin_client(leader);
     on_leader
         .put_warehouse(WH, "Main")
         .await
@@ -97,13 +97,13 @@ async fn idempotent_writes_apply_once_and_replay_on_any_node_across_failover() {
     // A second key, first used on a follower, then replayed on the other follower.
     let key2 = "adjust-idem-1-0002";
     let first2 = cluster
-        .client(followers[0])
+        .admin_client(followers[0])
         .adjust(SKU, WH, 5, "found", Some(key2))
         .await
         .expect("POST adjustment");
     first2.expect_stock(SKU, 12, "adjustment with a key sent to a follower");
     let second2 = cluster
-        .client(followers[1])
+        .admin_client(followers[1])
         .adjust(SKU, WH, 5, "found", Some(key2))
         .await
         .expect("POST adjustment");
@@ -111,7 +111,7 @@ async fn idempotent_writes_apply_once_and_replay_on_any_node_across_failover() {
 
     // The first key replays its stored response (on_hand 7) although the stock is now 12.
     let third = cluster
-        .client(followers[1])
+        .admin_client(followers[1])
         .adjust(SKU, WH, -3, "damaged", Some(key))
         .await
         .expect("POST adjustment");
@@ -130,7 +130,7 @@ async fn idempotent_writes_apply_once_and_replay_on_any_node_across_failover() {
         .expect("PUT stock");
     put_first.expect_stock("idem-2", 4, "PUT with a key");
     let put_again = cluster
-        .client(followers[0])
+        .admin_client(followers[0])
         .set_stock_with("idem-2", WH, json!({"on_hand": 4}), Some(put_key))
         .await
         .expect("PUT stock");
@@ -143,7 +143,10 @@ async fn idempotent_writes_apply_once_and_replay_on_any_node_across_failover() {
 
     // Kill the leader; the survivors elect a new one and still know every key.
     cluster.kill(leader);
-    let survivors: Vec<Client> = followers.iter().map(|id| cluster.client(*id)).collect();
+    let survivors: Vec<Client> = followers
+        .iter()
+        .map(|id| cluster.admin_client(*id))
+        .collect();
     let after = retry_write(
         "replay after killing the leader",
         STARTUP_TIMEOUT,
@@ -156,7 +159,7 @@ async fn idempotent_writes_apply_once_and_replay_on_any_node_across_failover() {
     assert_replay(&after, &first, "first key replayed after leader failover");
     let new_leader = cluster.leader().await;
     assert_ne!(new_leader, leader, "the killed node cannot be the leader");
-    let on_new = cluster.client(new_leader);
+    let on_new = cluster.admin_client(new_leader);
     let after2 = on_new
         .adjust(SKU, WH, 5, "found", Some(key2))
         .await
@@ -205,7 +208,7 @@ async fn a_record_travels_in_the_snapshot_to_a_node_that_missed_the_write() {
         .find(|id| *id != leader)
         .expect("a follower");
     cluster.kill(behind);
-    let client = cluster.client(leader);
+    let client = cluster.admin_client(leader);
     client
         .put_warehouse(WH, "Idempotency")
         .await
@@ -266,7 +269,7 @@ async fn a_record_travels_in_the_snapshot_to_a_node_that_missed_the_write() {
     }
     assert!(led, "could not make node {behind} the leader");
     let retry = retry_write("the keyed retry on the new leader", STARTUP_TIMEOUT, |_| {
-        let c = cluster.client(behind);
+        let c = cluster.admin_client(behind);
         async move { c.adjust(SKU, WH, 7, "keyed", Some("snap-key")).await }
     })
     .await;
@@ -275,5 +278,5 @@ async fn a_record_travels_in_the_snapshot_to_a_node_that_missed_the_write() {
         &original,
         "retry on a node that learned the key from a snapshot",
     );
-    assert_on_hand_everywhere(&[cluster.client(behind)], 7, "after the replay").await;
+    assert_on_hand_everywhere(&[cluster.admin_client(behind)], 7, "after the replay").await;
 }

@@ -48,7 +48,7 @@ async fn transfer_leader_moves_leadership_and_writes_continue() {
         );
     }
     assert!(succeeded, "transfer-leader never succeeded: {attempts:?}");
-    let client = cluster.client(via);
+    let client = cluster.admin_client(via);
     eventually(
         format!("every node to see node {target} as leader"),
         Duration::from_secs(15),
@@ -56,7 +56,7 @@ async fn transfer_leader_moves_leadership_and_writes_continue() {
             let views = cluster
                 .ids()
                 .into_iter()
-                .map(|id| cluster.client(id))
+                .map(|id| cluster.admin_client(id))
                 .collect::<Vec<_>>();
             async move {
                 for c in views {

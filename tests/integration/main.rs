@@ -12,6 +12,8 @@ mod client;
 mod harness;
 mod shop;
 
+mod auth;
+mod authz_matrix;
 mod backup;
 mod catalog;
 mod cluster;

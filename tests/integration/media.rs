@@ -142,7 +142,7 @@ fn blob_path(data_dir: PathBuf, hash: &str) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_uploaded_on_one_node_is_served_by_every_node() {
     let mut cluster = Cluster::start(3).await;
-    let (vendor, _) = sign_in(&cluster.client(1), "vendor", "v1").await;
+    let (vendor, vendor_id) = sign_in(&cluster.client(1), "vendor", "v1").await;
     let bytes = png(300, 200);
     let hash = sha256(&bytes);
 
@@ -162,7 +162,7 @@ async fn an_image_uploaded_on_one_node_is_served_by_every_node() {
             &Value::from(bytes.len())
         )
     );
-    assert_eq!(media["uploaded_by"], "v1");
+    assert_eq!(media["uploaded_by"], vendor_id.as_str());
     assert_eq!(media["origin_node"], 1);
     let url = format!("/api/v1/media/{hash}");
     assert_eq!(media["url"], url.as_str());
@@ -180,7 +180,8 @@ async fn an_image_uploaded_on_one_node_is_served_by_every_node() {
         "re-upload is a no-op success: {again}"
     );
     assert_eq!(
-        again.body["uploaded_by"], "v1",
+        again.body["uploaded_by"],
+        vendor_id.as_str(),
         "the first registration stays"
     );
 
@@ -357,7 +358,7 @@ async fn uploads_that_are_not_acceptable_images_are_refused_in_the_error_shape()
     // Nothing refused left a trace, and the node still takes a good upload.
     let ok = upload(&vendor, &image).await;
     assert_eq!(ok.status, StatusCode::CREATED, "{ok}");
-    let events = anonymous.all_events().await.expect("events");
+    let events = cluster.admin_client(1).all_events().await.expect("events");
     let registered: Vec<_> = events
         .iter()
         .filter(|e| e["type"] == "MediaRegistered")

@@ -6,7 +6,7 @@ use crate::harness::Cluster;
 #[tokio::test]
 async fn health_ready_metrics_and_openapi() {
     let cluster = Cluster::start(1).await;
-    let client = cluster.node(1).client();
+    let client = cluster.admin_client(1);
     assert_eq!(
         client.get("/health").await.unwrap().ok("health")["status"],
         "ok"
@@ -73,8 +73,7 @@ async fn health_ready_metrics_and_openapi() {
 async fn a_node_refuses_another_nodes_data_dir() {
     let mut cluster = Cluster::start(1).await;
     cluster
-        .node(1)
-        .client()
+        .admin_client(1)
         .put_warehouse("w1", "Main")
         .await
         .unwrap()
@@ -99,8 +98,7 @@ async fn a_node_refuses_another_nodes_data_dir() {
 
     cluster.restart(1).await;
     cluster
-        .node(1)
-        .client()
+        .admin_client(1)
         .get("/api/v1/warehouses/w1")
         .await
         .unwrap()

@@ -46,7 +46,8 @@ async fn seed(client: &Client, sku: &str) {
 /// Runs the no-quorum checks against the one surviving node `survivor`, then restarts
 /// `revive` and checks writes resume.
 async fn check_survivor(cluster: &mut Cluster, survivor: u64, revive: u64, sku: &str) {
-    let patient = Client::with_timeout(cluster.node(survivor).url(), PATIENCE);
+    let patient = Client::with_timeout(cluster.node(survivor).url(), PATIENCE)
+        .with_bearer(cluster.admin_token());
     let what = format!("write on node {survivor}, the only node left");
     let started = Instant::now();
     let reply = patient
@@ -81,7 +82,7 @@ async fn check_survivor(cluster: &mut Cluster, survivor: u64, revive: u64, sku: 
     reply.expect_stock(sku, 7, "write once a quorum is back");
     cluster.leader().await;
     cluster
-        .client(revive)
+        .admin_client(revive)
         .get_stock(sku, Consistency::Linearizable)
         .await
         .expect("GET stock")
@@ -92,7 +93,7 @@ async fn check_survivor(cluster: &mut Cluster, survivor: u64, revive: u64, sku: 
 async fn leader_without_a_quorum_answers_503_or_504_and_recovers() {
     let mut cluster = Cluster::start(3).await;
     let leader = cluster.leader().await;
-    seed(&cluster.client(leader), "quorum-l").await;
+    seed(&cluster.admin_client(leader), "quorum-l").await;
     let followers: Vec<u64> = cluster
         .ids()
         .into_iter()
@@ -108,7 +109,7 @@ async fn leader_without_a_quorum_answers_503_or_504_and_recovers() {
 async fn follower_without_a_quorum_answers_503_or_504_and_recovers() {
     let mut cluster = Cluster::start(3).await;
     let leader = cluster.leader().await;
-    seed(&cluster.client(leader), "quorum-f").await;
+    seed(&cluster.admin_client(leader), "quorum-f").await;
     let ids = cluster.ids();
     let survivor = *ids.iter().find(|id| **id != leader).expect("a follower");
     // The survivor must have applied the seed before its peers die, for the stale read.
