@@ -76,6 +76,8 @@ pub enum Scheme {
 pub struct Auth {
     scheme: Scheme,
     tokens: Arc<Mutex<HashMap<Actor, (String, std::time::Instant)>>>,
+    /// The node's user id of each signed-in actor, to name the owner of an order.
+    names: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl Auth {
@@ -83,7 +85,20 @@ impl Auth {
         Auth {
             scheme,
             tokens: Arc::default(),
+            names: Arc::default(),
         }
+    }
+
+    /// The suite's name for the node's user id `user_id`: orders carry the
+    /// node's id, histories the actor's. Under the development scheme they are
+    /// the same; an id the suite never signed in as is returned unchanged.
+    pub fn actor_name(&self, user_id: &str) -> String {
+        self.names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(user_id)
+            .cloned()
+            .unwrap_or_else(|| user_id.to_string())
     }
 
     /// The header (name, value) that names `actor`, obtaining a token through
@@ -168,9 +183,24 @@ impl Auth {
             bail!("login of {} answered {}", actor.id, reply.status());
         }
         let body: serde_json::Value = reply.json().await?;
-        body["access_token"]
+        let token = body["access_token"]
             .as_str()
             .map(str::to_string)
-            .context("no access_token in the login response")
+            .context("no access_token in the login response")?;
+        let me: serde_json::Value = http
+            .get(format!("{base}/api/v1/users/me"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .context("GET /api/v1/users/me")?
+            .error_for_status()?
+            .json()
+            .await?;
+        let user_id = me["id"].as_str().context("no id in /api/v1/users/me")?;
+        self.names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(user_id.to_string(), actor.id.clone());
+        Ok(token)
     }
 }

@@ -54,6 +54,11 @@ pub struct Client {
 }
 
 impl Client {
+    /// The credentials this client signs in with.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
     pub fn new(auth: Auth, timeout: Duration) -> anyhow::Result<Client> {
         let http = reqwest::Client::builder()
             .timeout(timeout)

@@ -216,7 +216,10 @@ pub async fn all_orders(ctx: &Ctx) -> anyhow::Result<Vec<FinalOrder>> {
         for o in page["items"].as_array().cloned().unwrap_or_default() {
             orders.push(FinalOrder {
                 id: o["id"].as_str().unwrap_or("").to_string(),
-                customer: o["customer_id"].as_str().unwrap_or("").to_string(),
+                customer: ctx
+                    .client
+                    .auth()
+                    .actor_name(o["customer_id"].as_str().unwrap_or("")),
                 status: o["status"].as_str().unwrap_or("").to_string(),
                 lines: o["lines"]
                     .as_array()
