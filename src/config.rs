@@ -173,6 +173,106 @@ pub struct AuthSettings {
     pub attempts_per_account_per_minute: u32,
     /// Requests to the /auth routes per client IP per minute (per node).
     pub attempts_per_ip_per_minute: u32,
+    /// Social sign-in providers; a provider without a section is off.
+    pub social: SocialSettings,
+}
+
+/// Social sign-in (OAuth2 authorization code with PKCE): one optional
+/// section per provider, e.g. `[auth.social.google]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SocialSettings {
+    pub google: Option<ProviderSettings>,
+    pub github: Option<ProviderSettings>,
+    pub facebook: Option<ProviderSettings>,
+    /// How long a sign-in may take between the redirect and the callback.
+    #[serde(default = "default_social_state_ttl_secs")]
+    pub state_ttl_secs: u64,
+}
+
+fn default_social_state_ttl_secs() -> u64 {
+    600
+}
+
+impl SocialSettings {
+    /// The configured providers, by the name used in the routes.
+    pub fn providers(&self) -> impl Iterator<Item = (&'static str, &ProviderSettings)> {
+        [
+            ("google", &self.google),
+            ("github", &self.github),
+            ("facebook", &self.facebook),
+        ]
+        .into_iter()
+        .filter_map(|(name, p)| p.as_ref().map(|p| (name, p)))
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        use anyhow::ensure;
+        ensure!(
+            (1..=3600).contains(&self.state_ttl_secs),
+            "auth.social.state_ttl_secs must be between 1 and 3600"
+        );
+        for (name, p) in self.providers() {
+            ensure!(
+                !p.client_id.is_empty() && !p.client_secret.0.is_empty(),
+                "auth.social.{name}: client_id and client_secret must be set"
+            );
+            let urls = [
+                ("redirect_uri", Some(&p.redirect_uri)),
+                ("authorize_url", p.authorize_url.as_ref()),
+                ("token_url", p.token_url.as_ref()),
+                ("userinfo_url", p.userinfo_url.as_ref()),
+                ("emails_url", p.emails_url.as_ref()),
+                ("jwks_url", p.jwks_url.as_ref()),
+            ];
+            for (field, url) in urls {
+                if let Some(url) = url {
+                    let parsed = reqwest::Url::parse(url);
+                    ensure!(
+                        parsed.is_ok_and(|u| matches!(u.scheme(), "http" | "https")),
+                        "auth.social.{name}.{field} must be an absolute http(s) URL"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for SocialSettings {
+    fn default() -> Self {
+        Self {
+            google: None,
+            github: None,
+            facebook: None,
+            state_ttl_secs: default_social_state_ttl_secs(),
+        }
+    }
+}
+
+/// One OAuth2 provider: the client registered with it, and its endpoints
+/// when they differ from the provider's public ones (a test or self-hosted
+/// provider).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    pub client_id: String,
+    /// Set it through `ECOMMERCE_AUTH__SOCIAL__<PROVIDER>__CLIENT_SECRET`.
+    pub client_secret: SecretString,
+    /// Where the provider sends the browser back with `code` and `state`:
+    /// the storefront page that forwards them to `/auth/social/{provider}/callback`.
+    pub redirect_uri: String,
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    /// Google: not used (the ID token carries the identity).
+    pub userinfo_url: Option<String>,
+    /// GitHub only: the list of the user's addresses and whether each is verified.
+    pub emails_url: Option<String>,
+    /// Google only: the provider's signing keys and the ID token's `iss`.
+    pub jwks_url: Option<String>,
+    pub issuer: Option<String>,
+    /// Space-separated OAuth2 scopes.
+    pub scopes: Option<String>,
 }
 
 impl Default for AuthSettings {
@@ -188,6 +288,7 @@ impl Default for AuthSettings {
             argon2_parallelism: 1,
             attempts_per_account_per_minute: 10,
             attempts_per_ip_per_minute: 120,
+            social: SocialSettings::default(),
         }
     }
 }
@@ -367,6 +468,7 @@ impl Settings {
             a.attempts_per_account_per_minute > 0 && a.attempts_per_ip_per_minute > 0,
             "auth.attempts_per_* must be positive"
         );
+        a.social.validate()?;
         let c = &self.commerce;
         ensure!(
             c.hold_ttl_secs > 0 && c.hold_ttl_secs <= c.max_hold_ttl_secs,

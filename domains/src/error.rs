@@ -71,6 +71,12 @@ pub enum DomainError {
     CouponNotApplicable { code: String, reason: String },
     #[error("coupon {0} does not exist")]
     CouponNotFound(String),
+    #[error("the sign-in state is unknown, expired or already used; start the sign-in again")]
+    InvalidSocialState,
+    #[error(
+        "the provider does not vouch for this e-mail address; verify it with the provider first"
+    )]
+    EmailNotVerified,
 }
 
 impl DomainError {
@@ -94,6 +100,8 @@ impl DomainError {
             Self::ListingNotFound(_) => "listing_not_found",
             Self::CouponNotApplicable { .. } => "coupon_not_applicable",
             Self::CouponNotFound(_) => "coupon_not_found",
+            Self::InvalidSocialState => "invalid_social_state",
+            Self::EmailNotVerified => "email_not_verified",
             Self::ProductNotFound(_) => "product_not_found",
             Self::CategoryNotFound(_) => "category_not_found",
             Self::SlugTaken(_) => "slug_taken",
@@ -130,7 +138,9 @@ impl DomainError {
             Self::EmailTaken
             | Self::InvalidCredentials
             | Self::InvalidRefreshToken
-            | Self::InvalidResetToken => serde_json::Value::Null,
+            | Self::InvalidResetToken
+            | Self::InvalidSocialState
+            | Self::EmailNotVerified => serde_json::Value::Null,
             Self::UserNotFound(id) => json!({ "user_id": id }),
             Self::WeakPassword { .. } => json!({
                 "field": "password",

@@ -62,6 +62,9 @@ pub const TABLES: &[&str] = &[
     order::HOLD_EXPIRY,
     order::PAYMENT_TASKS,
     media::MEDIA,
+    users::SOCIAL_PENDING,
+    users::SOCIAL_LINKS,
+    users::SOCIAL_LINKS_BY_USER,
 ];
 
 /// Applies one command. Writes go to `store`; when the command is rejected

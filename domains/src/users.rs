@@ -33,6 +33,15 @@ pub const RESET_TOKENS: &str = "auth_reset_tokens";
 /// The signing key ring, one value under the key `ring`.
 pub const SIGNING_KEYS: &str = "auth_signing_keys";
 const KEY_RING: &str = "ring";
+/// Social sign-ins under way, keyed by the SHA-256 digest of their `state`.
+pub const SOCIAL_PENDING: &str = "auth_social_pending";
+/// (provider, provider's subject) -> user id: the accounts a social identity signs in to.
+pub const SOCIAL_LINKS: &str = "auth_social_links";
+/// (user id, provider, subject) -> (provider, subject): the social identities
+/// of an account, so deleting it can unlink them.
+pub const SOCIAL_LINKS_BY_USER: &str = "auth_social_links_by_user";
+/// Most social identities one account unlinks when it is deleted.
+const MAX_SOCIAL_LINKS: usize = 1024;
 
 /// Past refresh-token digests remembered per family to recognise reuse.
 pub const MAX_PREVIOUS_TOKENS: usize = 256;
@@ -218,6 +227,30 @@ pub struct ResetToken {
     pub used: bool,
 }
 
+/// A social sign-in between the redirect to the provider and the callback:
+/// what the callback needs and must not come from the browser.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingSocialLogin {
+    pub provider: String,
+    /// The PKCE code verifier (RFC 7636), sent only to the provider's token endpoint.
+    pub verifier: Secret<String>,
+    /// The OpenID Connect nonce the ID token must carry.
+    pub nonce: String,
+    pub expires_ms: u64,
+}
+
+/// Who a provider says signed in, as the callback established it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocialIdentity {
+    pub provider: String,
+    /// The provider's stable user id (`sub`, GitHub's numeric id, ...).
+    pub subject: String,
+    pub email: Option<Email>,
+    /// Whether the provider vouches that the address belongs to the person.
+    pub email_verified: bool,
+    pub name: String,
+}
+
 /// An HMAC-SHA256 signing key for access tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SigningKey {
@@ -327,6 +360,27 @@ pub enum UserCommand {
         secret: Secret<Vec<u8>>,
         retain_ms: u64,
     },
+    /// Remember a social sign-in sent to the provider, until `ttl_ms`.
+    BeginSocialLogin {
+        state_hash: String,
+        pending: PendingSocialLogin,
+        ttl_ms: u64,
+    },
+    /// Take (once) the pending sign-in whose `state` has digest `state_hash`.
+    TakeSocialLogin {
+        state_hash: String,
+        provider: String,
+    },
+    /// Sign in the account linked to `identity`, linking it first to the live
+    /// account with the same *verified* address, or creating an account
+    /// (`new_user_id`) for it; then start a session as `StartSession` does.
+    SocialSignIn {
+        identity: SocialIdentity,
+        new_user_id: String,
+        family_id: String,
+        token_hash: String,
+        ttl_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -344,6 +398,8 @@ pub enum UsersResponse {
     SigningKey {
         kid: String,
     },
+    SocialLoginBegun,
+    SocialLoginTaken(PendingSocialLogin),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -371,6 +427,11 @@ pub enum UserEvent {
     SigningKeyRotated {
         kid: String,
     },
+    /// A social identity now signs in to this account.
+    SocialIdentityLinked {
+        user_id: String,
+        provider: String,
+    },
 }
 
 impl UserEvent {
@@ -382,6 +443,7 @@ impl UserEvent {
             Self::PasswordResetRequested { .. } => "PasswordResetRequested",
             Self::UserDeleted { .. } => "UserDeleted",
             Self::SigningKeyRotated { .. } => "SigningKeyRotated",
+            Self::SocialIdentityLinked { .. } => "SocialIdentityLinked",
         }
     }
 
@@ -400,6 +462,9 @@ impl UserEvent {
                 expires_ms,
             } => json!({ "user_id": user_id, "token": token.0, "expires_ms": expires_ms }),
             Self::SigningKeyRotated { kid } => json!({ "kid": kid }),
+            Self::SocialIdentityLinked { user_id, provider } => {
+                json!({ "user_id": user_id, "provider": provider })
+            }
         }
     }
 }
@@ -743,6 +808,26 @@ pub fn apply(
             if let Some(email) = &user.email {
                 store.delete_raw(USERS_BY_EMAIL, &[KeyPart::Str(email.as_str())]);
             }
+            let links: Vec<(String, String)> = store.scan(
+                SOCIAL_LINKS_BY_USER,
+                &[KeyPart::Str(user_id)],
+                None,
+                MAX_SOCIAL_LINKS,
+            )?;
+            for (provider, subject) in links {
+                store.delete_raw(
+                    SOCIAL_LINKS,
+                    &[KeyPart::Str(&provider), KeyPart::Str(&subject)],
+                );
+                store.delete_raw(
+                    SOCIAL_LINKS_BY_USER,
+                    &[
+                        KeyPart::Str(user_id),
+                        KeyPart::Str(&provider),
+                        KeyPart::Str(&subject),
+                    ],
+                );
+            }
             user.email = None;
             user.name = String::new();
             user.password_hash = None;
@@ -809,6 +894,152 @@ pub fn apply(
                 kid: kid.clone(),
             }));
             ok(UsersResponse::SigningKey { kid: kid.clone() })
+        }
+        UserCommand::BeginSocialLogin {
+            state_hash,
+            pending,
+            ttl_ms,
+        } => {
+            let key = [KeyPart::Str(state_hash)];
+            if store.get_raw(SOCIAL_PENDING, &key)?.is_some() {
+                return Ok(Err(DomainError::validation("state", "is already in use")));
+            }
+            let pending = PendingSocialLogin {
+                expires_ms: ctx.now_ms.saturating_add(*ttl_ms),
+                ..pending.clone()
+            };
+            store::put(store, SOCIAL_PENDING, &key, &pending)?;
+            ok(UsersResponse::SocialLoginBegun)
+        }
+        UserCommand::TakeSocialLogin {
+            state_hash,
+            provider,
+        } => {
+            let key = [KeyPart::Str(state_hash)];
+            let pending: Option<PendingSocialLogin> = store.get(SOCIAL_PENDING, &key)?;
+            match pending {
+                Some(p) if p.provider == *provider && ctx.now_ms < p.expires_ms => {
+                    store.delete_raw(SOCIAL_PENDING, &key);
+                    ok(UsersResponse::SocialLoginTaken(p))
+                }
+                _ => Ok(Err(DomainError::InvalidSocialState)),
+            }
+        }
+        UserCommand::SocialSignIn {
+            identity,
+            new_user_id,
+            family_id,
+            token_hash,
+            ttl_ms,
+        } => {
+            if get_session(store, family_id)?.is_some() {
+                return Ok(Err(DomainError::validation(
+                    "family_id",
+                    "is already in use",
+                )));
+            }
+            let link_key = [
+                KeyPart::Str(&identity.provider),
+                KeyPart::Str(&identity.subject),
+            ];
+            let linked: Option<String> = store.get(SOCIAL_LINKS, &link_key)?;
+            let linked = match linked {
+                Some(id) => live_user(store, &id)?.ok(),
+                None => None,
+            };
+            let user = match linked {
+                Some(user) => user,
+                None => {
+                    // Link by e-mail only when the provider vouches for it.
+                    let email = match (&identity.email, identity.email_verified) {
+                        (Some(email), true) => email,
+                        _ => return Ok(Err(DomainError::EmailNotVerified)),
+                    };
+                    let user = match user_by_email(store, email)? {
+                        Some(mut user) if !user.deleted => {
+                            if !user.email_verified {
+                                // Whoever registered this address without
+                                // proving it owned it loses the password and
+                                // its sessions (account pre-hijacking).
+                                user.password_hash = None;
+                                user.email_verified = true;
+                                user.security_version += 1;
+                                user.version = ctx.log_index;
+                                put_user(store, &user)?;
+                            }
+                            user
+                        }
+                        _ => {
+                            if get_user(store, new_user_id)?.is_some() {
+                                return Ok(Err(DomainError::validation(
+                                    "user_id",
+                                    "is already in use",
+                                )));
+                            }
+                            let name = parse_name(&identity.name)
+                                .unwrap_or_else(|_| email.as_str().to_string());
+                            let user = User {
+                                id: new_user_id.clone(),
+                                email: Some(email.clone()),
+                                name,
+                                role: Role::Customer,
+                                password_hash: None,
+                                email_verified: true,
+                                shipping_address: None,
+                                billing_address: None,
+                                security_version: 1,
+                                created_ms: ctx.now_ms,
+                                deleted: false,
+                                version: ctx.log_index,
+                            };
+                            store::put(
+                                store,
+                                USERS_BY_EMAIL,
+                                &[KeyPart::Str(email.as_str())],
+                                new_user_id,
+                            )?;
+                            put_user(store, &user)?;
+                            store.emit(Event::User(UserEvent::UserRegistered {
+                                user_id: user.id.clone(),
+                                role: Role::Customer,
+                            }));
+                            user
+                        }
+                    };
+                    store::put(store, SOCIAL_LINKS, &link_key, &user.id)?;
+                    store::put(
+                        store,
+                        SOCIAL_LINKS_BY_USER,
+                        &[
+                            KeyPart::Str(&user.id),
+                            KeyPart::Str(&identity.provider),
+                            KeyPart::Str(&identity.subject),
+                        ],
+                        &(&identity.provider, &identity.subject),
+                    )?;
+                    store.emit(Event::User(UserEvent::SocialIdentityLinked {
+                        user_id: user.id.clone(),
+                        provider: identity.provider.clone(),
+                    }));
+                    user
+                }
+            };
+            put_session(
+                store,
+                &Session {
+                    family_id: family_id.clone(),
+                    user_id: user.id.clone(),
+                    current_hash: token_hash.clone(),
+                    previous: Vec::new(),
+                    user_version: user.security_version,
+                    expires_ms: ctx.now_ms.saturating_add(*ttl_ms),
+                    revoked: false,
+                },
+            )?;
+            ok(UsersResponse::Session {
+                user,
+                family_id: family_id.clone(),
+            })
         }
     }
 }
@@ -1068,5 +1299,189 @@ mod tests {
         assert!(ring.key("k1").is_none(), "retired at 1000, kept 100 ms");
         assert!(ring.key("k2").is_some());
         assert!(!format!("{ring:?}").contains("7, 7"));
+    }
+
+    fn identity(
+        provider: &str,
+        subject: &str,
+        address: Option<&str>,
+        verified: bool,
+    ) -> SocialIdentity {
+        SocialIdentity {
+            provider: provider.into(),
+            subject: subject.into(),
+            email: address.map(email),
+            email_verified: verified,
+            name: "Social Name".into(),
+        }
+    }
+
+    /// Signs `identity` in; the account it lands on.
+    fn social(
+        store: &mut MemoryStore,
+        identity: SocialIdentity,
+        new_id: &str,
+    ) -> Result<User, DomainError> {
+        let outcome = apply(
+            &UserCommand::SocialSignIn {
+                identity,
+                new_user_id: new_id.into(),
+                family_id: format!("fam-{new_id}"),
+                token_hash: format!("hash-{new_id}"),
+                ttl_ms: 10_000,
+            },
+            &ctx(5, 5000),
+            store,
+        )
+        .unwrap()?;
+        match outcome {
+            Response::Users(reply) => match *reply {
+                UsersResponse::Session { user, .. } => Ok(user),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn social_state_is_taken_once_by_its_provider_before_it_expires() {
+        let mut store = MemoryStore::default();
+        let begin = |state: &str| UserCommand::BeginSocialLogin {
+            state_hash: state.into(),
+            pending: PendingSocialLogin {
+                provider: "google".into(),
+                verifier: Secret("verifier".into()),
+                nonce: "nonce".into(),
+                expires_ms: 0,
+            },
+            ttl_ms: 1000,
+        };
+        let take = |state: &str, provider: &str| UserCommand::TakeSocialLogin {
+            state_hash: state.into(),
+            provider: provider.into(),
+        };
+        for state in ["s1", "s2", "s3"] {
+            assert!(apply(&begin(state), &ctx(1, 10_000), &mut store)
+                .unwrap()
+                .is_ok());
+        }
+        assert!(
+            apply(&begin("s1"), &ctx(1, 10_000), &mut store)
+                .unwrap()
+                .is_err(),
+            "a state is stored once"
+        );
+        let taken = apply(&take("s1", "google"), &ctx(2, 10_500), &mut store).unwrap();
+        let Ok(Response::Users(reply)) = taken else {
+            panic!("{taken:?}")
+        };
+        let UsersResponse::SocialLoginTaken(pending) = *reply else {
+            panic!("not taken")
+        };
+        assert_eq!(
+            (pending.verifier.0.as_str(), pending.expires_ms),
+            ("verifier", 11_000)
+        );
+        let refused =
+            |cmd, now| apply(&cmd, &ctx(3, now), &mut MemoryStore::clone(&store)).unwrap();
+        assert_eq!(
+            refused(take("s1", "google"), 10_600),
+            Err(DomainError::InvalidSocialState)
+        );
+        assert_eq!(
+            refused(take("s2", "github"), 10_600),
+            Err(DomainError::InvalidSocialState)
+        );
+        assert_eq!(
+            refused(take("s3", "google"), 11_000),
+            Err(DomainError::InvalidSocialState)
+        );
+        assert_eq!(
+            refused(take("nope", "google"), 10_600),
+            Err(DomainError::InvalidSocialState)
+        );
+        assert!(refused(take("s3", "google"), 10_999).is_ok());
+    }
+
+    #[test]
+    fn social_sign_in_links_by_verified_email_only() {
+        let mut store = MemoryStore::default();
+        // No address, or one the provider does not vouch for: nothing is created.
+        assert_eq!(
+            social(&mut store, identity("github", "1", None, true), "n1"),
+            Err(DomainError::EmailNotVerified)
+        );
+        assert_eq!(
+            social(
+                &mut store,
+                identity("github", "1", Some("x@y.co"), false),
+                "n1"
+            ),
+            Err(DomainError::EmailNotVerified)
+        );
+        assert!(get_user(&store, "n1").unwrap().is_none());
+
+        // A verified address: a new customer without a password, linked.
+        let created = social(
+            &mut store,
+            identity("google", "g1", Some("X@y.co"), true),
+            "n1",
+        )
+        .unwrap();
+        assert_eq!((created.id.as_str(), created.role), ("n1", Role::Customer));
+        assert!(created.password_hash.is_none() && created.email_verified);
+        // Linked: the same account, even once the provider stops sending the address.
+        let again = social(&mut store, identity("google", "g1", None, false), "n2").unwrap();
+        assert_eq!(again.id, "n1");
+        // Another provider vouching for the same address: the same account.
+        let github = social(
+            &mut store,
+            identity("github", "7", Some("x@y.co"), true),
+            "n3",
+        )
+        .unwrap();
+        assert_eq!(github.id, "n1");
+        assert!(get_user(&store, "n3").unwrap().is_none());
+    }
+
+    #[test]
+    fn social_sign_in_takes_over_an_unproven_registration() {
+        let mut store = MemoryStore::default();
+        assert!(register(&mut store, "squatter", "v@w.co").is_ok());
+        let before = get_user(&store, "squatter").unwrap().unwrap();
+        let user = social(
+            &mut store,
+            identity("google", "g9", Some("v@w.co"), true),
+            "n9",
+        )
+        .unwrap();
+        assert_eq!(user.id, "squatter");
+        assert!(
+            user.password_hash.is_none(),
+            "the unproven password is erased"
+        );
+        assert!(user.email_verified);
+        assert_eq!(user.security_version, before.security_version + 1);
+        // The deleted account's address is free: a new account, not the deleted one.
+        apply(
+            &UserCommand::DeleteUser {
+                user_id: "squatter".into(),
+            },
+            &ctx(6, 6000),
+            &mut store,
+        )
+        .unwrap()
+        .unwrap();
+        let fresh = social(
+            &mut store,
+            identity("google", "g9", Some("v@w.co"), true),
+            "n10",
+        )
+        .unwrap();
+        assert_eq!(fresh.id, "n10");
+        assert!(store
+            .scan::<(String, String)>(SOCIAL_LINKS_BY_USER, &[KeyPart::Str("squatter")], None, 10)
+            .unwrap()
+            .is_empty());
     }
 }

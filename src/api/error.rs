@@ -61,6 +61,11 @@ pub const ERROR_CODES: &[(&str, u16)] = &[
     ("user_not_found", 404),
     ("weak_password", 422),
     ("rate_limited", 429),
+    ("invalid_social_state", 400),
+    ("email_not_verified", 403),
+    ("social_login_failed", 400),
+    ("provider_not_configured", 404),
+    ("provider_unavailable", 502),
 ];
 
 /// How long clients should wait before retrying a 503.
@@ -224,6 +229,8 @@ mod tests {
             DomainError::SkuTaken("s".into()),
             DomainError::CategoryNotEmpty("c".into()),
             DomainError::CouponNotFound("C".into()),
+            DomainError::InvalidSocialState,
+            DomainError::EmailNotVerified,
             DomainError::CouponNotApplicable {
                 code: "C".into(),
                 reason: "r".into(),

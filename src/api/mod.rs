@@ -20,6 +20,7 @@ pub mod ops;
 pub mod orders;
 pub mod pricing;
 pub mod search;
+pub mod social;
 pub mod users;
 
 use std::sync::Arc;
@@ -277,6 +278,8 @@ pub fn router(state: AppState) -> Router {
             "/auth/password-reset/confirm",
             post(users::confirm_password_reset),
         )
+        .route("/auth/social/{provider}", get(social::begin))
+        .route("/auth/social/{provider}/callback", get(social::callback))
         .route("/internal/blobs/{hash}", get(media::internal_blob))
         .route("/cluster/digest", get(cluster::digest))
         .nest("/api/v1", api)

@@ -6,7 +6,7 @@ use utoipa::OpenApi;
 
 use super::{
     carts, catalog, cluster, error, events, inventory, listings, media, ops, orders, pricing,
-    search, users,
+    search, social, users,
 };
 
 #[derive(OpenApi)]
@@ -40,6 +40,7 @@ use super::{
         users::request_password_reset, users::confirm_password_reset, users::rotate_signing_key,
         users::create_user, users::list_users, users::get_user, users::update_user, users::delete_user,
         users::set_role, users::change_password,
+        social::begin, social::callback,
         media::upload, media::get_media, media::get_thumbnail, media::get_meta, media::internal_blob,
         search::search, search::suggest, search::status,
     ),
@@ -53,7 +54,7 @@ use super::{
         (name = "carts", description = "Carts of signed-in users and guests"),
         (name = "orders", description = "Checkout and the order workflow"),
         (name = "events", description = "The replicated domain event log"),
-        (name = "auth", description = "Registration, login, tokens and password reset"),
+        (name = "auth", description = "Registration, login, social sign-in, tokens and password reset"),
         (name = "users", description = "Profiles, addresses, roles and account deletion"),
         (name = "media", description = "Images: upload, bytes, thumbnails (content-addressed, immutable)"),
         (name = "search", description = "Product search, filtered browsing with facets, suggestions"),

@@ -262,7 +262,7 @@ fn rate_limited(RetryAfter(wait): RetryAfter) -> ApiError {
         .with_details(serde_json::json!({ "retry_after_secs": secs }))
 }
 
-fn check_ip(state: &AppState, ip: &ClientIp) -> ApiResult<()> {
+pub(super) fn check_ip(state: &AppState, ip: &ClientIp) -> ApiResult<()> {
     match ip.0 {
         Some(ip) => state.auth.limits.check_ip(ip).map_err(rate_limited),
         None => Ok(()),
@@ -282,14 +282,14 @@ fn password_error(e: crate::auth::passwords::PasswordError) -> ApiError {
 }
 
 /// The users domain's part of a command response.
-fn users_reply(reply: Reply) -> ApiResult<UsersResponse> {
+pub(super) fn users_reply(reply: Reply) -> ApiResult<UsersResponse> {
     match reply {
         Reply::Users(r) => Ok(*r),
         other => Err(unexpected(other)),
     }
 }
 
-fn unexpected_users(r: UsersResponse) -> ApiError {
+pub(super) fn unexpected_users(r: UsersResponse) -> ApiError {
     unexpected(Reply::Users(Box::new(r)))
 }
 
@@ -306,7 +306,7 @@ fn parse_role(raw: &str) -> ApiResult<Role> {
 }
 
 /// Signs the access token for a fresh or refreshed session.
-async fn token_response(
+pub(super) async fn token_response(
     state: &AppState,
     user: &User,
     family_id: &str,

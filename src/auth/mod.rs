@@ -1,6 +1,6 @@
 //! Authentication machinery of a node, below the HTTP layer: password
-//! hashing ([`passwords`]), access/refresh/reset tokens ([`tokens`]) and rate
-//! limits ([`limits`]). The extractors that every route declares its
+//! hashing ([`passwords`]), access/refresh/reset tokens ([`tokens`]), rate
+//! limits ([`limits`]) and social sign-in with OAuth2 providers ([`social`]). The extractors that every route declares its
 //! requirement with live in `api::auth`; the replicated rules (accounts,
 //! sessions, key ring) in `ecommerce_domains::users`.
 //!
@@ -10,6 +10,7 @@
 pub mod grpc;
 pub mod limits;
 pub mod passwords;
+pub mod social;
 pub mod tokens;
 
 use crate::config::AuthSettings;
@@ -19,14 +20,16 @@ pub struct Auth {
     pub settings: AuthSettings,
     pub passwords: passwords::Passwords,
     pub limits: limits::Limits,
+    pub social: social::Social,
 }
 
 impl Auth {
-    pub fn new(settings: &AuthSettings) -> Result<Self, passwords::PasswordError> {
+    pub fn new(settings: &AuthSettings) -> anyhow::Result<Self> {
         Ok(Self {
             settings: settings.clone(),
             passwords: passwords::Passwords::new(settings)?,
             limits: limits::Limits::new(settings),
+            social: social::Social::new(&settings.social)?,
         })
     }
 

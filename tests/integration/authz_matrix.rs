@@ -77,6 +77,9 @@ const MATRIX: &[(&str, &str, [u16; 6])] = &[
     ("POST", "/auth/refresh", [200; 6]),
     ("POST", "/auth/logout", [204; 6]),
     ("POST", "/auth/password-reset", [202; 6]),
+    // social sign-in is public; this node configures no provider
+    ("GET", "/auth/social/{provider}", [404; 6]),
+    ("GET", "/auth/social/{provider}/callback", [404; 6]),
     // a made-up token: 400 invalid_reset_token for everyone alike
     ("POST", "/auth/password-reset/confirm", [400; 6]),
     (
@@ -322,7 +325,8 @@ async fn request(method: &str, template: &str, actor: usize, ctx: &Ctx) -> (Stri
         .replace("{slug}", "mx-slug")
         .replace("{code}", "MXCODE")
         .replace("{sku}", "mx-sku")
-        .replace("{warehouse_id}", "mx-wh");
+        .replace("{warehouse_id}", "mx-wh")
+        .replace("{provider}", "google");
     let path = match (method, template) {
         ("DELETE", "/api/v1/users/{id}") => path.replace("{id}", &ctx.spare_id),
         (_, p) if p.starts_with("/api/v1/orders/") => path.replace("{id}", &ctx.order_id),

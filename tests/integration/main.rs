@@ -30,3 +30,4 @@ mod oversell;
 mod pricing;
 mod quorum;
 mod search;
+mod social;
