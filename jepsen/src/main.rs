@@ -94,8 +94,9 @@ enum Cmd {
     Run {
         #[command(flatten)]
         common: Common,
-        /// CI mode: 3 nodes, ~90 s of faults (kill, pause, partition), all
-        /// available workloads, plus 3 rounds of the durability test.
+        /// CI mode: 3 nodes, ~90 s of faults (kill, pause, partition), every
+        /// workload unless `--workload` names some, plus 3 rounds of the
+        /// durability test.
         #[arg(long)]
         short: bool,
         /// Seconds of workload under faults.
@@ -104,10 +105,10 @@ enum Cmd {
         /// Faults, comma separated, or `all` / `none`.
         #[arg(long, default_value = "kill,pause,partition")]
         nemesis: String,
-        /// Workloads, comma separated (`stock,register,idempotency`; `coupon`
-        /// is not available yet).
-        #[arg(long, default_value = "stock,register,idempotency")]
-        workload: String,
+        /// Workloads, comma separated (`stock,register,idempotency,coupon`),
+        /// or `all` (the default).
+        #[arg(long)]
+        workload: Option<String>,
         /// Clients per workload.
         #[arg(long, default_value_t = 3)]
         clients: usize,
@@ -311,9 +312,6 @@ async fn run(common: Common, settings: RunSettings) -> anyhow::Result<bool> {
         durability_rounds,
         lenient,
     } = settings;
-    if workloads.contains(&Workload::Coupon) {
-        bail!("{}", workload::coupon::UNAVAILABLE);
-    }
     let seed = common.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -335,6 +333,9 @@ async fn run(common: Common, settings: RunSettings) -> anyhow::Result<bool> {
     }
     let setup = Setup::new();
     setup.apply(&s.ctx).await?;
+    if workloads.contains(&Workload::Coupon) {
+        workload::coupon::setup(&s.ctx).await?;
+    }
     // The workload clock starts now.
     let ctx = Ctx {
         until: Instant::now() + Duration::from_secs(duration),
@@ -348,6 +349,7 @@ async fn run(common: Common, settings: RunSettings) -> anyhow::Result<bool> {
     let mut tasks = Vec::new();
     let orders = workload::stock::Orders::default();
     let values = Arc::new(AtomicI64::new(1));
+    let coupon = workload::coupon::Current::default();
     for p in 0..clients {
         if workloads.contains(&Workload::Stock) {
             tasks.push(tokio::spawn(workload::stock::run(
@@ -366,6 +368,13 @@ async fn run(common: Common, settings: RunSettings) -> anyhow::Result<bool> {
         }
         if workloads.contains(&Workload::Idempotency) {
             tasks.push(tokio::spawn(workload::idempotency::run(ctx.clone(), p)));
+        }
+        if workloads.contains(&Workload::Coupon) {
+            tasks.push(tokio::spawn(workload::coupon::run(
+                ctx.clone(),
+                p,
+                coupon.clone(),
+            )));
         }
     }
     let nemesis = Nemesis::new(
@@ -388,6 +397,12 @@ async fn run(common: Common, settings: RunSettings) -> anyhow::Result<bool> {
     let mut skus: Vec<String> = setup.initial_stock().keys().cloned().collect();
     skus.sort();
     let (fin, quiescent) = workload::final_state(&ctx, &skus).await?;
+    let coupons = if workloads.contains(&Workload::Coupon) {
+        let last = coupon.load(std::sync::atomic::Ordering::SeqCst);
+        Some(workload::coupon::final_counts(&ctx, last + 1).await?)
+    } else {
+        None
+    };
     let end_ns = ctx.rec.elapsed_ns();
     let events = ctx.rec.events();
     let ops = history::ops(&events);
@@ -398,7 +413,14 @@ async fn run(common: Common, settings: RunSettings) -> anyhow::Result<bool> {
             &setup.initial_registers(),
         ));
     }
-    if workloads.contains(&Workload::Stock) || workloads.contains(&Workload::Idempotency) {
+    // Every workload's orders hold stock, so the stock checker runs whenever
+    // one places orders (its lost/phantom checks cover `js-` customers only).
+    if workloads.iter().any(|w| {
+        matches!(
+            w,
+            Workload::Stock | Workload::Idempotency | Workload::Coupon
+        )
+    }) {
         let mut r = checker::stock::check_stock(
             &ops,
             &setup.initial_stock(),
@@ -412,6 +434,15 @@ async fn run(common: Common, settings: RunSettings) -> anyhow::Result<bool> {
     }
     if workloads.contains(&Workload::Idempotency) {
         reports.push(checker::idempotency::check_idempotency(&ops, &fin.orders));
+    }
+    if let Some((used, orders)) = &coupons {
+        reports.push(checker::coupon::check_coupons(
+            &ops,
+            workload::coupon::LIMIT,
+            used,
+            orders,
+            workload::coupon::CUSTOMER_PREFIX,
+        ));
     }
     reports.push(convergence(&s).await);
     if durability_rounds > 0 {
@@ -475,7 +506,10 @@ async fn main_inner(cli: Cli) -> anyhow::Result<bool> {
             hold,
         } => {
             let mut faults = parse_list(&nemesis, Fault::value_variants())?;
-            let mut workloads = parse_list(&workload, Workload::value_variants())?;
+            let workloads = parse_list(
+                workload.as_deref().unwrap_or("all"),
+                Workload::value_variants(),
+            )?;
             let mut schedule = Schedule {
                 gap: parse_range(&gap)?,
                 hold: parse_range(&hold)?,
@@ -485,7 +519,6 @@ async fn main_inner(cli: Cli) -> anyhow::Result<bool> {
                 common.nodes = 3;
                 duration = 75;
                 faults = vec![Fault::Kill, Fault::Pause, Fault::Partition];
-                workloads = vec![Workload::Stock, Workload::Register, Workload::Idempotency];
                 schedule = Schedule {
                     gap: (2.0, 5.0),
                     hold: (3.0, 8.0),
@@ -500,7 +533,6 @@ async fn main_inner(cli: Cli) -> anyhow::Result<bool> {
                 );
                 faults.retain(|f| *f != Fault::Clock);
             }
-            workloads.retain(|w| *w != Workload::Coupon || workload == "coupon");
             let settings = RunSettings {
                 duration,
                 faults,

@@ -102,6 +102,7 @@ mod tests {
             customer: "js-i-1".into(),
             status: "paid".into(),
             lines: vec![("I0".into(), 1)],
+            coupon: None,
         }
     }
 

@@ -46,6 +46,8 @@ pub struct FinalOrder {
     pub customer: String,
     pub status: String,
     pub lines: Vec<(String, i64)>,
+    /// The coupon the order redeemed, if any.
+    pub coupon: Option<String>,
 }
 
 /// What the run ended with, read through the API after healing.
@@ -268,6 +270,7 @@ mod tests {
             customer: customer.into(),
             status: status.into(),
             lines: vec![("S0".into(), q)],
+            coupon: None,
         }
     }
 

@@ -29,7 +29,7 @@ pub enum Workload {
     Stock,
     Register,
     Idempotency,
-    /// Not available yet: coupons land with the catalogue issue.
+    /// Concurrent checkouts redeeming coupons with a small usage limit.
     Coupon,
 }
 
@@ -75,7 +75,8 @@ pub const STOCK_SKUS: &[&str] = &["S0", "S1"];
 /// The idempotency workload's SKU (plenty of stock: it tests duplicates, not shortage).
 pub const IDEM_SKU: &str = "I0";
 pub const REGISTER_KEYS: usize = 3;
-/// Customer ids of the suite start with this.
+/// Customer ids of the stock and idempotency workloads start with this (the
+/// coupon workload's start with [`coupon::CUSTOMER_PREFIX`]).
 pub const CUSTOMER_PREFIX: &str = "js-";
 
 impl Setup {
@@ -87,6 +88,7 @@ impl Setup {
                 ("S1", "w1", 3),
                 ("S1", "w2", 3),
                 (IDEM_SKU, "w1", 1_000_000),
+                (coupon::SKU, "w1", 1_000_000),
             ],
             register_keys: (0..REGISTER_KEYS).map(|k| format!("R{k}")).collect(),
         }
@@ -117,7 +119,7 @@ impl Setup {
             )
             .await?;
         }
-        for sku in STOCK_SKUS.iter().chain([&IDEM_SKU]) {
+        for sku in STOCK_SKUS.iter().chain([&IDEM_SKU, &coupon::SKU]) {
             ensure(
                 ctx,
                 Method::PUT,
@@ -155,7 +157,7 @@ impl Default for Setup {
 }
 
 /// Sends an absolute write as admin, on any node, until it is acknowledged.
-async fn ensure(ctx: &Ctx, method: Method, path: &str, body: Value) -> anyhow::Result<Value> {
+pub async fn ensure(ctx: &Ctx, method: Method, path: &str, body: Value) -> anyhow::Result<Value> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut attempt = 0;
     loop {
@@ -234,6 +236,7 @@ pub async fn all_orders(ctx: &Ctx) -> anyhow::Result<Vec<FinalOrder>> {
                             .collect()
                     })
                     .unwrap_or_default(),
+                coupon: o["coupon"].as_str().map(str::to_string),
             });
         }
         match page["next_after"].as_str() {
