@@ -4,7 +4,8 @@
 //! the state machine at log-ordered time, so a stale trigger, a duplicate
 //! proposal, or two leaders overlapping for a moment change nothing.
 //!
-//! - expiry: idempotency records, stock holds of unpaid orders, idle carts;
+//! - expiry: idempotency records, stock holds of unpaid orders, idle carts,
+//!   expired sessions, reset tokens and pending social sign-ins;
 //! - payments: performs the payment outbox's tasks with the provider and
 //!   proposes their results.
 
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ecommerce_domains::order::{self, OrderCommand, PaymentOp, PaymentResult, PaymentTask};
+use ecommerce_domains::users::{self, UserCommand};
 use ecommerce_domains::{cart, Command, Envelope, Response, SystemCommand};
 use ecommerce_raft::{RaftNode, Reader};
 use tokio::task::JoinHandle;
@@ -28,7 +30,7 @@ pub fn spawn(
 ) -> Vec<JoinHandle<()>> {
     vec![
         tokio::spawn(idempotency_sweeper(node.clone(), settings.clone())),
-        tokio::spawn(commerce_sweeper(node.clone(), settings.clone())),
+        tokio::spawn(expiry_sweeper(node.clone(), settings.clone())),
         tokio::spawn(payment_worker(node, settings, provider)),
     ]
 }
@@ -89,9 +91,10 @@ async fn idempotency_sweeper(node: Arc<RaftNode>, settings: Settings) {
     }
 }
 
-/// Cancels unpaid orders whose hold expired and removes idle carts. The local
+/// Cancels unpaid orders whose hold expired, removes idle carts and expired
+/// sessions, reset tokens and social sign-in states. The local
 /// replica says whether anything is due, so an idle cluster proposes nothing.
-async fn commerce_sweeper(node: Arc<RaftNode>, settings: Settings) {
+async fn expiry_sweeper(node: Arc<RaftNode>, settings: Settings) {
     let every = Duration::from_millis(settings.commerce.sweep_interval_ms);
     let idle_ms = settings.commerce.cart_idle_secs * 1000;
     loop {
@@ -99,7 +102,7 @@ async fn commerce_sweeper(node: Arc<RaftNode>, settings: Settings) {
         if !is_leader(&node) {
             continue;
         }
-        let (hold_due, cart_due) = {
+        let (hold_due, cart_due, auth_due) = {
             let Some(reader) = Reader::new(node.storage()) else {
                 continue;
             };
@@ -112,7 +115,11 @@ async fn commerce_sweeper(node: Arc<RaftNode>, settings: Settings) {
                 .ok()
                 .flatten()
                 .is_some_and(|at| at.saturating_add(idle_ms) <= now);
-            (hold_due, cart_due)
+            let auth_due = users::next_auth_expiry(&reader)
+                .ok()
+                .flatten()
+                .is_some_and(|at| at <= now);
+            (hold_due, cart_due, auth_due)
         };
         if hold_due {
             let command = Command::Order(OrderCommand::ExpireHolds);
@@ -121,6 +128,10 @@ async fn commerce_sweeper(node: Arc<RaftNode>, settings: Settings) {
         if cart_due {
             let command = Command::Cart(cart::CartCommand::Expire { idle_ms });
             expire_all(&node, command, cart::EXPIRE_BATCH, "cart").await;
+        }
+        if auth_due {
+            let command = Command::Users(Box::new(UserCommand::ExpireAuth));
+            expire_all(&node, command, users::EXPIRE_BATCH, "auth").await;
         }
     }
 }

@@ -65,6 +65,7 @@ pub const TABLES: &[&str] = &[
     users::SOCIAL_PENDING,
     users::SOCIAL_LINKS,
     users::SOCIAL_LINKS_BY_USER,
+    users::AUTH_EXPIRY,
 ];
 
 /// Applies one command. Writes go to `store`; when the command is rejected

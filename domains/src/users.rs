@@ -42,6 +42,11 @@ pub const SOCIAL_LINKS: &str = "auth_social_links";
 pub const SOCIAL_LINKS_BY_USER: &str = "auth_social_links_by_user";
 /// Most social identities one account unlinks when it is deleted.
 const MAX_SOCIAL_LINKS: usize = 1024;
+/// (expires_ms, table, id) -> [`ExpiryEntry`]: sessions, reset tokens and
+/// pending social sign-ins in expiry order, for the sweep.
+pub const AUTH_EXPIRY: &str = "auth_expiry";
+/// Most expiry entries one [`UserCommand::ExpireAuth`] looks at.
+pub const EXPIRE_BATCH: usize = 1000;
 
 /// Past refresh-token digests remembered per family to recognise reuse.
 pub const MAX_PREVIOUS_TOKENS: usize = 256;
@@ -381,6 +386,10 @@ pub enum UserCommand {
         token_hash: String,
         ttl_ms: u64,
     },
+    /// Remove sessions, reset tokens and pending social sign-ins that have
+    /// expired by the command's time (a batch at a time; answers
+    /// `Response::Expired` with the number of expiry entries swept).
+    ExpireAuth,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -524,7 +533,90 @@ fn put_session(store: &mut dyn StoreMut, session: &Session) -> Result<(), StoreF
         SESSIONS,
         &[KeyPart::Str(&session.family_id)],
         session,
+    )?;
+    index_expiry(store, SESSIONS, &session.family_id, session.expires_ms)
+}
+
+/// One record of [`AUTH_EXPIRY`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ExpiryEntry {
+    expires_ms: u64,
+    table: String,
+    id: String,
+}
+
+/// Notes that the record `id` of `table` expires at `expires_ms`. A record
+/// whose expiry moves later (a refreshed session) gets one entry per expiry;
+/// the sweep removes a record only once its own `expires_ms` has passed.
+fn index_expiry(
+    store: &mut dyn StoreMut,
+    table: &'static str,
+    id: &str,
+    expires_ms: u64,
+) -> Result<(), StoreFault> {
+    store::put(
+        store,
+        AUTH_EXPIRY,
+        &[
+            KeyPart::U64(expires_ms),
+            KeyPart::Str(table),
+            KeyPart::Str(id),
+        ],
+        &ExpiryEntry {
+            expires_ms,
+            table: table.to_string(),
+            id: id.to_string(),
+        },
     )
+}
+
+/// When the earliest indexed auth record expires (the sweeper asks this
+/// before proposing anything).
+pub fn next_auth_expiry(store: &dyn Store) -> Result<Option<u64>, StoreFault> {
+    let first: Vec<ExpiryEntry> = store.scan(AUTH_EXPIRY, &[], None, 1)?;
+    Ok(first.first().map(|e| e.expires_ms))
+}
+
+/// Sweeps up to [`EXPIRE_BATCH`] due expiry entries; removes each record
+/// whose own expiry has passed. Returns the number of entries swept.
+fn expire_auth(store: &mut dyn StoreMut, now_ms: u64) -> Result<u64, StoreFault> {
+    let due: Vec<ExpiryEntry> = store.scan(AUTH_EXPIRY, &[], None, EXPIRE_BATCH)?;
+    let mut swept = 0;
+    for entry in due.iter().take_while(|e| e.expires_ms <= now_ms) {
+        store.delete_raw(
+            AUTH_EXPIRY,
+            &[
+                KeyPart::U64(entry.expires_ms),
+                KeyPart::Str(&entry.table),
+                KeyPart::Str(&entry.id),
+            ],
+        );
+        swept += 1;
+        let key = [KeyPart::Str(&entry.id)];
+        let (table, expires_ms) = match entry.table.as_str() {
+            SESSIONS => (
+                SESSIONS,
+                store.get::<Session>(SESSIONS, &key)?.map(|r| r.expires_ms),
+            ),
+            RESET_TOKENS => (
+                RESET_TOKENS,
+                store
+                    .get::<ResetToken>(RESET_TOKENS, &key)?
+                    .map(|r| r.expires_ms),
+            ),
+            SOCIAL_PENDING => (
+                SOCIAL_PENDING,
+                store
+                    .get::<PendingSocialLogin>(SOCIAL_PENDING, &key)?
+                    .map(|r| r.expires_ms),
+            ),
+            _ => continue,
+        };
+        if expires_ms.is_some_and(|at| at <= now_ms) {
+            store.delete_raw(table, &key);
+        }
+    }
+    Ok(swept)
 }
 
 fn live_user(store: &dyn Store, user_id: &str) -> Result<Result<User, DomainError>, StoreFault> {
@@ -764,6 +856,7 @@ pub fn apply(
                     used: false,
                 },
             )?;
+            index_expiry(store, RESET_TOKENS, token_hash, expires_ms)?;
             store.emit(Event::User(UserEvent::PasswordResetRequested {
                 user_id: user_id.clone(),
                 token: token.clone(),
@@ -909,6 +1002,7 @@ pub fn apply(
                 ..pending.clone()
             };
             store::put(store, SOCIAL_PENDING, &key, &pending)?;
+            index_expiry(store, SOCIAL_PENDING, state_hash, pending.expires_ms)?;
             ok(UsersResponse::SocialLoginBegun)
         }
         UserCommand::TakeSocialLogin {
@@ -924,6 +1018,10 @@ pub fn apply(
                 }
                 _ => Ok(Err(DomainError::InvalidSocialState)),
             }
+        }
+        UserCommand::ExpireAuth => {
+            let removed = expire_auth(store, ctx.now_ms)?;
+            Ok(Ok(Response::Expired { removed }))
         }
         UserCommand::SocialSignIn {
             identity,
@@ -1483,5 +1581,78 @@ mod tests {
             .scan::<(String, String)>(SOCIAL_LINKS_BY_USER, &[KeyPart::Str("squatter")], None, 10)
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn expired_sessions_reset_tokens_and_social_states_are_swept() {
+        let mut store = MemoryStore::default();
+        assert!(register(&mut store, "u1", "s@w.co").is_ok());
+        // Session "old" expires at 12_000; "kept" is refreshed to 14_000 before that.
+        assert!(session(&mut store, "u1", "old", "h-old", 2000).is_ok());
+        assert!(session(&mut store, "u1", "kept", "h1", 2000).is_ok());
+        assert!(refresh(&mut store, "kept", "h1", "h2", 4000).is_ok());
+        apply(
+            &UserCommand::RequestPasswordReset {
+                user_id: "u1".into(),
+                token_hash: "reset-hash".into(),
+                token: Secret("tok".into()),
+                ttl_ms: 5000,
+            },
+            &ctx(4, 3000),
+            &mut store,
+        )
+        .unwrap()
+        .unwrap();
+        apply(
+            &UserCommand::BeginSocialLogin {
+                state_hash: "state".into(),
+                pending: PendingSocialLogin {
+                    provider: "github".into(),
+                    verifier: Secret("v".into()),
+                    nonce: "n".into(),
+                    expires_ms: 0,
+                },
+                ttl_ms: 1000,
+            },
+            &ctx(5, 3000),
+            &mut store,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(next_auth_expiry(&store).unwrap(), Some(4000));
+        let sweep = |store: &mut MemoryStore, now| match apply(
+            &UserCommand::ExpireAuth,
+            &ctx(9, now),
+            store,
+        )
+        .unwrap()
+        {
+            Ok(Response::Expired { removed }) => removed,
+            other => panic!("{other:?}"),
+        };
+        // Nothing is due before the first expiry.
+        assert_eq!(sweep(&mut store, 3999), 0);
+        assert!(store
+            .get_raw(SOCIAL_PENDING, &[KeyPart::Str("state")])
+            .unwrap()
+            .is_some());
+        // The social state (4000) and the reset token (8000) go.
+        assert_eq!(sweep(&mut store, 8000), 2);
+        assert!(store
+            .get_raw(SOCIAL_PENDING, &[KeyPart::Str("state")])
+            .unwrap()
+            .is_none());
+        assert!(store
+            .get_raw(RESET_TOKENS, &[KeyPart::Str("reset-hash")])
+            .unwrap()
+            .is_none());
+        // At 12_000 "old" expires; "kept"'s first entry is swept but it lives on.
+        assert_eq!(sweep(&mut store, 12_000), 2);
+        assert!(get_session(&store, "old").unwrap().is_none());
+        assert!(get_session(&store, "kept").unwrap().is_some());
+        assert_eq!(next_auth_expiry(&store).unwrap(), Some(14_000));
+        assert_eq!(sweep(&mut store, 14_000), 1);
+        assert!(get_session(&store, "kept").unwrap().is_none());
+        assert_eq!(next_auth_expiry(&store).unwrap(), None);
     }
 }

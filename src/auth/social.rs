@@ -551,8 +551,8 @@ mod tests {
     #[test]
     fn pkce_challenge_matches_rfc_7636_appendix_b() {
         assert_eq!(
-            pkce_challenge("dBjftJeZ4CVP-mJ0kXqS0XbTCbiE9ROdVi4J6WMaFG4"),
-            "E9Melhoa2OwvFrEMTJguCQaoWTpTclPvSmvWE8YL3so"
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
 

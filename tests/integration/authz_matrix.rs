@@ -338,6 +338,8 @@ async fn request(method: &str, template: &str, actor: usize, ctx: &Ctx) -> (Stri
     };
     let path = if template.ends_with("/thumbnail") {
         format!("{path}?size=64")
+    } else if template.ends_with("/suggest") {
+        format!("{path}?q=mx")
     } else {
         path
     };

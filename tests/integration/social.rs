@@ -283,13 +283,18 @@ async fn start_provider() -> (Shared, String) {
 
 /// A one-node cluster with all three providers pointing at the local one.
 async fn start_node(base: &str) -> (tempfile::TempDir, Cluster) {
+    start_node_with(base, "").await
+}
+
+/// [`start_node`] with more TOML under `[auth.social]`.
+async fn start_node_with(base: &str, social: &str) -> (tempfile::TempDir, Cluster) {
     let client = format!(
         "client_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\n\
          redirect_uri = \"{REDIRECT_URI}\"\nauthorize_url = \"{base}/authorize\"\n\
          token_url = \"{base}/token\"\n"
     );
     let toml = format!(
-        "[auth]\nattempts_per_ip_per_minute = 10000\n\
+        "[auth]\nattempts_per_ip_per_minute = 10000\n[auth.social]\n{social}\n\
          [auth.social.google]\n{client}jwks_url = \"{base}/jwks\"\nissuer = \"{base}\"\n\
          [auth.social.github]\n{client}userinfo_url = \"{base}/user\"\n\
          emails_url = \"{base}/user/emails\"\n\
@@ -580,4 +585,43 @@ async fn social_sign_in_refuses_bad_state_code_token_and_unverified_addresses() 
         .await
         .expect("callback without code")
         .expect_error(422, "validation_failed", "no code");
+}
+
+#[tokio::test]
+async fn social_sign_in_states_expire_and_are_swept() {
+    let (shared, base) = start_provider().await;
+    let (_config, cluster) = start_node_with(&base, "state_ttl_secs = 1").await;
+    let node = cluster.client(1);
+    let fin = Person::new("6006", "fin@example.test", true);
+    let (url, state) = begin(&node, "google").await;
+    let (code, _) = sign_in_at_provider(&shared, &url, &fin).await;
+    // The leader's sweep removes the expired state (counted in `expired_total{kind="auth"}`).
+    crate::harness::eventually(
+        "the expired social sign-in state to be swept",
+        std::time::Duration::from_secs(20),
+        || {
+            let node = node.clone();
+            async move {
+                let metrics = node.get("/metrics").await.map_err(|e| e.to_string())?;
+                let text = metrics.body.as_str().unwrap_or_default().to_string();
+                let swept = text
+                    .lines()
+                    .find(|l| l.starts_with("expired_total{kind=\"auth\"}"))
+                    .and_then(|l| l.split_whitespace().last())
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0);
+                if swept >= 1.0 {
+                    Ok(())
+                } else {
+                    Err(format!("swept {swept}"))
+                }
+            }
+        },
+    )
+    .await;
+    callback(&node, "google", &code, &state).await.expect_error(
+        400,
+        "invalid_social_state",
+        "an expired state",
+    );
 }
