@@ -42,7 +42,7 @@ pub const SOCIAL_LINKS: &str = "auth_social_links";
 pub const SOCIAL_LINKS_BY_USER: &str = "auth_social_links_by_user";
 /// Most social identities one account unlinks when it is deleted.
 const MAX_SOCIAL_LINKS: usize = 1024;
-/// (expires_ms, table, id) -> [`ExpiryEntry`]: sessions, reset tokens and
+/// (expires_ms, table, id) -> its expiry entry: sessions, reset tokens and
 /// pending social sign-ins in expiry order, for the sweep.
 pub const AUTH_EXPIRY: &str = "auth_expiry";
 /// Most expiry entries one [`UserCommand::ExpireAuth`] looks at.
