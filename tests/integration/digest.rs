@@ -64,7 +64,7 @@ async fn replicas_at_the_same_index_have_the_same_digest_also_after_a_snapshot()
         .into_iter()
         .find(|id| *id != leader)
         .expect("a follower");
-    let writer = cluster.client(leader);
+    let writer = cluster.admin_client(leader);
     writer
         .put_warehouse("wh-digest", "Main")
         .await

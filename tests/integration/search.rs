@@ -138,7 +138,8 @@ async fn metric(client: &Client, name: &str) -> f64 {
 }
 
 /// A small catalogue: clothing/{shirts, trousers} and home, two vendors.
-async fn seed(admin: &Client, v1: &Client, v2: &Client) {
+/// `v1` and `v2` are the vendors' clients and user ids.
+async fn seed(admin: &Client, (v1, v1_id): &(Client, String), (v2, v2_id): &(Client, String)) {
     put_category(admin, "clothing", None).await;
     put_category(admin, "shirts", Some("clothing")).await;
     put_category(admin, "trousers", Some("clothing")).await;
@@ -151,7 +152,7 @@ async fn seed(admin: &Client, v1: &Client, v2: &Client) {
             "Red Shirt",
             cotton,
             "shirts",
-            "v1",
+            v1_id,
             "RS",
             &["S", "M"],
             1500,
@@ -166,7 +167,7 @@ async fn seed(admin: &Client, v1: &Client, v2: &Client) {
             "Classic Shirt Dress in Red",
             "A red dress cut like a shirt; red buttons, red collar",
             "shirts",
-            "v1",
+            v1_id,
             "RSD",
             &["M"],
             5500,
@@ -181,7 +182,7 @@ async fn seed(admin: &Client, v1: &Client, v2: &Client) {
             "Blue Oxford Shirt",
             "Woven oxford cloth, button-down collar",
             "shirts",
-            "v2",
+            v2_id,
             "OX",
             &["M", "L"],
             4500,
@@ -196,7 +197,7 @@ async fn seed(admin: &Client, v1: &Client, v2: &Client) {
             "Linen Trousers",
             "Breathable linen for summer; goes with any shirt",
             "trousers",
-            "v1",
+            v1_id,
             "LT",
             &["M", "L"],
             6000,
@@ -211,7 +212,7 @@ async fn seed(admin: &Client, v1: &Client, v2: &Client) {
             "Ceramic Mug",
             "Holds a large coffee",
             "home",
-            "v2",
+            v2_id,
             "MUG",
             &["One"],
             1200,
@@ -223,7 +224,7 @@ async fn seed(admin: &Client, v1: &Client, v2: &Client) {
         "Striped Shirt",
         cotton,
         "shirts",
-        "v1",
+        v1_id,
         "ST",
         &["M"],
         2000,
@@ -238,7 +239,7 @@ async fn seed(admin: &Client, v1: &Client, v2: &Client) {
             "Vanished Shirt",
             cotton,
             "shirts",
-            "v1",
+            v1_id,
             "VS",
             &["M"],
             2000,
@@ -258,8 +259,8 @@ async fn search_ranks_tolerates_typos_filters_and_counts_facets() {
     let leader = cluster.leader().await;
     let node = cluster.client(leader);
     let (admin, _) = sign_in(&node, "admin", "root").await;
-    let (v1, _) = sign_in(&node, "vendor", "v1").await;
-    let (v2, _) = sign_in(&node, "vendor", "v2").await;
+    let v1 = sign_in(&node, "vendor", "v1").await;
+    let v2 = sign_in(&node, "vendor", "v2").await;
     seed(&admin, &v1, &v2).await;
     wait_indexed(&node, applied_event(&node).await).await;
 
@@ -299,7 +300,7 @@ async fn search_ranks_tolerates_typos_filters_and_counts_facets() {
         ["oxford", "linen-trousers"],
         "sizes L; the trousers only mention a shirt: {r}"
     );
-    let r = search(&node, "q=shirt&vendor=v1&max_price=2000").await;
+    let r = search(&node, &format!("q=shirt&vendor={}&max_price=2000", v1.1)).await;
     assert_eq!(ids(&r), ["red-shirt"], "{r}");
     let r = search(&node, "q=shirt&category=trousers").await;
     assert_eq!(
@@ -436,7 +437,7 @@ async fn search_ranks_tolerates_typos_filters_and_counts_facets() {
 }
 
 /// Creates `n` products named "Gadget <prefix> <i>" in category `gadgets`, priced `base + i`.
-async fn gadgets(vendor: &Client, prefix: &str, base: i64, n: usize) {
+async fn gadgets((vendor, vendor_id): &(Client, String), prefix: &str, base: i64, n: usize) {
     for i in 0..n {
         put_product(
             vendor,
@@ -445,7 +446,7 @@ async fn gadgets(vendor: &Client, prefix: &str, base: i64, n: usize) {
                 &format!("Gadget {prefix} {i}"),
                 "A useful gadget",
                 "gadgets",
-                "v1",
+                vendor_id,
                 &format!("{}{i}", prefix.to_uppercase()),
                 &["One"],
                 base + i as i64,
@@ -476,14 +477,14 @@ async fn a_restarted_node_resumes_its_index_from_the_checkpoint() {
     let lagging = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
     let client = cluster.client(leader);
     let (admin, _) = sign_in(&client, "admin", "root").await;
-    let (v1, _) = sign_in(&client, "vendor", "v1").await;
+    let v1 = sign_in(&client, "vendor", "v1").await;
     put_category(&admin, "gadgets", None).await;
     gadgets(&v1, "a", 1000, 5).await;
     all_agree(&mut cluster, "q=gadget", 5).await;
 
     cluster.kill(lagging);
     gadgets(&v1, "b", 2000, 5).await;
-    v1.send(reqwest::Method::DELETE, "/api/v1/products/a-0", None, None)
+    v1.0.send(reqwest::Method::DELETE, "/api/v1/products/a-0", None, None)
         .await
         .expect("DELETE")
         .ok("delete while the node is down");
@@ -536,7 +537,7 @@ async fn a_node_installed_from_a_snapshot_catches_up() {
     let lagging = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
     let client = cluster.client(leader);
     let (admin, _) = sign_in(&client, "admin", "root").await;
-    let (v1, _) = sign_in(&client, "vendor", "v1").await;
+    let v1 = sign_in(&client, "vendor", "v1").await;
     put_category(&admin, "gadgets", None).await;
     gadgets(&v1, "a", 1000, 3).await;
     all_agree(&mut cluster, "q=gadget", 3).await;
