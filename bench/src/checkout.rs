@@ -1,0 +1,247 @@
+//! `ecommerce-bench checkout`: checkouts on a 3-node cluster, then the same
+//! transaction on PostgreSQL through pgbench, at the same client counts.
+//!
+//! Each client is one signed-in customer talking to one node (clients are
+//! spread over the nodes; followers forward writes to the leader, as any node
+//! is a gateway). One iteration is a journey of real REST calls:
+//! `POST /api/v1/cart/lines` for two distinct random SKUs, then
+//! `POST /api/v1/checkout` with `Authorization: Bearer` and a fresh
+//! `Idempotency-Key`, paying with the sandbox card that approves. Reported
+//! separately: the checkout call alone, and the whole journey. A journey that
+//! fails anywhere empties the cart (untimed) and starts over.
+
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+use crate::api;
+use crate::cluster::{Cluster, Rss};
+use crate::load::{self, timed, Recorder, Step};
+use crate::postgres::Side;
+use crate::report;
+use crate::{Memory, Plan};
+
+/// One step of ours: the figures and each node's peak RSS during it.
+pub struct CheckoutStep {
+    pub step: Step,
+    pub rss: Rss,
+}
+
+struct Journey {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+    skus: usize,
+    rng: StdRng,
+    client: usize,
+    n: u64,
+    checkout_body: Value,
+}
+
+impl load::Worker for Journey {
+    async fn iteration(&mut self, rec: &mut Recorder) {
+        self.n += 1;
+        let a = self.rng.gen_range(0..self.skus);
+        let b = (a + self.rng.gen_range(1..self.skus)) % self.skus;
+        let started = Instant::now();
+        let mut ok = true;
+        for i in [a, b] {
+            let req = self
+                .http
+                .post(format!("{}/api/v1/cart/lines", self.url))
+                .bearer_auth(&self.token)
+                .json(&json!({"sku": api::sku(i), "quantity": 1}));
+            if timed(rec, "cart", req).await.is_none() {
+                ok = false;
+                break;
+            }
+        }
+        if ok {
+            let req = self
+                .http
+                .post(format!("{}/api/v1/checkout", self.url))
+                .bearer_auth(&self.token)
+                .header(
+                    "idempotency-key",
+                    format!("bench-{}-{}-{}", std::process::id(), self.client, self.n),
+                )
+                .json(&self.checkout_body);
+            ok = timed(rec, "checkout", req).await.is_some();
+        }
+        if ok {
+            rec.ok("journey", started.elapsed());
+        } else {
+            rec.error("journey", "failed");
+            let _ = self
+                .http
+                .delete(format!("{}/api/v1/cart", self.url))
+                .bearer_auth(&self.token)
+                .send()
+                .await;
+        }
+    }
+}
+
+fn checkout_body() -> Value {
+    json!({
+        "shipping_address": {
+            "name": "Bench Customer", "line1": "1 Load St", "city": "Berlin",
+            "postal_code": "10115", "country": "DE"
+        },
+        "payment": {"card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2035, "cvc": "123"}}
+    })
+}
+
+/// Runs the checkout steps on `cluster`, client `c` signed in with
+/// `tokens[c]` and talking to node `c % 3`.
+pub async fn measure(
+    http: &reqwest::Client,
+    cluster: &mut Cluster,
+    tokens: &[String],
+    plan: &Plan,
+    memory: &mut Memory,
+) -> anyhow::Result<Vec<CheckoutStep>> {
+    let urls = cluster.urls();
+    let mut steps = Vec::new();
+    for &clients in &plan.clients {
+        let make = |seed: u64| -> Vec<Journey> {
+            (0..clients)
+                .map(|c| Journey {
+                    http: http.clone(),
+                    url: urls[c % urls.len()].clone(),
+                    token: tokens[c].clone(),
+                    skus: plan.skus,
+                    rng: StdRng::seed_from_u64(seed * 1_000_003 + c as u64),
+                    client: c,
+                    n: seed * 1_000_000_000,
+                    checkout_body: checkout_body(),
+                })
+                .collect()
+        };
+        if !plan.warmup.is_zero() {
+            load::run(make(2 * clients as u64), plan.warmup).await;
+        }
+        let ((_, step), rss) = cluster
+            .peak_rss(load::run(make(2 * clients as u64 + 1), plan.checkout_time))
+            .await;
+        cluster.check_alive()?;
+        println!(
+            "  ours, {clients} clients: {} checkouts/s, peak RSS {rss} MiB",
+            report::rate(step.rate("checkout"))
+        );
+        memory.note(format!("checkout, {clients} clients (peak)"), &rss);
+        steps.push(CheckoutStep { step, rss });
+    }
+    Ok(steps)
+}
+
+/// Prints ours, PostgreSQL's (when measured) and the ratios, as Markdown.
+pub fn print(plan: &Plan, ours: &[CheckoutStep], theirs: Option<&Side>) {
+    println!(
+        "### Checkout: {} products, carts of 2 SKUs out of {}, {} s per step after {} s of warm-up, closed loop, fsync on",
+        plan.products,
+        plan.skus,
+        plan.checkout_time.as_secs(),
+        plan.warmup.as_secs()
+    );
+    println!();
+    println!("Ours (3 nodes; a journey is 2 cart writes and the checkout; latencies in ms):");
+    println!();
+    let rows: Vec<Vec<String>> = ours
+        .iter()
+        .map(|CheckoutStep { step: s, rss }| {
+            let mut row = vec![s.clients.to_string(), report::rate(s.rate("checkout"))];
+            row.extend(report::percentiles(s.rec.get("checkout")));
+            row.extend(report::percentiles(s.rec.get("journey")));
+            let errors = ["cart", "checkout"]
+                .iter()
+                .filter_map(|n| {
+                    let e = s.rec.get(n)?;
+                    (e.error_count() > 0).then(|| format!("{n}: {}", e.errors_text()))
+                })
+                .collect::<Vec<_>>();
+            row.push(if errors.is_empty() {
+                "0".into()
+            } else {
+                errors.join("; ")
+            });
+            row.push(rss.to_string());
+            row
+        })
+        .collect();
+    report::table(
+        &[
+            "clients",
+            "checkouts/s",
+            "checkout p50",
+            "p95",
+            "p99",
+            "max",
+            "journey p50",
+            "p95",
+            "p99",
+            "max",
+            "errors",
+            "peak RSS MiB (n1/n2/n3)",
+        ],
+        &rows,
+    );
+    let Some(pg) = theirs else {
+        return;
+    };
+    println!(
+        "PostgreSQL {} (one server, pgbench -M prepared, one transaction per checkout; ms):",
+        pg.version
+    );
+    println!();
+    let rows: Vec<Vec<String>> = pg
+        .steps
+        .iter()
+        .map(|p| {
+            let h = &p.latency_us;
+            let mut row = vec![p.clients.to_string(), report::rate(p.tps)];
+            if h.is_empty() {
+                row.extend(vec!["-".to_string(); 4]);
+            } else {
+                row.extend([
+                    report::ms(h.value_at_quantile(0.50)),
+                    report::ms(h.value_at_quantile(0.95)),
+                    report::ms(h.value_at_quantile(0.99)),
+                    report::ms(h.max()),
+                ]);
+            }
+            row.push(p.errors.clone());
+            row
+        })
+        .collect();
+    report::table(
+        &["clients", "tx/s", "p50", "p95", "p99", "max", "errors"],
+        &rows,
+    );
+    println!("Ours as a ratio of PostgreSQL's throughput (same run):");
+    println!();
+    let rows: Vec<Vec<String>> = ours
+        .iter()
+        .zip(&pg.steps)
+        .map(|(s, p)| {
+            let r = s.step.rate("checkout");
+            vec![
+                s.step.clients.to_string(),
+                report::rate(r),
+                report::rate(p.tps),
+                report::ratio(r, p.tps),
+            ]
+        })
+        .collect();
+    report::table(
+        &[
+            "clients",
+            "ours checkouts/s",
+            "PostgreSQL tx/s",
+            "ours / PostgreSQL",
+        ],
+        &rows,
+    );
+}
