@@ -51,6 +51,51 @@ async fn send(req: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value>
     Ok(serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
+/// The leader's Raft log counters (from `GET /metrics`), to say how many
+/// log entries and fsyncs a step cost.
+#[derive(Clone, Copy, Default)]
+pub struct LogCounters {
+    /// `raft_applied_entries_total`.
+    pub applied: f64,
+    /// `raft_log_fsyncs_total`.
+    pub fsyncs: f64,
+}
+
+impl LogCounters {
+    /// Reads the counters of the node at `base`.
+    pub async fn read(http: &reqwest::Client, base: &str) -> anyhow::Result<LogCounters> {
+        let text = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        // Prometheus text: `name{labels} value` or `name value`; sum over labels.
+        let sum = |name: &str| -> f64 {
+            text.lines()
+                .filter(|l| {
+                    l.strip_prefix(name)
+                        .is_some_and(|rest| rest.starts_with([' ', '{']))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        Ok(LogCounters {
+            applied: sum("raft_applied_entries_total"),
+            fsyncs: sum("raft_log_fsyncs_total"),
+        })
+    }
+
+    /// What happened between `self` (before) and `after`.
+    pub fn delta(self, after: LogCounters) -> LogCounters {
+        LogCounters {
+            applied: after.applied - self.applied,
+            fsyncs: after.fsyncs - self.fsyncs,
+        }
+    }
+}
+
 /// Logs in and returns the access token; a refused login is retried for a few
 /// seconds (the account may not have reached this node's replica yet).
 async fn login(http: &reqwest::Client, base: &str, email: &str) -> anyhow::Result<String> {

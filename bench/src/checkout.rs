@@ -16,17 +16,19 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::api;
+use crate::api::{self, LogCounters};
 use crate::cluster::{Cluster, Rss};
 use crate::load::{self, timed, Recorder, Step};
 use crate::postgres::Side;
 use crate::report;
 use crate::{Memory, Plan};
 
-/// One step of ours: the figures and each node's peak RSS during it.
+/// One step of ours: the figures, each node's peak RSS during it, and what
+/// the leader's Raft log did meanwhile.
 pub struct CheckoutStep {
     pub step: Step,
     pub rss: Rss,
+    pub log: LogCounters,
 }
 
 struct Journey {
@@ -99,6 +101,7 @@ fn checkout_body() -> Value {
 pub async fn measure(
     http: &reqwest::Client,
     cluster: &mut Cluster,
+    leader: &str,
     tokens: &[String],
     plan: &Plan,
     memory: &mut Memory,
@@ -123,16 +126,18 @@ pub async fn measure(
         if !plan.warmup.is_zero() {
             load::run(make(2 * clients as u64), plan.warmup).await;
         }
+        let before = LogCounters::read(http, leader).await?;
         let ((_, step), rss) = cluster
             .peak_rss(load::run(make(2 * clients as u64 + 1), plan.checkout_time))
             .await;
+        let log = before.delta(LogCounters::read(http, leader).await?);
         cluster.check_alive()?;
         println!(
             "  ours, {clients} clients: {} checkouts/s, peak RSS {rss} MiB",
             report::rate(step.rate("checkout"))
         );
         memory.note(format!("checkout, {clients} clients (peak)"), &rss);
-        steps.push(CheckoutStep { step, rss });
+        steps.push(CheckoutStep { step, rss, log });
     }
     Ok(steps)
 }
@@ -151,7 +156,7 @@ pub fn print(plan: &Plan, ours: &[CheckoutStep], theirs: Option<&Side>) {
     println!();
     let rows: Vec<Vec<String>> = ours
         .iter()
-        .map(|CheckoutStep { step: s, rss }| {
+        .map(|CheckoutStep { step: s, rss, .. }| {
             let mut row = vec![s.clients.to_string(), report::rate(s.rate("checkout"))];
             row.extend(report::percentiles(s.rec.get("checkout")));
             row.extend(report::percentiles(s.rec.get("journey")));
@@ -185,6 +190,40 @@ pub fn print(plan: &Plan, ours: &[CheckoutStep], theirs: Option<&Side>) {
             "max",
             "errors",
             "peak RSS MiB (n1/n2/n3)",
+        ],
+        &rows,
+    );
+    println!("The leader's Raft log during each step (every write is a log entry: cart lines, checkouts, payment results):");
+    println!();
+    let rows: Vec<Vec<String>> = ours
+        .iter()
+        .map(|CheckoutStep { step, log, .. }| {
+            let secs = step.elapsed.as_secs_f64();
+            let checkouts = step.rec.get("checkout").map_or(0, |s| s.ok_count()) as f64;
+            vec![
+                step.clients.to_string(),
+                report::rate(log.applied / secs),
+                if checkouts > 0.0 {
+                    format!("{:.1}", log.applied / checkouts)
+                } else {
+                    "-".into()
+                },
+                report::rate(log.fsyncs / secs),
+                if log.fsyncs > 0.0 {
+                    format!("{:.1}", log.applied / log.fsyncs)
+                } else {
+                    "-".into()
+                },
+            ]
+        })
+        .collect();
+    report::table(
+        &[
+            "clients",
+            "entries applied/s",
+            "entries per checkout",
+            "log fsyncs/s",
+            "entries per fsync",
         ],
         &rows,
     );

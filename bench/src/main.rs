@@ -228,7 +228,7 @@ async fn run(parts: Parts, plan: &Plan) -> anyhow::Result<()> {
             "registered and signed in {max_clients} customers in {:.1} s",
             started.elapsed().as_secs_f64()
         );
-        Some(checkout::measure(&http, &mut cluster, &tokens, plan, &mut memory).await?)
+        Some(checkout::measure(&http, &mut cluster, &leader, &tokens, plan, &mut memory).await?)
     } else {
         None
     };
