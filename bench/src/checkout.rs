@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
 use crate::api::{self, LogCounters};
-use crate::cluster::{Cluster, Rss};
+use crate::cluster::{Cluster, Usage};
 use crate::load::{self, timed, Recorder, Step};
 use crate::postgres::Side;
 use crate::report;
@@ -27,7 +27,7 @@ use crate::{Memory, Plan};
 /// the leader's Raft log did meanwhile.
 pub struct CheckoutStep {
     pub step: Step,
-    pub rss: Rss,
+    pub usage: Usage,
     pub log: LogCounters,
 }
 
@@ -127,17 +127,19 @@ pub async fn measure(
             load::run(make(2 * clients as u64), plan.warmup).await;
         }
         let before = LogCounters::read(http, leader).await?;
-        let ((_, step), rss) = cluster
-            .peak_rss(load::run(make(2 * clients as u64 + 1), plan.checkout_time))
+        let ((_, step), usage) = cluster
+            .observe(load::run(make(2 * clients as u64 + 1), plan.checkout_time))
             .await;
         let log = before.delta(LogCounters::read(http, leader).await?);
         cluster.check_alive()?;
         println!(
-            "  ours, {clients} clients: {} checkouts/s, peak RSS {rss} MiB",
-            report::rate(step.rate("checkout"))
+            "  ours, {clients} clients: {} checkouts/s, peak RSS {} MiB, CPU cores {}",
+            report::rate(step.rate("checkout")),
+            usage.rss,
+            usage.cores_text()
         );
-        memory.note(format!("checkout, {clients} clients (peak)"), &rss);
-        steps.push(CheckoutStep { step, rss, log });
+        memory.note(format!("checkout, {clients} clients (peak)"), &usage.rss);
+        steps.push(CheckoutStep { step, usage, log });
     }
     Ok(steps)
 }
@@ -156,7 +158,7 @@ pub fn print(plan: &Plan, ours: &[CheckoutStep], theirs: Option<&Side>) {
     println!();
     let rows: Vec<Vec<String>> = ours
         .iter()
-        .map(|CheckoutStep { step: s, rss, .. }| {
+        .map(|CheckoutStep { step: s, usage, .. }| {
             let mut row = vec![s.clients.to_string(), report::rate(s.rate("checkout"))];
             row.extend(report::percentiles(s.rec.get("checkout")));
             row.extend(report::percentiles(s.rec.get("journey")));
@@ -172,7 +174,8 @@ pub fn print(plan: &Plan, ours: &[CheckoutStep], theirs: Option<&Side>) {
             } else {
                 errors.join("; ")
             });
-            row.push(rss.to_string());
+            row.push(usage.rss.to_string());
+            row.push(usage.cores_text());
             row
         })
         .collect();
@@ -190,6 +193,7 @@ pub fn print(plan: &Plan, ours: &[CheckoutStep], theirs: Option<&Side>) {
             "max",
             "errors",
             "peak RSS MiB (n1/n2/n3)",
+            "CPU cores (n1/n2/n3/generator)",
         ],
         &rows,
     );

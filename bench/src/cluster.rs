@@ -56,6 +56,39 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// User and system CPU time of process `pid` in seconds, from
+/// `/proc/<pid>/stat` (fields 14 and 15, in clock ticks of 1/100 s: Linux's
+/// `USER_HZ` on every architecture we run on).
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it do not.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+/// What the processes used during a step.
+#[derive(Clone, Debug)]
+pub struct Usage {
+    /// Peak RSS of every node.
+    pub rss: Rss,
+    /// CPU cores used on average by each node, then by the load generator.
+    pub cores: Vec<Option<f64>>,
+}
+
+impl Usage {
+    /// "a / b / c / g": cores used by each node and the load generator.
+    pub fn cores_text(&self) -> String {
+        self.cores
+            .iter()
+            .map(|c| c.map_or("-".into(), |c| format!("{c:.2}")))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    }
+}
+
 /// RSS of every node in KiB (`None`: the process is gone).
 #[derive(Clone, Debug)]
 pub struct Rss(pub Vec<Option<u64>>);
@@ -204,20 +237,39 @@ impl Cluster {
     }
 
     /// Runs `work` while sampling every node's RSS every 100 ms; returns
-    /// its output and the peak RSS of each node meanwhile.
-    pub async fn peak_rss<T>(&self, work: impl Future<Output = T>) -> (T, Rss) {
+    /// its output, the peak RSS of each node meanwhile, and the CPU each
+    /// node and this process (the load generator) used.
+    pub async fn observe<T>(&self, work: impl Future<Output = T>) -> (T, Usage) {
+        let started = Instant::now();
+        let cpu_before = self.cpu_secs();
         let mut peak = self.rss();
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tokio::pin!(work);
-        loop {
+        let out = loop {
             tokio::select! {
                 out = &mut work => {
                     peak.max(&self.rss());
-                    return (out, peak);
+                    break out;
                 }
                 _ = tick.tick() => peak.max(&self.rss()),
             }
-        }
+        };
+        let wall = started.elapsed().as_secs_f64();
+        let cores = cpu_before
+            .iter()
+            .zip(self.cpu_secs())
+            .map(|(a, b)| Some((b? - (*a)?) / wall))
+            .collect();
+        (out, Usage { rss: peak, cores })
+    }
+
+    /// CPU seconds used so far by each node, then by this process.
+    fn cpu_secs(&self) -> Vec<Option<f64>> {
+        self.nodes
+            .iter()
+            .map(|n| n.pid().and_then(cpu_secs))
+            .chain([cpu_secs(std::process::id())])
+            .collect()
     }
 
     /// Fails if a node exited by itself.

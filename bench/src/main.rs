@@ -193,8 +193,8 @@ async fn run(parts: Parts, plan: &Plan) -> anyhow::Result<()> {
     memory.note("started, empty", &cluster.rss());
     let leader = cluster.leader_url(&http).await?;
     let admin = api::admin_token(&http, &leader).await?;
-    let (took, rss) = cluster
-        .peak_rss(api::load_catalogue(
+    let (took, usage) = cluster
+        .observe(api::load_catalogue(
             &http,
             &leader,
             &admin,
@@ -209,7 +209,7 @@ async fn run(parts: Parts, plan: &Plan) -> anyhow::Result<()> {
             "loading {} products, stock for {} SKUs (peak)",
             plan.products, plan.skus
         ),
-        &rss,
+        &usage.rss,
     );
     println!(
         "loaded {} products (stock for {} SKUs) in {:.1} s",

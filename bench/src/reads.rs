@@ -17,7 +17,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::api;
-use crate::cluster::{Cluster, Rss};
+use crate::cluster::{Cluster, Usage};
 use crate::load::{self, timed, Recorder, Step};
 use crate::report;
 use crate::{Memory, Plan};
@@ -110,10 +110,10 @@ pub async fn serve_hello() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The steps of one target, each with the nodes' peak RSS during it.
+/// The steps of one target, each with what the processes used during it.
 pub struct Series {
     pub target: Target,
-    pub steps: Vec<(Step, Rss)>,
+    pub steps: Vec<(Step, Usage)>,
 }
 
 impl Series {
@@ -159,8 +159,8 @@ pub async fn measure(
             if !plan.warmup.is_zero() {
                 load::run(make(2 * clients as u64), plan.warmup).await;
             }
-            let ((_, step), rss) = cluster
-                .peak_rss(load::run(make(2 * clients as u64 + 1), plan.read_time))
+            let ((_, step), usage) = cluster
+                .observe(load::run(make(2 * clients as u64 + 1), plan.read_time))
                 .await;
             cluster.check_alive()?;
             println!(
@@ -169,9 +169,12 @@ pub async fn measure(
                 report::rate(step.rate("read"))
             );
             if target != Target::Hello {
-                memory.note(format!("{}, {clients} clients (peak)", target.name()), &rss);
+                memory.note(
+                    format!("{}, {clients} clients (peak)", target.name()),
+                    &usage.rss,
+                );
             }
-            steps.push((step, rss));
+            steps.push((step, usage));
         }
         results.push(Series { target, steps });
     }
@@ -191,7 +194,7 @@ pub fn print(plan: &Plan, results: &[Series]) {
     let floor = results.iter().find(|s| s.target == Target::Hello);
     let mut rows = Vec::new();
     for series in results {
-        for (s, _) in &series.steps {
+        for (s, usage) in &series.steps {
             let floor = floor.and_then(|f| f.rate_at(s.clients)).unwrap_or(0.0);
             let mut row = vec![
                 series.target.name().to_string(),
@@ -201,12 +204,22 @@ pub fn print(plan: &Plan, results: &[Series]) {
             ];
             row.extend(report::percentiles(s.rec.get("read")));
             row.push(s.rec.get("read").map_or("0".into(), |r| r.errors_text()));
+            row.push(usage.cores_text());
             rows.push(row);
         }
     }
     report::table(
         &[
-            "read", "clients", "reads/s", "/ floor", "p50", "p95", "p99", "max", "errors",
+            "read",
+            "clients",
+            "reads/s",
+            "/ floor",
+            "p50",
+            "p95",
+            "p99",
+            "max",
+            "errors",
+            "CPU cores (n1/n2/n3/generator)",
         ],
         &rows,
     );
