@@ -1,5 +1,6 @@
-//! `ecommerce-bench checkout`: checkouts on a 3-node cluster, then the same
-//! transaction on PostgreSQL through pgbench, at the same client counts.
+//! The checkout benchmark on our side: checkouts on a 3-node cluster at each
+//! client count, and the tables that set them next to PostgreSQL's
+//! (`postgres.rs` runs the same transaction through pgbench).
 //!
 //! Each client is one signed-in customer talking to one node (clients are
 //! spread over the nodes; followers forward writes to the leader, as any node
@@ -8,7 +9,9 @@
 //! `POST /api/v1/checkout` with `Authorization: Bearer` and a fresh
 //! `Idempotency-Key`, paying with the sandbox card that approves. Reported
 //! separately: the checkout call alone, and the whole journey. A journey that
-//! fails anywhere empties the cart (untimed) and starts over.
+//! fails anywhere empties the cart (untimed) and starts over. The leader's
+//! `/metrics` before and after each step say how many Raft log entries and
+//! fsyncs the step cost.
 
 use std::time::Instant;
 

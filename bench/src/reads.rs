@@ -1,4 +1,4 @@
-//! `ecommerce-bench reads`: read throughput and latency of one node next to
+//! The read benchmark: read throughput and latency of one node next to
 //! the floor, a minimal axum handler answering "hello" from its own process
 //! (`ecommerce-bench hello`, this binary) on the same machine, with the same
 //! load generator.
