@@ -71,7 +71,12 @@ impl LogCounters {
             .error_for_status()?
             .text()
             .await?;
-        // Prometheus text: `name{labels} value` or `name value`; sum over labels.
+        Ok(LogCounters::parse(&text))
+    }
+
+    /// The counters in a Prometheus text page (`name{labels} value` or
+    /// `name value`, summed over labels; absent counters are 0).
+    fn parse(text: &str) -> LogCounters {
         let sum = |name: &str| -> f64 {
             text.lines()
                 .filter(|l| {
@@ -81,10 +86,10 @@ impl LogCounters {
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
                 .sum()
         };
-        Ok(LogCounters {
+        LogCounters {
             applied: sum("raft_applied_entries_total"),
             fsyncs: sum("raft_log_fsyncs_total"),
-        })
+        }
     }
 
     /// What happened between `self` (before) and `after`.
@@ -227,4 +232,22 @@ pub async fn load_catalogue(
         .try_for_each(|_| async { Ok(()) })
         .await?;
     Ok(started.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogCounters;
+
+    #[test]
+    fn log_counters_sum_over_labels_and_ignore_lookalikes() {
+        let page = "# TYPE raft_applied_entries_total counter\n\
+                    raft_applied_entries_total 120\n\
+                    raft_applied_entries_total_extra 7\n\
+                    raft_log_fsyncs_total{disk=\"a\"} 3\n\
+                    raft_log_fsyncs_total{disk=\"b\"} 4.5\n";
+        let c = LogCounters::parse(page);
+        assert_eq!(c.applied, 120.0);
+        assert_eq!(c.fsyncs, 7.5);
+        assert_eq!(LogCounters::parse("").applied, 0.0);
+    }
 }

@@ -60,7 +60,11 @@ fn rss_kib(pid: u32) -> Option<u64> {
 /// `/proc/<pid>/stat` (fields 14 and 15, in clock ticks of 1/100 s: Linux's
 /// `USER_HZ` on every architecture we run on).
 fn cpu_secs(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu_secs(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// User plus system CPU seconds in the text of a `/proc/<pid>/stat`.
+fn stat_cpu_secs(stat: &str) -> Option<f64> {
     // The command name (field 2) may hold spaces; the fields after it do not.
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -349,5 +353,24 @@ async fn wait_for(
             bail!("timed out polling {url}/cluster; last: {last}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{stat_cpu_secs, Rss};
+
+    #[test]
+    fn cpu_time_is_read_after_a_command_name_with_spaces() {
+        let stat = "4242 (tokio rt) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 1 2 3";
+        assert_eq!(stat_cpu_secs(stat), Some(3.0));
+        assert_eq!(stat_cpu_secs("garbage"), None);
+    }
+
+    #[test]
+    fn peak_rss_keeps_the_larger_value_per_node() {
+        let mut peak = Rss(vec![Some(2048), None, Some(4096)]);
+        peak.max(&Rss(vec![Some(1024), Some(3072), None]));
+        assert_eq!(peak.cells(), ["2", "3", "4"]);
     }
 }
