@@ -1,0 +1,288 @@
+//! `ecommerce-bench`: benchmarks of the shipped `ecommerce` binary. Each
+//! command starts what it measures (node processes in temp dirs, a local
+//! PostgreSQL, a hello server), measures with one closed-loop HTTP load
+//! generator (`load`), and prints Markdown tables plus the command that
+//! reproduces them. Not tests: nothing here asserts a speed.
+//!
+//! ```text
+//! ecommerce-bench all                       # checkout, PostgreSQL, reads, memory
+//! ecommerce-bench checkout                  # 3 nodes vs PostgreSQL, 1/16/64/256 clients
+//! ecommerce-bench reads                     # product and stock reads vs an axum floor
+//! ecommerce-bench all --smoke               # a seconds-long run with tiny sizes (CI)
+//! ```
+//!
+//! This file holds the command line and the order of a run: one cluster is
+//! started and loaded once, measured, and stopped before PostgreSQL starts,
+//! so each side has the machine to itself. It talks to nodes only over HTTP,
+//! like `jepsen/`, and depends on none of the node's crates.
+
+mod api;
+mod checkout;
+mod cluster;
+mod load;
+mod postgres;
+mod reads;
+mod report;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use clap::{Args, Parser, Subcommand};
+
+use crate::cluster::{Cluster, Rss};
+
+#[derive(Parser)]
+#[command(
+    name = "ecommerce-bench",
+    about = "Benchmarks of the ecommerce binary (figures, not assertions)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Checkout, the same transaction on PostgreSQL, reads and memory, on one loaded cluster.
+    All(PlanArgs),
+    /// Checkout on a 3-node cluster, and the same transaction on PostgreSQL.
+    Checkout(PlanArgs),
+    /// Product (stale) and stock (linearizable) reads against an axum floor.
+    Reads(PlanArgs),
+    /// The floor's server (started by `reads`): prints its address, serves `GET /hello`.
+    #[command(hide = true)]
+    Hello,
+}
+
+/// Sizes and durations. Unset values take the full run's defaults, or the
+/// smoke run's with `--smoke`.
+#[derive(Args)]
+struct PlanArgs {
+    /// The node binary [default: `ecommerce` next to this binary, else
+    /// `$CARGO_TARGET_DIR/release/ecommerce`, else `target/release/ecommerce`].
+    /// Measure a release build.
+    #[arg(long, env = "ECOMMERCE_BENCH_NODE_BIN")]
+    node_bin: Option<PathBuf>,
+    /// A seconds-long run with tiny sizes (for CI; the figures mean nothing).
+    #[arg(long)]
+    smoke: bool,
+    /// Concurrent clients, one step each [default: 1,16,64,256; smoke: 1,4].
+    #[arg(long, value_delimiter = ',')]
+    clients: Option<Vec<usize>>,
+    /// Seconds measured per checkout step [default: 20; smoke: 2].
+    #[arg(long)]
+    checkout_secs: Option<u64>,
+    /// Seconds measured per read step [default: 10; smoke: 1].
+    #[arg(long)]
+    read_secs: Option<u64>,
+    /// Seconds of unmeasured load before each step [default: 3; smoke: 0].
+    #[arg(long)]
+    warmup_secs: Option<u64>,
+    /// Products in the catalogue, one SKU each [default: 100000; smoke: 200].
+    #[arg(long)]
+    products: Option<usize>,
+    /// SKUs given stock; carts and stock reads pick from these [default: 10000; smoke: 50].
+    #[arg(long)]
+    skus: Option<usize>,
+    /// Skip the PostgreSQL side of the checkout benchmark.
+    #[arg(long)]
+    no_postgres: bool,
+    /// Keep the nodes' data directories and logs (the path is printed).
+    #[arg(long)]
+    keep: bool,
+}
+
+/// What a run measures, resolved from [`PlanArgs`].
+pub struct Plan {
+    pub node_bin: PathBuf,
+    pub smoke: bool,
+    pub clients: Vec<usize>,
+    pub checkout_time: Duration,
+    pub read_time: Duration,
+    pub warmup: Duration,
+    pub products: usize,
+    pub skus: usize,
+    pub postgres: bool,
+    pub keep: bool,
+}
+
+impl PlanArgs {
+    fn plan(self) -> anyhow::Result<Plan> {
+        let smoke = self.smoke;
+        let pick = |full: u64, small: u64| if smoke { small } else { full };
+        let secs =
+            |v: Option<u64>, full, small| Duration::from_secs(v.unwrap_or(pick(full, small)));
+        let plan = Plan {
+            node_bin: node_bin(self.node_bin)?,
+            smoke,
+            clients: self.clients.unwrap_or_else(|| {
+                if smoke {
+                    vec![1, 4]
+                } else {
+                    vec![1, 16, 64, 256]
+                }
+            }),
+            checkout_time: secs(self.checkout_secs, 20, 2),
+            read_time: secs(self.read_secs, 10, 1),
+            warmup: secs(self.warmup_secs, 3, 0),
+            products: self.products.unwrap_or(pick(100_000, 200) as usize),
+            skus: self.skus.unwrap_or(pick(10_000, 50) as usize),
+            postgres: !self.no_postgres,
+            keep: self.keep,
+        };
+        if plan.clients.is_empty() || plan.clients.contains(&0) {
+            bail!("--clients needs one or more counts above 0");
+        }
+        if plan.skus < 2 || plan.skus > plan.products {
+            bail!("--skus must be at least 2 (a cart holds two SKUs) and at most --products");
+        }
+        if plan.checkout_time.is_zero() || plan.read_time.is_zero() {
+            bail!("a measured step needs at least one second");
+        }
+        Ok(plan)
+    }
+}
+
+fn node_bin(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let bin = match flag {
+        Some(b) => b,
+        None => {
+            let beside = std::env::current_exe()?.with_file_name("ecommerce");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+                .join("release/ecommerce");
+            if beside.exists() {
+                beside
+            } else {
+                target
+            }
+        }
+    };
+    if !bin.exists() {
+        bail!(
+            "node binary {} not found (build it with `cargo build --release --bin ecommerce` or pass --node-bin)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// Which parts of a run to do.
+#[derive(Clone, Copy, PartialEq)]
+enum Parts {
+    All,
+    Checkout,
+    Reads,
+}
+
+/// RSS of the nodes at the points of a run, for the memory table.
+pub struct Memory(Vec<(String, Rss)>);
+
+impl Memory {
+    pub fn note(&mut self, what: impl Into<String>, rss: &Rss) {
+        self.0.push((what.into(), rss.clone()));
+    }
+}
+
+async fn run(parts: Parts, plan: &Plan) -> anyhow::Result<()> {
+    report::header(plan);
+    let http = api::client(Duration::from_secs(30))?;
+    let mut memory = Memory(Vec::new());
+    let mut cluster = Cluster::start(&plan.node_bin, 3, plan.keep, &http).await?;
+    memory.note("started, empty", &cluster.rss());
+    let leader = cluster.leader_url(&http).await?;
+    let admin = api::admin_token(&http, &leader).await?;
+    let (took, usage) = cluster
+        .observe(api::load_catalogue(
+            &http,
+            &leader,
+            &admin,
+            plan.products,
+            plan.skus,
+            1_000_000_000,
+        ))
+        .await;
+    let took = took?;
+    memory.note(
+        format!(
+            "loading {} products, stock for {} SKUs (peak)",
+            plan.products, plan.skus
+        ),
+        &usage.rss,
+    );
+    println!(
+        "loaded {} products (stock for {} SKUs) in {:.1} s",
+        plan.products,
+        plan.skus,
+        took.as_secs_f64()
+    );
+    settle().await;
+    memory.note("loaded, at rest", &cluster.rss());
+
+    let ours = if parts != Parts::Reads {
+        let max_clients = plan.clients.iter().copied().max().unwrap_or(1);
+        let started = Instant::now();
+        let tokens = api::customer_tokens(&http, &cluster.urls(), max_clients).await?;
+        println!(
+            "registered and signed in {max_clients} customers in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        Some(checkout::measure(&http, &mut cluster, &leader, &tokens, plan, &mut memory).await?)
+    } else {
+        None
+    };
+    let read_steps = if parts != Parts::Checkout {
+        Some(reads::measure(&http, &mut cluster, &leader, plan, &mut memory).await?)
+    } else {
+        None
+    };
+    settle().await;
+    memory.note("after the runs, at rest", &cluster.rss());
+    // Our nodes stop before PostgreSQL starts: each side gets the machine alone.
+    drop(cluster);
+
+    let theirs = match (&ours, plan.postgres) {
+        (Some(_), true) => postgres_side(plan)?,
+        _ => None,
+    };
+    println!();
+    if let Some(ours) = &ours {
+        checkout::print(plan, ours, theirs.as_ref());
+    }
+    if let Some(steps) = &read_steps {
+        reads::print(plan, steps);
+    }
+    report::memory(&memory.0);
+    report::goals(ours.as_deref(), theirs.as_ref(), read_steps.as_deref());
+    Ok(())
+}
+
+/// A pause so "at rest" figures come after background work (indexing,
+/// payment authorisation) has had time to finish.
+async fn settle() {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+/// PostgreSQL's figures, or `None` with a printed note when it cannot be
+/// installed here (only then: a failure to run it is an error).
+fn postgres_side(plan: &Plan) -> anyhow::Result<Option<postgres::Side>> {
+    match postgres::ensure_installed() {
+        Ok(bin) => Ok(Some(postgres::measure(&bin, plan)?)),
+        Err(e) => {
+            println!("NOTE: PostgreSQL side skipped: {e:#}");
+            Ok(None)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::All(args) => run(Parts::All, &args.plan()?).await,
+        Cmd::Checkout(args) => run(Parts::Checkout, &args.plan()?).await,
+        Cmd::Reads(args) => run(Parts::Reads, &args.plan()?).await,
+        Cmd::Hello => reads::serve_hello().await,
+    }
+}
