@@ -15,6 +15,7 @@ use anyhow::{bail, Context};
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};
 use axum::response::IntoResponse;
+use axum::serve::ListenerExt;
 use ecommerce_raft::{NodeInfo, NodeOptions, RaftGrpc, RaftNode, Role};
 use ecommerce_storage::{Storage, StorageOptions};
 use tokio::net::TcpListener;
@@ -179,8 +180,12 @@ impl Application {
                 HeaderName::from_static("x-request-id"),
                 MakeRequestUuid,
             ));
+        // TCP_NODELAY on every accepted connection: without it a response
+        // written in two segments waits for the client's delayed ACK (~40 ms).
         let http = axum::serve(
-            self.http_listener,
+            self.http_listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            }),
             // The peer address feeds the per-IP rate limits of the /auth routes.
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
@@ -226,7 +231,19 @@ impl Application {
                 signed_in,
             ))
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(self.grpc_listener),
+                // tonic's own `tcp_nodelay` does not apply to an incoming
+                // stream: set it here, or every reply to a peer (append
+                // entries, votes, read index, forwarded writes) written in
+                // more than one segment stalls on the peer's delayed ACK.
+                tokio_stream::StreamExt::map(
+                    tokio_stream::wrappers::TcpListenerStream::new(self.grpc_listener),
+                    |conn| {
+                        if let Ok(tcp) = &conn {
+                            let _ = tcp.set_nodelay(true);
+                        }
+                        conn
+                    },
+                ),
                 stopped(stop_rx.clone()),
             );
 

@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::network::{decode, encode, Channels, Network};
+use crate::read_index::ReadIndexBatcher;
 use crate::types::{LogId, NodeId, NodeInfo, Raft, RaftMetrics};
 use crate::{Error, LogStore, Result, StateMachine};
 
@@ -141,6 +142,17 @@ pub struct RaftNode {
     storage: Storage,
     channels: Channels,
     applied: watch::Receiver<u64>,
+    reads: ReadIndexBatcher,
+}
+
+/// One leadership-confirming quorum round: the index a linearizable read
+/// that arrived before the round started must wait for.
+pub(crate) async fn read_index_round(raft: &Raft) -> Result<u64, WireError> {
+    match raft.get_read_log_id().await {
+        Ok((read_log_id, _)) => Ok(read_log_id.map_or(0, |l| l.index)),
+        Err(RaftError::APIError(_)) => Err(WireError::NotLeader),
+        Err(RaftError::Fatal(e)) => Err(WireError::Other(e.to_string())),
+    }
 }
 
 /// Pause between attempts while the leader is unknown or changing.
@@ -180,6 +192,7 @@ impl RaftNode {
             storage,
             channels,
             applied,
+            reads: ReadIndexBatcher::default(),
         }))
     }
 
@@ -359,14 +372,11 @@ impl RaftNode {
         }
     }
 
-    /// On the leader: confirms leadership with a quorum; returns the index a
-    /// linearizable read must wait for.
+    /// On the leader: confirms leadership with a quorum (one round shared by
+    /// the reads waiting when it starts, see `read_index`); returns the index
+    /// a linearizable read must wait for.
     pub(crate) async fn read_index_local(&self) -> Result<u64, WireError> {
-        match self.raft.get_read_log_id().await {
-            Ok((read_log_id, _)) => Ok(read_log_id.map_or(0, |l| l.index)),
-            Err(RaftError::APIError(_)) => Err(WireError::NotLeader),
-            Err(RaftError::Fatal(e)) => Err(WireError::Other(e.to_string())),
-        }
+        self.reads.read_index(&self.raft).await
     }
 
     async fn read_index_remote(&self, leader: &NodeInfo, deadline: Instant) -> Result<u64> {
