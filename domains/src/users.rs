@@ -619,6 +619,76 @@ fn expire_auth(store: &mut dyn StoreMut, now_ms: u64) -> Result<u64, StoreFault>
     Ok(swept)
 }
 
+/// Starts session `family_id` of `user` with its first refresh-token digest.
+fn new_session(
+    store: &mut dyn StoreMut,
+    ctx: &ApplyContext,
+    user: User,
+    family_id: &str,
+    token_hash: &str,
+    ttl_ms: u64,
+) -> Result<Outcome, StoreFault> {
+    put_session(
+        store,
+        &Session {
+            family_id: family_id.to_string(),
+            user_id: user.id.clone(),
+            current_hash: token_hash.to_string(),
+            previous: Vec::new(),
+            user_version: user.security_version,
+            expires_ms: ctx.now_ms.saturating_add(ttl_ms),
+            revoked: false,
+        },
+    )?;
+    ok(UsersResponse::Session {
+        user,
+        family_id: family_id.to_string(),
+    })
+}
+
+/// A new account as of this command: no password, address unproven.
+fn new_user(ctx: &ApplyContext, user_id: &str, email: &Email, name: String, role: Role) -> User {
+    User {
+        id: user_id.to_string(),
+        email: Some(email.clone()),
+        name,
+        role,
+        password_hash: None,
+        email_verified: false,
+        shipping_address: None,
+        billing_address: None,
+        security_version: 1,
+        created_ms: ctx.now_ms,
+        deleted: false,
+        version: ctx.log_index,
+    }
+}
+
+/// Stores a new account whose address the caller found free: the record,
+/// the e-mail index and `UserRegistered`.
+fn insert_user(
+    store: &mut dyn StoreMut,
+    user: &User,
+) -> Result<Result<(), DomainError>, StoreFault> {
+    if get_user(store, &user.id)?.is_some() {
+        return Ok(Err(DomainError::validation("user_id", "is already in use")));
+    }
+    if let Some(email) = &user.email {
+        store::put(
+            store,
+            USERS_BY_EMAIL,
+            &[KeyPart::Str(email.as_str())],
+            &user.id,
+        )?;
+    }
+    put_user(store, user)?;
+    store.emit(Event::User(UserEvent::UserRegistered {
+        user_id: user.id.clone(),
+        role: user.role,
+    }));
+    Ok(Ok(()))
+}
+
 fn live_user(store: &dyn Store, user_id: &str) -> Result<Result<User, DomainError>, StoreFault> {
     Ok(match get_user(store, user_id)? {
         Some(u) if !u.deleted => Ok(u),
@@ -659,34 +729,12 @@ pub fn apply(
             {
                 return Ok(Err(DomainError::EmailTaken));
             }
-            if get_user(store, user_id)?.is_some() {
-                return Ok(Err(DomainError::validation("user_id", "is already in use")));
-            }
             let user = User {
-                id: user_id.clone(),
-                email: Some(email.clone()),
-                name: name.clone(),
-                role: *role,
                 password_hash: password_hash.clone(),
                 email_verified: *email_verified,
-                shipping_address: None,
-                billing_address: None,
-                security_version: 1,
-                created_ms: ctx.now_ms,
-                deleted: false,
-                version: ctx.log_index,
+                ..new_user(ctx, user_id, email, name.clone(), *role)
             };
-            store::put(
-                store,
-                USERS_BY_EMAIL,
-                &[KeyPart::Str(email.as_str())],
-                user_id,
-            )?;
-            put_user(store, &user)?;
-            store.emit(Event::User(UserEvent::UserRegistered {
-                user_id: user_id.clone(),
-                role: *role,
-            }));
+            check!(insert_user(store, &user));
             ok(UsersResponse::User(user))
         }
         UserCommand::UpdateProfile {
@@ -758,22 +806,7 @@ pub fn apply(
                     "is already in use",
                 )));
             }
-            put_session(
-                store,
-                &Session {
-                    family_id: family_id.clone(),
-                    user_id: user_id.clone(),
-                    current_hash: token_hash.clone(),
-                    previous: Vec::new(),
-                    user_version: user.security_version,
-                    expires_ms: ctx.now_ms.saturating_add(*ttl_ms),
-                    revoked: false,
-                },
-            )?;
-            ok(UsersResponse::Session {
-                user,
-                family_id: family_id.clone(),
-            })
+            new_session(store, ctx, user, family_id, token_hash, *ttl_ms)
         }
         UserCommand::RefreshSession {
             family_id,
@@ -1068,39 +1101,13 @@ pub fn apply(
                             user
                         }
                         _ => {
-                            if get_user(store, new_user_id)?.is_some() {
-                                return Ok(Err(DomainError::validation(
-                                    "user_id",
-                                    "is already in use",
-                                )));
-                            }
                             let name = parse_name(&identity.name)
                                 .unwrap_or_else(|_| email.as_str().to_string());
                             let user = User {
-                                id: new_user_id.clone(),
-                                email: Some(email.clone()),
-                                name,
-                                role: Role::Customer,
-                                password_hash: None,
                                 email_verified: true,
-                                shipping_address: None,
-                                billing_address: None,
-                                security_version: 1,
-                                created_ms: ctx.now_ms,
-                                deleted: false,
-                                version: ctx.log_index,
+                                ..new_user(ctx, new_user_id, email, name, Role::Customer)
                             };
-                            store::put(
-                                store,
-                                USERS_BY_EMAIL,
-                                &[KeyPart::Str(email.as_str())],
-                                new_user_id,
-                            )?;
-                            put_user(store, &user)?;
-                            store.emit(Event::User(UserEvent::UserRegistered {
-                                user_id: user.id.clone(),
-                                role: Role::Customer,
-                            }));
+                            check!(insert_user(store, &user));
                             user
                         }
                     };
@@ -1122,22 +1129,7 @@ pub fn apply(
                     user
                 }
             };
-            put_session(
-                store,
-                &Session {
-                    family_id: family_id.clone(),
-                    user_id: user.id.clone(),
-                    current_hash: token_hash.clone(),
-                    previous: Vec::new(),
-                    user_version: user.security_version,
-                    expires_ms: ctx.now_ms.saturating_add(*ttl_ms),
-                    revoked: false,
-                },
-            )?;
-            ok(UsersResponse::Session {
-                user,
-                family_id: family_id.clone(),
-            })
+            new_session(store, ctx, user, family_id, token_hash, *ttl_ms)
         }
     }
 }

@@ -23,7 +23,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{AppPath, AppQuery};
 use super::users::{
-    check_ip, token_response, unexpected_users, users_reply, ClientIp, TokenResponse,
+    check_ip, propose_session, unexpected_users, users_reply, ClientIp, TokenResponse,
 };
 use super::AppState;
 use crate::auth::social::SocialError;
@@ -187,13 +187,5 @@ pub async fn callback(
         token_hash: tokens::digest(&refresh_token),
         ttl_ms: state.auth.settings.refresh_token_ttl_secs * 1000,
     };
-    let committed = state
-        .propose(Command::Users(Box::new(command)), None)
-        .await?;
-    match users_reply(committed.outcome?)? {
-        UsersResponse::Session { user, family_id } => Ok(Json(
-            token_response(&state, &user, &family_id, refresh_token).await?,
-        )),
-        other => Err(unexpected_users(other)),
-    }
+    Ok(Json(propose_session(&state, command, refresh_token).await?))
 }

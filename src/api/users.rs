@@ -306,7 +306,7 @@ fn parse_role(raw: &str) -> ApiResult<Role> {
 }
 
 /// Signs the access token for a fresh or refreshed session.
-pub(super) async fn token_response(
+async fn token_response(
     state: &AppState,
     user: &User,
     family_id: &str,
@@ -376,11 +376,21 @@ async fn start_session(state: &AppState, user: &User) -> ApiResult<TokenResponse
     let refresh_token = tokens::new_refresh_token(&family_id);
     let command = UserCommand::StartSession {
         user_id: user.id.clone(),
-        family_id: family_id.clone(),
+        family_id,
         token_hash: tokens::digest(&refresh_token),
         ttl_ms: state.auth.settings.refresh_token_ttl_secs * 1000,
         expected_security_version: user.security_version,
     };
+    propose_session(state, command, refresh_token).await
+}
+
+/// Proposes a command that starts a session (whose refresh token is
+/// `refresh_token`) and answers with the session's tokens.
+pub(super) async fn propose_session(
+    state: &AppState,
+    command: UserCommand,
+    refresh_token: String,
+) -> ApiResult<TokenResponse> {
     let committed = state
         .propose(Command::Users(Box::new(command)), None)
         .await?;

@@ -32,7 +32,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::stock::complete;
-use super::{address, all_orders, card, ensure, think, Ctx};
+use super::{address, all_orders, card, ensure, put_cart_line, think, Ctx};
 use crate::auth::Actor;
 use crate::checker::stock::{FinalOrder, DECLINED_CARD};
 use crate::client::Outcome;
@@ -110,25 +110,7 @@ pub async fn run(ctx: Ctx, process: usize, current: Current) {
         let mut carted = false;
         for hop in 1..=n {
             let at = (slot - 1 + hop) % n + 1;
-            let p = ctx.rec.invoke(
-                &name,
-                "cart",
-                Some(at),
-                json!({"customer": customer, "sku": SKU, "quantity": 1}),
-            );
-            let out = ctx
-                .client
-                .call(
-                    ctx.url(at),
-                    Method::PUT,
-                    &format!("/api/v1/cart/lines/{SKU}"),
-                    Some(&json!({"quantity": 1})),
-                    &actor,
-                    None,
-                )
-                .await;
-            complete(&ctx.rec, p, &out, json!({}));
-            if out.is_ok() {
+            if put_cart_line(&ctx, &name, at, &actor, &customer, SKU).await {
                 carted = true;
                 break;
             }

@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::stock::complete;
-use super::{address, card, think, Ctx, CUSTOMER_PREFIX, IDEM_SKU};
+use super::{address, card, put_cart_line, think, Ctx, CUSTOMER_PREFIX, IDEM_SKU};
 use crate::auth::Actor;
 use crate::client::Outcome;
 
@@ -32,25 +32,7 @@ pub async fn run(ctx: Ctx, process: usize) {
         // The cart line is an absolute write: retrying it is harmless.
         let mut carted = false;
         for _ in 0..MAX_ATTEMPTS {
-            let p = ctx.rec.invoke(
-                &name,
-                "cart",
-                Some(slot),
-                json!({"customer": customer, "sku": IDEM_SKU, "quantity": 1}),
-            );
-            let out = ctx
-                .client
-                .call(
-                    ctx.url(slot),
-                    Method::PUT,
-                    &format!("/api/v1/cart/lines/{IDEM_SKU}"),
-                    Some(&json!({"quantity": 1})),
-                    &actor,
-                    None,
-                )
-                .await;
-            complete(&ctx.rec, p, &out, json!({}));
-            if out.is_ok() {
+            if put_cart_line(&ctx, &name, slot, &actor, &customer, IDEM_SKU).await {
                 carted = true;
                 break;
             }

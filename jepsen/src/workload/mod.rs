@@ -156,6 +156,38 @@ impl Default for Setup {
     }
 }
 
+/// Sets `customer`'s cart to one unit of `sku` through node `slot` (an
+/// absolute write: retrying it is harmless), recorded as a `cart` op of
+/// `process`; whether it was acknowledged.
+pub async fn put_cart_line(
+    ctx: &Ctx,
+    process: &str,
+    slot: usize,
+    actor: &Actor,
+    customer: &str,
+    sku: &str,
+) -> bool {
+    let p = ctx.rec.invoke(
+        process,
+        "cart",
+        Some(slot),
+        json!({"customer": customer, "sku": sku, "quantity": 1}),
+    );
+    let out = ctx
+        .client
+        .call(
+            ctx.url(slot),
+            Method::PUT,
+            &format!("/api/v1/cart/lines/{sku}"),
+            Some(&json!({"quantity": 1})),
+            actor,
+            None,
+        )
+        .await;
+    stock::complete(&ctx.rec, p, &out, json!({}));
+    out.is_ok()
+}
+
 /// Sends an absolute write as admin, on any node, until it is acknowledged.
 pub async fn ensure(ctx: &Ctx, method: Method, path: &str, body: Value) -> anyhow::Result<Value> {
     let deadline = Instant::now() + Duration::from_secs(60);
