@@ -147,7 +147,7 @@ pub struct RaftNode {
 
 /// One leadership-confirming quorum round: the index a linearizable read
 /// that arrived before the round started must wait for.
-pub(crate) async fn read_index_round(raft: &Raft) -> Result<u64, WireError> {
+async fn read_index_round(raft: &Raft) -> Result<u64, WireError> {
     match raft.get_read_log_id().await {
         Ok((read_log_id, _)) => Ok(read_log_id.map_or(0, |l| l.index)),
         Err(RaftError::APIError(_)) => Err(WireError::NotLeader),
@@ -376,7 +376,13 @@ impl RaftNode {
     /// the reads waiting when it starts, see `read_index`); returns the index
     /// a linearizable read must wait for.
     pub(crate) async fn read_index_local(&self) -> Result<u64, WireError> {
-        self.reads.read_index(&self.raft).await
+        let raft = self.raft.clone();
+        self.reads
+            .read_index(move || {
+                let raft = raft.clone();
+                async move { read_index_round(&raft).await }
+            })
+            .await
     }
 
     async fn read_index_remote(&self, leader: &NodeInfo, deadline: Instant) -> Result<u64> {

@@ -26,7 +26,7 @@ use super::users::{
     check_ip, propose_session, unexpected_users, users_reply, ClientIp, TokenResponse,
 };
 use super::AppState;
-use crate::auth::social::SocialError;
+use crate::auth::social::{printable, SocialError};
 use crate::auth::tokens;
 
 /// Longest `code` or `state` accepted from a callback.
@@ -166,11 +166,7 @@ pub async fn callback(
     if let Some(error) = &params.error {
         return Err(SocialError::Refused(format!(
             "the sign-in was declined at the provider: {}",
-            error
-                .chars()
-                .filter(char::is_ascii_graphic)
-                .take(100)
-                .collect::<String>()
+            printable(error)
         ))
         .into());
     }

@@ -522,7 +522,7 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
 }
 
 /// A provider's error code, cut short and limited to printable ASCII.
-fn printable(raw: &str) -> String {
+pub fn printable(raw: &str) -> String {
     raw.chars()
         .filter(|c| c.is_ascii_graphic() || *c == ' ')
         .take(100)
