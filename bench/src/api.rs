@@ -52,11 +52,15 @@ async fn send(req: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value>
 }
 
 /// The leader's Raft log counters (from `GET /metrics`), to say how many
-/// log entries and fsyncs a step cost.
+/// log entries, commands and fsyncs a step cost.
 #[derive(Clone, Copy, Default)]
 pub struct LogCounters {
     /// `raft_applied_entries_total`.
     pub applied: f64,
+    /// `raft_applied_commands_total`: the leader batches proposals, so one
+    /// entry may carry many commands. `None` when the node does not export
+    /// it (binaries from before the batching).
+    pub commands: Option<f64>,
     /// `raft_log_fsyncs_total`.
     pub fsyncs: f64,
 }
@@ -75,20 +79,22 @@ impl LogCounters {
     }
 
     /// The counters in a Prometheus text page (`name{labels} value` or
-    /// `name value`, summed over labels; absent counters are 0).
-    fn parse(text: &str) -> LogCounters {
-        let sum = |name: &str| -> f64 {
+    /// `name value`, summed over labels; absent counters are 0, except the
+    /// commands counter, which is `None` when absent).
+    pub fn parse(text: &str) -> LogCounters {
+        let sum = |name: &str| -> Option<f64> {
             text.lines()
                 .filter(|l| {
                     l.strip_prefix(name)
                         .is_some_and(|rest| rest.starts_with([' ', '{']))
                 })
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum()
+                .fold(None, |acc, v| Some(acc.unwrap_or(0.0) + v))
         };
         LogCounters {
-            applied: sum("raft_applied_entries_total"),
-            fsyncs: sum("raft_log_fsyncs_total"),
+            applied: sum("raft_applied_entries_total").unwrap_or(0.0),
+            commands: sum("raft_applied_commands_total"),
+            fsyncs: sum("raft_log_fsyncs_total").unwrap_or(0.0),
         }
     }
 
@@ -96,7 +102,18 @@ impl LogCounters {
     pub fn delta(self, after: LogCounters) -> LogCounters {
         LogCounters {
             applied: after.applied - self.applied,
+            commands: after.commands.zip(self.commands).map(|(a, b)| a - b),
             fsyncs: after.fsyncs - self.fsyncs,
+        }
+    }
+
+    /// Commands per applied entry, "n/a" when the node does not export the
+    /// commands counter, "-" when nothing was applied.
+    pub fn commands_per_entry(&self) -> String {
+        match self.commands {
+            None => "n/a".into(),
+            Some(_) if self.applied <= 0.0 => "-".into(),
+            Some(c) => format!("{:.1}", c / self.applied),
         }
     }
 }
@@ -145,11 +162,13 @@ pub async fn admin_token(http: &reqwest::Client, base: &str) -> anyhow::Result<S
 }
 
 /// Registers customers `0..n` and signs each in on `urls[i % urls.len()]`
-/// (the node its benchmark client will talk to); returns their tokens.
+/// (the node its benchmark client will talk to), `concurrency` at a time;
+/// returns their tokens.
 pub async fn customer_tokens(
     http: &reqwest::Client,
     urls: &[String],
     n: usize,
+    concurrency: usize,
 ) -> anyhow::Result<Vec<String>> {
     futures::stream::iter(0..n)
         .map(|i| async move {
@@ -165,7 +184,7 @@ pub async fn customer_tokens(
             login(http, base, &email).await
         })
         // Password hashing (argon2) is the cost here, on 2 cores.
-        .buffered(8)
+        .buffered(concurrency)
         .try_collect()
         .await
 }
@@ -249,5 +268,27 @@ mod tests {
         assert_eq!(c.applied, 120.0);
         assert_eq!(c.fsyncs, 7.5);
         assert_eq!(LogCounters::parse("").applied, 0.0);
+    }
+
+    #[test]
+    fn commands_per_entry_is_na_without_the_counter() {
+        let old = "raft_applied_entries_total 10\nraft_log_fsyncs_total 10\n";
+        let (a, b) = (LogCounters::parse(old), LogCounters::parse(old));
+        assert_eq!(a.commands, None);
+        assert_eq!(a.delta(b).commands_per_entry(), "n/a");
+
+        let before =
+            LogCounters::parse("raft_applied_entries_total 10\nraft_applied_commands_total 30\n");
+        let after = LogCounters::parse(
+            "raft_applied_entries_total 110\n# HELP raft_applied_commands_total x\n\
+             raft_applied_commands_total 280\n",
+        );
+        let d = before.delta(after);
+        assert_eq!(d.commands, Some(250.0));
+        assert_eq!(d.commands_per_entry(), "2.5");
+        // A counter that appears only after the step (a restarted node) is not a delta.
+        assert_eq!(LogCounters::parse(old).delta(after).commands, None);
+        let idle = LogCounters::parse("raft_applied_commands_total 0\n");
+        assert_eq!(idle.delta(idle).commands_per_entry(), "-");
     }
 }

@@ -10,8 +10,9 @@
 //! `Idempotency-Key`, paying with the sandbox card that approves. Reported
 //! separately: the checkout call alone, and the whole journey. A journey that
 //! fails anywhere empties the cart (untimed) and starts over. The leader's
-//! `/metrics` before and after each step say how many Raft log entries and
-//! fsyncs the step cost.
+//! `/metrics` before and after each step say how many Raft log entries,
+//! commands and fsyncs the step cost (commands per entry: how well the
+//! leader batches proposals; "n/a" from a node that does not count them).
 
 use std::time::Instant;
 
@@ -200,7 +201,7 @@ pub fn print(plan: &Plan, ours: &[CheckoutStep], theirs: Option<&Side>) {
         ],
         &rows,
     );
-    println!("The leader's Raft log during each step (every write is a log entry: cart lines, checkouts, payment results):");
+    println!("The leader's Raft log during each step (every write is a command: cart lines, checkouts, payment results; an entry may carry several):");
     println!();
     let rows: Vec<Vec<String>> = ours
         .iter()
@@ -221,6 +222,7 @@ pub fn print(plan: &Plan, ours: &[CheckoutStep], theirs: Option<&Side>) {
                 } else {
                     "-".into()
                 },
+                log.commands_per_entry(),
             ]
         })
         .collect();
@@ -231,6 +233,7 @@ pub fn print(plan: &Plan, ours: &[CheckoutStep], theirs: Option<&Side>) {
             "entries per checkout",
             "log fsyncs/s",
             "entries per fsync",
+            "commands per entry",
         ],
         &rows,
     );

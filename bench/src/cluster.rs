@@ -56,10 +56,15 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// RSS in KiB of each process in `pids` (`None`: not running).
+pub fn rss_of(pids: &[Option<u32>]) -> Rss {
+    Rss(pids.iter().map(|p| p.and_then(rss_kib)).collect())
+}
+
 /// User and system CPU time of process `pid` in seconds, from
 /// `/proc/<pid>/stat` (fields 14 and 15, in clock ticks of 1/100 s: Linux's
 /// `USER_HZ` on every architecture we run on).
-fn cpu_secs(pid: u32) -> Option<f64> {
+pub fn cpu_secs(pid: u32) -> Option<f64> {
     stat_cpu_secs(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
@@ -140,11 +145,13 @@ pub fn free_port() -> anyhow::Result<u16> {
 impl Cluster {
     /// Starts `size` nodes of `bin` and waits until all are voters under one
     /// leader. With `keep`, the data directories and logs outlive the run.
+    /// `env` is set on every node after [`NODE_ENV`] (a benchmark's own settings).
     pub async fn start(
         bin: &Path,
         size: usize,
         keep: bool,
         http: &reqwest::Client,
+        env: &[(&str, &str)],
     ) -> anyhow::Result<Cluster> {
         let dir = tempfile::Builder::new()
             .prefix("ecommerce-bench-")
@@ -167,6 +174,7 @@ impl Cluster {
                 }
             }
             cmd.envs(NODE_ENV.iter().copied())
+                .envs(env.iter().copied())
                 .arg("serve")
                 .args(["--node-id", &id.to_string()])
                 .arg("--data-dir")
@@ -233,11 +241,12 @@ impl Cluster {
 
     /// RSS of every node now.
     pub fn rss(&self) -> Rss {
-        Rss(self
-            .nodes
-            .iter()
-            .map(|n| n.pid().and_then(rss_kib))
-            .collect())
+        rss_of(&self.pids())
+    }
+
+    /// Every node's process id (`None`: not running).
+    pub fn pids(&self) -> Vec<Option<u32>> {
+        self.nodes.iter().map(Node::pid).collect()
     }
 
     /// Runs `work` while sampling every node's RSS every 100 ms; returns
@@ -278,18 +287,28 @@ impl Cluster {
 
     /// Fails if a node exited by itself.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(exit) = self.exited().into_iter().next() {
+            bail!("{exit}");
+        }
+        Ok(())
+    }
+
+    /// The nodes that exited by themselves, each as "node N exited (status);
+    /// its log ends: ...". Empty while all run.
+    pub fn exited(&mut self) -> Vec<String> {
+        let mut gone = Vec::new();
         for node in &mut self.nodes {
             if let Some(child) = node.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    bail!(
+                    gone.push(format!(
                         "node {} exited during the run ({status}); its log ends:\n{}",
                         node.id,
                         tail(&node.dir.join("node.log"))
-                    );
+                    ));
                 }
             }
         }
-        Ok(())
+        gone
     }
 }
 

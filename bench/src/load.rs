@@ -23,7 +23,7 @@ pub struct Series {
 }
 
 impl Series {
-    fn new() -> Series {
+    pub fn new() -> Series {
         Series {
             // 1 µs to 10 minutes, 3 significant digits.
             ok: Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds"),

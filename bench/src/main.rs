@@ -5,24 +5,34 @@
 //! reproduces them. Not tests: nothing here asserts a speed.
 //!
 //! ```text
-//! ecommerce-bench all                       # checkout, PostgreSQL, reads, memory
+//! ecommerce-bench all                       # checkout, PostgreSQL, reads, memory, scenarios
 //! ecommerce-bench checkout                  # 3 nodes vs PostgreSQL, 1/16/64/256 clients
 //! ecommerce-bench reads                     # product and stock reads vs an axum floor
+//! ecommerce-bench scenarios                 # steady, spike and stress load of many users
 //! ecommerce-bench all --smoke               # a seconds-long run with tiny sizes (CI)
 //! ```
 //!
 //! This file holds the command line and the order of a run: one cluster is
-//! started and loaded once, measured, and stopped before PostgreSQL starts,
-//! so each side has the machine to itself. It talks to nodes only over HTTP,
-//! like `jepsen/`, and depends on none of the node's crates.
+//! started and loaded once, measured, and stopped; the load scenarios then
+//! start a cluster of their own (`scenarios/mod.rs` says why), and
+//! PostgreSQL runs last, so each side has the machine to itself. It talks to
+//! nodes only over HTTP, like `jepsen/`, and depends on none of the node's
+//! crates. The spike's users run in child processes of this same binary
+//! (hidden `spike-worker`, `scenarios/worker.rs`): one process may not hold
+//! 50,000 connections.
 
 mod api;
 mod checkout;
 mod cluster;
+mod figures;
+mod limits;
 mod load;
+mod plot;
 mod postgres;
 mod reads;
 mod report;
+mod scenarios;
+mod timeline;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -31,6 +41,9 @@ use anyhow::bail;
 use clap::{Args, Parser, Subcommand};
 
 use crate::cluster::{Cluster, Rss};
+use crate::figures::Out;
+use crate::limits::OpenFiles;
+use crate::scenarios::ScenarioArgs;
 
 #[derive(Parser)]
 #[command(
@@ -44,21 +57,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Checkout, the same transaction on PostgreSQL, reads and memory, on one loaded cluster.
-    All(PlanArgs),
+    /// Checkout, reads and memory on one loaded cluster, the load scenarios
+    /// on another, and the checkout's transaction on PostgreSQL.
+    All(AllArgs),
     /// Checkout on a 3-node cluster, and the same transaction on PostgreSQL.
     Checkout(PlanArgs),
     /// Product (stale) and stock (linearizable) reads against an axum floor.
     Reads(PlanArgs),
+    /// Load scenarios of many users with think times: steady, spike, stress.
+    Scenarios(ScenariosArgs),
     /// The floor's server (started by `reads`): prints its address, serves `GET /hello`.
     #[command(hide = true)]
     Hello,
+    /// A generator process of the spike (started by it): reads its job as
+    /// JSON on stdin, runs its users, prints its report as JSON on stdout.
+    #[command(hide = true)]
+    SpikeWorker,
 }
 
-/// Sizes and durations. Unset values take the full run's defaults, or the
-/// smoke run's with `--smoke`.
+/// What every measuring command takes.
 #[derive(Args)]
-struct PlanArgs {
+struct CommonArgs {
     /// The node binary [default: `ecommerce` next to this binary, else
     /// `$CARGO_TARGET_DIR/release/ecommerce`, else `target/release/ecommerce`].
     /// Measure a release build.
@@ -67,6 +86,46 @@ struct PlanArgs {
     /// A seconds-long run with tiny sizes (for CI; the figures mean nothing).
     #[arg(long)]
     smoke: bool,
+    /// Products in the catalogue, one SKU each [default: 100000; smoke: 200].
+    #[arg(long)]
+    products: Option<usize>,
+    /// SKUs given stock; carts and stock reads pick from these [default: 10000; smoke: 50].
+    #[arg(long)]
+    skus: Option<usize>,
+    /// Keep the nodes' data directories and logs (the path is printed).
+    #[arg(long)]
+    keep: bool,
+    /// Directory for the charts (SVG) and their data (CSV) [default: a new
+    /// temp dir, printed].
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct AllArgs {
+    #[command(flatten)]
+    plan: PlanArgs,
+    #[command(flatten)]
+    scenarios: ScenarioArgs,
+    /// Skip the load scenarios.
+    #[arg(long)]
+    no_scenarios: bool,
+}
+
+#[derive(Args)]
+struct ScenariosArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    scenarios: ScenarioArgs,
+}
+
+/// Sizes and durations. Unset values take the full run's defaults, or the
+/// smoke run's with `--smoke`.
+#[derive(Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    common: CommonArgs,
     /// Concurrent clients, one step each [default: 1,16,64,256; smoke: 1,4].
     #[arg(long, value_delimiter = ',')]
     clients: Option<Vec<usize>>,
@@ -79,18 +138,23 @@ struct PlanArgs {
     /// Seconds of unmeasured load before each step [default: 3; smoke: 0].
     #[arg(long)]
     warmup_secs: Option<u64>,
-    /// Products in the catalogue, one SKU each [default: 100000; smoke: 200].
-    #[arg(long)]
-    products: Option<usize>,
-    /// SKUs given stock; carts and stock reads pick from these [default: 10000; smoke: 50].
-    #[arg(long)]
-    skus: Option<usize>,
     /// Skip the PostgreSQL side of the checkout benchmark.
     #[arg(long)]
     no_postgres: bool,
-    /// Keep the nodes' data directories and logs (the path is printed).
-    #[arg(long)]
-    keep: bool,
+}
+
+impl PlanArgs {
+    /// Only the common part given: every step setting at its default.
+    fn from_common(common: CommonArgs) -> PlanArgs {
+        PlanArgs {
+            common,
+            clients: None,
+            checkout_secs: None,
+            read_secs: None,
+            warmup_secs: None,
+            no_postgres: true,
+        }
+    }
 }
 
 /// What a run measures, resolved from [`PlanArgs`].
@@ -105,16 +169,17 @@ pub struct Plan {
     pub skus: usize,
     pub postgres: bool,
     pub keep: bool,
+    pub out: Out,
 }
 
 impl PlanArgs {
     fn plan(self) -> anyhow::Result<Plan> {
-        let smoke = self.smoke;
+        let smoke = self.common.smoke;
         let pick = |full: u64, small: u64| if smoke { small } else { full };
         let secs =
             |v: Option<u64>, full, small| Duration::from_secs(v.unwrap_or(pick(full, small)));
         let plan = Plan {
-            node_bin: node_bin(self.node_bin)?,
+            node_bin: node_bin(self.common.node_bin)?,
             smoke,
             clients: self.clients.unwrap_or_else(|| {
                 if smoke {
@@ -126,10 +191,11 @@ impl PlanArgs {
             checkout_time: secs(self.checkout_secs, 20, 2),
             read_time: secs(self.read_secs, 10, 1),
             warmup: secs(self.warmup_secs, 3, 0),
-            products: self.products.unwrap_or(pick(100_000, 200) as usize),
-            skus: self.skus.unwrap_or(pick(10_000, 50) as usize),
+            products: self.common.products.unwrap_or(pick(100_000, 200) as usize),
+            skus: self.common.skus.unwrap_or(pick(10_000, 50) as usize),
             postgres: !self.no_postgres,
-            keep: self.keep,
+            keep: self.common.keep,
+            out: Out::resolve(self.common.out)?,
         };
         if plan.clients.is_empty() || plan.clients.contains(&0) {
             bail!("--clients needs one or more counts above 0");
@@ -174,6 +240,7 @@ enum Parts {
     All,
     Checkout,
     Reads,
+    Scenarios,
 }
 
 /// RSS of the nodes at the points of a run, for the memory table.
@@ -185,11 +252,23 @@ impl Memory {
     }
 }
 
-async fn run(parts: Parts, plan: &Plan) -> anyhow::Result<()> {
+async fn run(
+    parts: Parts,
+    plan: &Plan,
+    scenario_plan: Option<&scenarios::ScenarioPlan>,
+    open_files: OpenFiles,
+) -> anyhow::Result<()> {
     report::header(plan);
+    if parts == Parts::Scenarios {
+        let sp = scenario_plan.expect("the scenarios command has a scenario plan");
+        let results = scenarios::measure(plan, sp, open_files, &plan.out).await?;
+        println!();
+        scenarios::print(plan, &results);
+        return Ok(());
+    }
     let http = api::client(Duration::from_secs(30))?;
     let mut memory = Memory(Vec::new());
-    let mut cluster = Cluster::start(&plan.node_bin, 3, plan.keep, &http).await?;
+    let mut cluster = Cluster::start(&plan.node_bin, 3, plan.keep, &http, &[]).await?;
     memory.note("started, empty", &cluster.rss());
     let leader = cluster.leader_url(&http).await?;
     let admin = api::admin_token(&http, &leader).await?;
@@ -223,7 +302,7 @@ async fn run(parts: Parts, plan: &Plan) -> anyhow::Result<()> {
     let ours = if parts != Parts::Reads {
         let max_clients = plan.clients.iter().copied().max().unwrap_or(1);
         let started = Instant::now();
-        let tokens = api::customer_tokens(&http, &cluster.urls(), max_clients).await?;
+        let tokens = api::customer_tokens(&http, &cluster.urls(), max_clients, 8).await?;
         println!(
             "registered and signed in {max_clients} customers in {:.1} s",
             started.elapsed().as_secs_f64()
@@ -239,9 +318,14 @@ async fn run(parts: Parts, plan: &Plan) -> anyhow::Result<()> {
     };
     settle().await;
     memory.note("after the runs, at rest", &cluster.rss());
-    // Our nodes stop before PostgreSQL starts: each side gets the machine alone.
+    // Our nodes stop before the scenarios' and PostgreSQL start: each gets
+    // the machine alone.
     drop(cluster);
 
+    let scenario_results = match scenario_plan {
+        Some(sp) => Some(scenarios::measure(plan, sp, open_files, &plan.out).await?),
+        None => None,
+    };
     let theirs = match (&ours, plan.postgres) {
         (Some(_), true) => postgres_side(plan)?,
         _ => None,
@@ -255,6 +339,18 @@ async fn run(parts: Parts, plan: &Plan) -> anyhow::Result<()> {
     }
     report::memory(&memory.0);
     report::goals(ours.as_deref(), theirs.as_ref(), read_steps.as_deref());
+    let files = plan.out.clients(ours.as_deref(), read_steps.as_deref())?;
+    if !files.is_empty() {
+        println!("Throughput and latency against clients (SVG) and their data (CSV):");
+        println!();
+        for f in &files {
+            println!("- {}", f.display());
+        }
+        println!();
+    }
+    if let Some(results) = &scenario_results {
+        scenarios::print(plan, results);
+    }
     Ok(())
 }
 
@@ -279,10 +375,26 @@ fn postgres_side(plan: &Plan) -> anyhow::Result<Option<postgres::Side>> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Before any node is spawned, so that they inherit it.
+    let open_files = limits::raise_open_files(limits::WANTED);
     match cli.command {
-        Cmd::All(args) => run(Parts::All, &args.plan()?).await,
-        Cmd::Checkout(args) => run(Parts::Checkout, &args.plan()?).await,
-        Cmd::Reads(args) => run(Parts::Reads, &args.plan()?).await,
+        Cmd::All(args) => {
+            let plan = args.plan.plan()?;
+            let sp = if args.no_scenarios {
+                None
+            } else {
+                Some(args.scenarios.plan(plan.smoke)?)
+            };
+            run(Parts::All, &plan, sp.as_ref(), open_files).await
+        }
+        Cmd::Checkout(args) => run(Parts::Checkout, &args.plan()?, None, open_files).await,
+        Cmd::Reads(args) => run(Parts::Reads, &args.plan()?, None, open_files).await,
+        Cmd::Scenarios(args) => {
+            let plan = PlanArgs::from_common(args.common).plan()?;
+            let sp = args.scenarios.plan(plan.smoke)?;
+            run(Parts::Scenarios, &plan, Some(&sp), open_files).await
+        }
         Cmd::Hello => reads::serve_hello().await,
+        Cmd::SpikeWorker => scenarios::serve_spike_worker().await,
     }
 }
