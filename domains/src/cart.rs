@@ -143,7 +143,7 @@ fn save(store: &mut dyn StoreMut, mut cart: Cart, ctx: &ApplyContext) -> Result<
         cart.created_ms = ctx.now_ms;
     }
     cart.updated_ms = ctx.now_ms;
-    cart.version = ctx.log_index;
+    cart.version = ctx.version;
     store::put(store, CARTS, &cart.owner.key(), &cart)?;
     let [kind, id] = cart.owner.key();
     let entry = ExpiryEntry {
@@ -390,6 +390,7 @@ mod tests {
     fn ctx(i: u64, now_ms: u64) -> ApplyContext {
         ApplyContext {
             log_index: i,
+            version: i,
             now_ms,
         }
     }

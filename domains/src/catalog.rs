@@ -419,7 +419,7 @@ fn write_listings(
             price: v.price.clone(),
             vendor_id: product.vendor_id.clone(),
             active: product.sellable(),
-            version: ctx.log_index,
+            version: ctx.version,
         };
         store::put(
             store,
@@ -431,7 +431,7 @@ fn write_listings(
     for sku in dropped {
         if let Some(mut l) = listing::get(store, sku)? {
             l.active = false;
-            l.version = ctx.log_index;
+            l.version = ctx.version;
             store::put(store, listing::LISTINGS, &[KeyPart::Str(sku.as_str())], &l)?;
         }
         store.delete_raw(SKU_PRODUCTS, &[KeyPart::Str(sku.as_str())]);
@@ -520,7 +520,7 @@ fn upsert_product(
         variants: draft.variants.clone(),
         created_ms: existing.as_ref().map_or(ctx.now_ms, |p| p.created_ms),
         updated_ms: ctx.now_ms,
-        version: ctx.log_index,
+        version: ctx.version,
     };
     store::put(store, PRODUCTS, &key(&product.id), &product)?;
     store::put(
@@ -567,7 +567,7 @@ pub fn apply(
                 let item = match upsert_product(store, ctx, actor, draft)? {
                     Ok(_) => ImportItem {
                         id: draft.id.as_str().to_string(),
-                        version: Some(ctx.log_index),
+                        version: Some(ctx.version),
                         error: None,
                     },
                     Err(e) => ImportItem {
@@ -596,7 +596,7 @@ pub fn apply(
             }
             product.deleted_ms = Some(ctx.now_ms);
             product.updated_ms = ctx.now_ms;
-            product.version = ctx.log_index;
+            product.version = ctx.version;
             store::put(store, PRODUCTS, &key(&product.id), &product)?;
             write_listings(store, &product, &[], ctx)?;
             store.emit(Event::ProductChanged(Box::new(product.clone())));
@@ -646,7 +646,7 @@ pub fn apply(
                 slug: slug.clone(),
                 name: name.clone(),
                 position: *position,
-                version: ctx.log_index,
+                version: ctx.version,
             };
             store::put(store, CATEGORIES, &key(id), &category)?;
             store::put(store, CATEGORY_SLUGS, &[KeyPart::Str(slug)], id)?;
@@ -681,6 +681,7 @@ mod tests {
     fn ctx(i: u64) -> ApplyContext {
         ApplyContext {
             log_index: i,
+            version: i,
             now_ms: i * 10,
         }
     }

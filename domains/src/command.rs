@@ -39,6 +39,21 @@ pub enum Command {
     Media(MediaCommand),
     Catalog(CatalogCommand),
     Pricing(PricingCommand),
+    /// Envelopes the leader packed into one log entry, applied in order as
+    /// if each were an entry of its own (see [`Envelope::unbatch`]). Never
+    /// sent by a client, never nested.
+    Batch(Vec<Envelope>),
+}
+
+impl Envelope {
+    /// The envelopes this log entry carries, in the order they apply: the
+    /// ones a leader batched together, or the envelope itself.
+    pub fn unbatch(&self) -> &[Envelope] {
+        match &self.command {
+            Command::Batch(envelopes) => envelopes,
+            _ => std::slice::from_ref(self),
+        }
+    }
 }
 
 /// Housekeeping commands proposed by the leader.
@@ -51,8 +66,14 @@ pub enum SystemCommand {
 /// Deterministic inputs of one apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApplyContext {
-    /// Index of the log entry being applied: the version of what it writes.
+    /// Index of the log entry being applied.
     pub log_index: u64,
+    /// This command's number, unique and increasing along the log: the
+    /// version of what it writes, and the id of what it creates. It is the
+    /// log index for a command alone in its entry; commands a leader batched
+    /// into one entry get consecutive numbers, and later entries continue
+    /// above them.
+    pub version: u64,
     /// Log-ordered time: the maximum of every leader clock applied so far,
     /// so it never goes backwards even if a leader's clock does.
     pub now_ms: u64,

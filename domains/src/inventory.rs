@@ -100,7 +100,7 @@ pub struct Warehouse {
     pub location: Location,
     /// Lower numbers are preferred by the priority allocation strategy.
     pub priority: i32,
-    /// Log index of the write that last changed it.
+    /// Version of the write that last changed it (`ApplyContext::version`).
     pub version: u64,
 }
 
@@ -110,7 +110,7 @@ pub struct StockLevel {
     pub warehouse_id: WarehouseId,
     pub on_hand: u64,
     pub reserved: u64,
-    /// Log index of the write that last changed it.
+    /// Version of the write that last changed it (`ApplyContext::version`).
     pub version: u64,
 }
 
@@ -218,7 +218,7 @@ pub fn apply(
                 name: name.clone(),
                 location: *location,
                 priority: *priority,
-                version: ctx.log_index,
+                version: ctx.version,
             };
             store::put(store, WAREHOUSES, &[KeyPart::Str(id.as_str())], &warehouse)?;
             store.emit(Event::WarehouseUpserted(warehouse.clone()));
@@ -336,7 +336,7 @@ fn save_level(
     reason: Option<String>,
     ctx: &ApplyContext,
 ) -> Result<StockLevel, StoreFault> {
-    level.version = ctx.log_index;
+    level.version = ctx.version;
     store::put(
         store,
         STOCK,
@@ -488,7 +488,7 @@ fn set_threshold(
         sku: sku.clone(),
         warehouse_id: warehouse.cloned(),
         threshold: threshold.unwrap_or(0),
-        version: ctx.log_index,
+        version: ctx.version,
     };
     match threshold {
         Some(_) => {
@@ -588,6 +588,7 @@ mod tests {
     fn ctx(i: u64) -> ApplyContext {
         ApplyContext {
             log_index: i,
+            version: i,
             now_ms: 1_000 * i,
         }
     }
@@ -731,6 +732,7 @@ mod tests {
             &expire,
             &ApplyContext {
                 log_index: 8,
+                version: 8,
                 now_ms: 6_000,
             },
             &mut s,

@@ -86,5 +86,11 @@ pub fn apply(
         Command::System(c) => command::apply_system(c, ctx, store),
         Command::Users(c) => users::apply(c, ctx, store),
         Command::Media(c) => media::apply(c, ctx, store),
+        // The state machine unbatches an entry once; a batch inside a batch
+        // is refused rather than applied.
+        Command::Batch(_) => Ok(Err(DomainError::Validation {
+            field: "command".into(),
+            message: "a batch may not contain a batch".into(),
+        })),
     }
 }

@@ -82,7 +82,7 @@ pub fn apply(
                 price: price.clone(),
                 vendor_id: vendor_id.clone(),
                 active: *active,
-                version: ctx.log_index,
+                version: ctx.version,
             };
             store::put(store, LISTINGS, &[KeyPart::Str(sku.as_str())], &listing)?;
             store.emit(Event::ListingUpserted(listing.clone()));

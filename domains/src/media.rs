@@ -176,7 +176,7 @@ pub fn apply(
                 uploaded_by: uploaded_by.user_id.clone(),
                 origin_node: *origin_node,
                 created_ms: ctx.now_ms,
-                version: ctx.log_index,
+                version: ctx.version,
             };
             store::put(store, MEDIA, &[KeyPart::Str(hash.as_str())], &record)?;
             store.emit(Event::MediaRegistered(record.clone()));
@@ -246,6 +246,7 @@ mod tests {
     fn ctx(log_index: u64) -> ApplyContext {
         ApplyContext {
             log_index,
+            version: log_index,
             now_ms: 1000 + log_index,
         }
     }

@@ -464,7 +464,7 @@ fn by(actor: Option<&Actor>) -> String {
 
 fn save(store: &mut dyn StoreMut, order: &mut Order, ctx: &ApplyContext) -> Result<(), StoreFault> {
     order.updated_ms = ctx.now_ms;
-    order.version = ctx.log_index;
+    order.version = ctx.version;
     store::put(store, ORDERS, &[KeyPart::U64(order.id)], order)
 }
 
@@ -901,7 +901,7 @@ fn checkout(
         Ok(a) => a,
         Err(shortages) => return Ok(Err(DomainError::OutOfStock(shortages))),
     };
-    let id = ctx.log_index;
+    let id = ctx.version;
     if let Some(c) = &redeemed {
         pricing::redeem(store, c, &actor.user_id, ctx)?;
     }
@@ -948,7 +948,7 @@ fn checkout(
         }],
         created_ms: ctx.now_ms,
         updated_ms: ctx.now_ms,
-        version: ctx.log_index,
+        version: ctx.version,
     };
     store.emit(Event::OrderPlaced(Box::new(order.clone())));
     transition(

@@ -424,7 +424,7 @@ pub(crate) fn redeem(
     )?;
     let mut next = coupon.clone();
     next.used += 1;
-    next.version = ctx.log_index;
+    next.version = ctx.version;
     store::put(store, COUPONS, &[KeyPart::Str(&coupon.code)], &next)
 }
 
@@ -461,7 +461,7 @@ pub fn apply(
                 )));
             }
             let stored = Promotion {
-                version: ctx.log_index,
+                version: ctx.version,
                 ..promotion.clone()
             };
             store::put(
@@ -476,7 +476,7 @@ pub fn apply(
             let used = get_coupon(store, &coupon.code)?.map_or(0, |c| c.used);
             let stored = Coupon {
                 used,
-                version: ctx.log_index,
+                version: ctx.version,
                 ..coupon.clone()
             };
             store::put(store, COUPONS, &[KeyPart::Str(&stored.code)], &stored)?;

@@ -206,7 +206,7 @@ pub struct User {
     pub security_version: u64,
     pub created_ms: u64,
     pub deleted: bool,
-    /// Log index of the write that last changed it.
+    /// Version of the write that last changed it (`ApplyContext::version`).
     pub version: u64,
 }
 
@@ -660,7 +660,7 @@ fn new_user(ctx: &ApplyContext, user_id: &str, email: &Email, name: String, role
         security_version: 1,
         created_ms: ctx.now_ms,
         deleted: false,
-        version: ctx.log_index,
+        version: ctx.version,
     }
 }
 
@@ -753,7 +753,7 @@ pub fn apply(
             if let Some(a) = billing_address {
                 user.billing_address = a.clone();
             }
-            user.version = ctx.log_index;
+            user.version = ctx.version;
             put_user(store, &user)?;
             ok(UsersResponse::User(user))
         }
@@ -767,7 +767,7 @@ pub fn apply(
                     role: *role,
                 }));
             }
-            user.version = ctx.log_index;
+            user.version = ctx.version;
             put_user(store, &user)?;
             ok(UsersResponse::User(user))
         }
@@ -782,7 +782,7 @@ pub fn apply(
             }
             user.password_hash = Some(password_hash.clone());
             user.security_version += 1;
-            user.version = ctx.log_index;
+            user.version = ctx.version;
             put_user(store, &user)?;
             store.emit(Event::User(UserEvent::PasswordChanged {
                 user_id: user_id.clone(),
@@ -913,7 +913,7 @@ pub fn apply(
             };
             user.password_hash = Some(password_hash.clone());
             user.security_version += 1;
-            user.version = ctx.log_index;
+            user.version = ctx.version;
             put_user(store, &user)?;
             store::put(
                 store,
@@ -962,7 +962,7 @@ pub fn apply(
             user.email_verified = false;
             user.deleted = true;
             user.security_version += 1;
-            user.version = ctx.log_index;
+            user.version = ctx.version;
             put_user(store, &user)?;
             store.emit(Event::User(UserEvent::UserDeleted {
                 user_id: user_id.clone(),
@@ -1095,7 +1095,7 @@ pub fn apply(
                                 user.password_hash = None;
                                 user.email_verified = true;
                                 user.security_version += 1;
-                                user.version = ctx.log_index;
+                                user.version = ctx.version;
                                 put_user(store, &user)?;
                             }
                             user
@@ -1157,7 +1157,11 @@ mod tests {
     use crate::store::memory::MemoryStore;
 
     fn ctx(log_index: u64, now_ms: u64) -> ApplyContext {
-        ApplyContext { log_index, now_ms }
+        ApplyContext {
+            log_index,
+            version: log_index,
+            now_ms,
+        }
     }
 
     fn email(raw: &str) -> Email {

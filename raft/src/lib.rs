@@ -14,6 +14,7 @@
 mod log_store;
 mod network;
 mod node;
+mod proposals;
 mod read_index;
 mod restore;
 mod service;

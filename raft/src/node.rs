@@ -22,7 +22,7 @@ use ecommerce_domains::Envelope;
 use std::ops::Bound;
 
 use ecommerce_domains::EventRecord;
-use ecommerce_storage::{codec, keys, Storage, CF_EVENTS, CF_RAFT_META};
+use ecommerce_storage::{codec, keys, Storage, CF_EVENTS, CF_RAFT_META, CF_SM_META};
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
 use serde::de::DeserializeOwned;
@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::network::{decode, encode, Channels, Network};
+use crate::proposals::{self, ProposalBatcher};
 use crate::read_index::ReadIndexBatcher;
 use crate::types::{LogId, NodeId, NodeInfo, Raft, RaftMetrics};
 use crate::{Error, LogStore, Result, StateMachine};
@@ -143,6 +144,7 @@ pub struct RaftNode {
     channels: Channels,
     applied: watch::Receiver<u64>,
     reads: ReadIndexBatcher,
+    proposals: ProposalBatcher,
 }
 
 /// One leadership-confirming quorum round: the index a linearizable read
@@ -151,6 +153,22 @@ async fn read_index_round(raft: &Raft) -> Result<u64, WireError> {
     match raft.get_read_log_id().await {
         Ok((read_log_id, _)) => Ok(read_log_id.map_or(0, |l| l.index)),
         Err(RaftError::APIError(_)) => Err(WireError::NotLeader),
+        Err(RaftError::Fatal(e)) => Err(WireError::Other(e.to_string())),
+    }
+}
+
+/// Hands one entry to Raft on the leader; returns one result per envelope
+/// it carries.
+async fn client_write(raft: &Raft, mut entry: Envelope) -> Result<Vec<Applied>, WireError> {
+    // The leader's clock stamps every entry, so one node's clock drives log
+    // time at a time (the state machine keeps it monotonic).
+    entry.now_ms = now_ms();
+    match raft.client_write(entry).await {
+        Ok(response) => Ok(response.data.0),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(WireError::Ambiguous),
+        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+            Err(WireError::Other(e.to_string()))
+        }
         Err(RaftError::Fatal(e)) => Err(WireError::Other(e.to_string())),
     }
 }
@@ -170,6 +188,10 @@ impl RaftNode {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_logs),
             max_in_snapshot_log_to_keep: options.logs_to_keep,
             snapshot_max_chunk_size: 1 << 20,
+            // An entry may carry up to 1 MiB (a request body, or a batch of
+            // proposals), and an AppendEntries message must stay below
+            // `network::MAX_MESSAGE`.
+            max_payload_entries: 32,
             ..Default::default()
         };
         let config = Arc::new(config.validate().map_err(|e| Error::Fatal(e.to_string()))?);
@@ -185,6 +207,13 @@ impl RaftNode {
         let raft = Raft::new(options.node_id, config, network, log_store, state_machine)
             .await
             .map_err(|e| Error::Fatal(e.to_string()))?;
+        let proposals = ProposalBatcher::start(proposals::Limits::default(), {
+            let raft = raft.clone();
+            move |entry| {
+                let raft = raft.clone();
+                async move { client_write(&raft, entry).await }
+            }
+        });
         Ok(Arc::new(Self {
             id: options.node_id,
             info: options.info,
@@ -193,6 +222,7 @@ impl RaftNode {
             channels,
             applied,
             reads: ReadIndexBatcher::default(),
+            proposals,
         }))
     }
 
@@ -302,27 +332,13 @@ impl RaftNode {
         }
     }
 
-    /// Proposes on this node, which believes it is the leader.
-    pub(crate) async fn write_local(&self, mut envelope: Envelope) -> Result<Applied, WireError> {
+    /// Proposes on this node, which believes it is the leader, in the next
+    /// batch of proposals (see `proposals`).
+    pub(crate) async fn write_local(&self, envelope: Envelope) -> Result<Applied, WireError> {
         if self.raft.metrics().borrow().state != ServerState::Leader {
             return Err(WireError::NotLeader);
         }
-        // The leader's clock stamps every command, so one node's clock drives
-        // log time at a time (the state machine keeps it monotonic).
-        envelope.now_ms = now_ms();
-        match self.raft.client_write(envelope).await {
-            Ok(response) => response
-                .data
-                .0
-                .ok_or_else(|| WireError::Other("empty response".into())),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(WireError::Ambiguous)
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(WireError::Other(e.to_string()))
-            }
-            Err(RaftError::Fatal(e)) => Err(WireError::Other(e.to_string())),
-        }
+        self.proposals.propose(envelope).await
     }
 
     async fn forward_write(
@@ -696,6 +712,25 @@ impl RaftNode {
             .last(CF_EVENTS)
             .map_err(|e| Error::Storage(e.to_string()))?;
         Ok(last.and_then(|(k, _)| keys::decode_u64(&k)).unwrap_or(0))
+    }
+
+    /// The newest event's id, and the version of the last command applied
+    /// with it, read from one consistent view. Orders are numbered by version
+    /// (`ApplyContext::version`), so every order placed at or before that
+    /// event has an id at most the version, and every later one is above it.
+    pub fn event_and_version_marks(&self) -> Result<(u64, u64)> {
+        use crate::state_machine::{KEY_EVENT_SEQ, KEY_LAST_APPLIED, KEY_LAST_VERSION};
+        let err = |e: ecommerce_storage::Error| Error::Storage(e.to_string());
+        self.storage.with_view(|view| {
+            let events: Option<u64> = view.get_value(CF_SM_META, KEY_EVENT_SEQ).map_err(err)?;
+            let version: Option<u64> = view.get_value(CF_SM_META, KEY_LAST_VERSION).map_err(err)?;
+            // A state written before commands were batched has no version
+            // count; its versions were its log indexes.
+            let applied: Option<Option<LogId>> =
+                view.get_value(CF_SM_META, KEY_LAST_APPLIED).map_err(err)?;
+            let applied = applied.flatten().map_or(0, |l| l.index);
+            Ok((events.unwrap_or(0), version.unwrap_or(0).max(applied)))
+        })
     }
 
     pub(crate) fn raft(&self) -> &Raft {

@@ -37,6 +37,7 @@ pub(crate) const KEY_MEMBERSHIP: &[u8] = b"membership";
 pub(crate) const KEY_CLOCK: &[u8] = b"clock";
 pub(crate) const KEY_EVENT_SEQ: &[u8] = b"event_seq";
 pub(crate) const KEY_REMOVED_NODES: &[u8] = b"removed_nodes";
+pub(crate) const KEY_LAST_VERSION: &[u8] = b"last_version";
 const KEY_INSTALLING: &[u8] = b"installing_snapshot";
 
 fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -54,6 +55,8 @@ struct SmMeta {
     clock: u64,
     event_seq: u64,
     removed: BTreeSet<u64>,
+    /// The last command's [`ApplyContext::version`].
+    last_version: u64,
 }
 
 impl SmMeta {
@@ -70,6 +73,7 @@ impl SmMeta {
             clock: get(storage, KEY_CLOCK)?.unwrap_or(0),
             event_seq: get(storage, KEY_EVENT_SEQ)?.unwrap_or(0),
             removed: get(storage, KEY_REMOVED_NODES)?.unwrap_or_default(),
+            last_version: get(storage, KEY_LAST_VERSION)?.unwrap_or(0),
         })
     }
 
@@ -86,6 +90,11 @@ impl SmMeta {
         tx.put_bytes(CF_SM_META, KEY_CLOCK.to_vec(), enc(&self.clock)?);
         tx.put_bytes(CF_SM_META, KEY_EVENT_SEQ.to_vec(), enc(&self.event_seq)?);
         tx.put_bytes(CF_SM_META, KEY_REMOVED_NODES.to_vec(), enc(&self.removed)?);
+        tx.put_bytes(
+            CF_SM_META,
+            KEY_LAST_VERSION.to_vec(),
+            enc(&self.last_version)?,
+        );
         Ok(())
     }
 }
@@ -195,7 +204,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let log_id = *entry.get_log_id();
             meta.last_applied = Some(log_id);
             match entry.payload {
-                EntryPayload::Blank => responses.push(EntryResponse(None)),
+                EntryPayload::Blank => responses.push(EntryResponse::default()),
                 EntryPayload::Membership(membership) => {
                     let before: BTreeSet<u64> = meta
                         .membership
@@ -206,27 +215,35 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     let after: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
                     meta.removed.extend(before.difference(&after));
                     meta.membership = StoredMembership::new(Some(log_id), membership);
-                    responses.push(EntryResponse(None));
+                    responses.push(EntryResponse::default());
                 }
                 EntryPayload::Normal(envelope) => {
                     meta.clock = meta.clock.max(envelope.now_ms);
-                    let ctx = ApplyContext {
-                        log_index: log_id.index,
-                        now_ms: meta.clock,
-                    };
-                    let applied = apply_envelope(&envelope, &ctx, &mut tx).map_err(sm_write_err)?;
-                    for event in std::mem::take(&mut tx.events) {
-                        meta.event_seq += 1;
-                        let record = EventRecord {
-                            id: meta.event_seq,
+                    let mut applied = Vec::with_capacity(envelope.unbatch().len());
+                    for command in envelope.unbatch() {
+                        // The log index while no batch has pushed the count past it.
+                        meta.last_version = (meta.last_version + 1).max(log_id.index);
+                        let ctx = ApplyContext {
                             log_index: log_id.index,
-                            timestamp_ms: ctx.now_ms,
-                            event,
+                            version: meta.last_version,
+                            now_ms: meta.clock,
                         };
-                        let value = codec::encode(&record).map_err(sm_write_err)?;
-                        tx.put_bytes(CF_EVENTS, keys::u64_key(meta.event_seq).to_vec(), value);
+                        applied.push(apply_envelope(command, &ctx, &mut tx).map_err(sm_write_err)?);
+                        for event in std::mem::take(&mut tx.events) {
+                            meta.event_seq += 1;
+                            let record = EventRecord {
+                                id: meta.event_seq,
+                                log_index: log_id.index,
+                                timestamp_ms: ctx.now_ms,
+                                event,
+                            };
+                            let value = codec::encode(&record).map_err(sm_write_err)?;
+                            tx.put_bytes(CF_EVENTS, keys::u64_key(meta.event_seq).to_vec(), value);
+                        }
                     }
-                    responses.push(EntryResponse(Some(applied)));
+                    metrics::counter!("raft_applied_commands_total")
+                        .increment(applied.len() as u64);
+                    responses.push(EntryResponse(applied));
                 }
             }
         }

@@ -25,10 +25,10 @@ impl fmt::Display for NodeInfo {
     }
 }
 
-/// The state machine's answer for one log entry: `None` for blank and
-/// membership entries, the applied command's result otherwise.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EntryResponse(pub Option<Applied>);
+/// The state machine's answer for one log entry: one result per command it
+/// carried (see `Envelope::unbatch`), none for blank and membership entries.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EntryResponse(pub Vec<Applied>);
 
 openraft::declare_raft_types!(
     /// Type configuration of the replicated log.

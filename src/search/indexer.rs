@@ -264,9 +264,9 @@ impl Indexer {
         let node = self.node.clone();
         // The state read below is at or after this event; events after it are
         // applied afterwards (and re-reading a product is idempotent).
-        let last = {
+        let (last, last_version) = {
             let _guard = reader(&node)?;
-            node.last_event_id()?
+            node.event_and_version_marks()?
         };
         let log_index = match last {
             0 => 0,
@@ -276,7 +276,7 @@ impl Indexer {
                 .map_or(0, |e| e.log_index),
         };
         self.writer.delete_all_documents()?;
-        let popularity = popularity_up_to(&node, log_index)?;
+        let popularity = popularity_up_to(&node, last_version)?;
         let mut paths = CategoryPaths::default();
         let mut after: Option<CatalogId> = None;
         loop {
@@ -302,7 +302,8 @@ impl Indexer {
     }
 }
 
-/// Units ordered per product, over the orders placed at log index `up_to` or before.
+/// Units ordered per product, over the orders numbered `up_to` or below
+/// (order ids are command versions, which increase along the log).
 fn popularity_up_to(node: &RaftNode, up_to: u64) -> Result<HashMap<CatalogId, u64>> {
     let mut out: HashMap<CatalogId, u64> = HashMap::new();
     let mut owners = SkuOwners::default();

@@ -84,6 +84,7 @@ impl World {
         self.index += 1;
         let ctx = ApplyContext {
             log_index: self.index,
+            version: self.index,
             now_ms: self.now_ms,
         };
         // The state machine discards the writes of a refused command.
