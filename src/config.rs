@@ -38,6 +38,7 @@ pub struct Settings {
     pub commerce: CommerceSettings,
     pub payments: PaymentSettings,
     pub media: MediaSettings,
+    pub search: SearchSettings,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -69,6 +70,9 @@ pub struct HttpSettings {
     /// Deadline of a membership change (a joining node may need a snapshot).
     pub membership_timeout_ms: u64,
     pub max_body_bytes: usize,
+    /// Requests served at once; past it new ones get 503 `overloaded` at
+    /// once (operators' routes excepted, see `api::shed`).
+    pub max_in_flight: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -110,6 +114,16 @@ pub struct PaymentSettings {
     pub sandbox_delay_ms: u64,
 }
 
+/// The product search index every node derives from the event log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SearchSettings {
+    /// Pause after each commit of the index: how stale search may be behind
+    /// the node's state. A product changed several times within it is
+    /// indexed once, and fewer commits mean fewer segments to merge.
+    pub commit_interval_ms: u64,
+}
+
 /// Uploaded images: limits, replication of their bytes, public URLs.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -133,7 +147,10 @@ pub struct MediaSettings {
 #[serde(deny_unknown_fields)]
 pub struct StorageSettings {
     pub block_cache_mb: usize,
+    /// Memtable size per table (column family).
     pub write_buffer_mb: usize,
+    /// Memtables of all tables together; past it the largest is flushed.
+    pub memtable_budget_mb: usize,
 }
 
 /// A secret from the configuration: never printed by `Debug`.
@@ -317,6 +334,7 @@ impl Default for Settings {
                 request_timeout_ms: 10_000,
                 membership_timeout_ms: 120_000,
                 max_body_bytes: 1 << 20,
+                max_in_flight: 256,
             },
             idempotency: IdempotencySettings {
                 ttl_secs: 24 * 3600,
@@ -325,6 +343,7 @@ impl Default for Settings {
             storage: StorageSettings {
                 block_cache_mb: 64,
                 write_buffer_mb: 16,
+                memtable_budget_mb: 64,
             },
             auth: AuthSettings::default(),
             commerce: CommerceSettings {
@@ -347,6 +366,9 @@ impl Default for Settings {
                 fetch_timeout_ms: 10_000,
                 fetch_retry_ms: 2000,
                 reconcile_interval_secs: 3600,
+            },
+            search: SearchSettings {
+                commit_interval_ms: 1000,
             },
         }
     }
@@ -432,6 +454,18 @@ impl Settings {
         ensure!(
             self.http.max_body_bytes >= 1024,
             "http.max_body_bytes must be at least 1024"
+        );
+        ensure!(
+            (1..=60_000).contains(&self.search.commit_interval_ms),
+            "search.commit_interval_ms must be between 1 and 60000"
+        );
+        ensure!(
+            self.storage.memtable_budget_mb > 0,
+            "storage.memtable_budget_mb must be positive"
+        );
+        ensure!(
+            self.http.max_in_flight > 0,
+            "http.max_in_flight must be positive"
         );
         ensure!(
             self.idempotency.ttl_secs > 0,

@@ -6,6 +6,12 @@ use ecommerce::config::{Overrides, RaftOverrides, Settings};
 use ecommerce::{startup, telemetry, Application};
 use ecommerce_cli::{Cli, Command, ServeArgs};
 
+/// jemalloc, not glibc's malloc: under load glibc keeps what each thread's
+/// arena once held (RSS only grows); jemalloc's background threads return
+/// freed pages to the system after a few seconds.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
@@ -57,6 +63,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings =
         Settings::load(args.config.as_deref(), &overrides).context("loading configuration")?;
     telemetry::init_logging(settings.log_format);
+    // Every client and peer connection is a descriptor: take all the
+    // descriptors the hard limit allows (as Go servers do at start).
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
+    }
     let app = Application::build(settings).await?;
     app.run_until(startup::shutdown_signal()).await
 }

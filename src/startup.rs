@@ -47,6 +47,38 @@ pub struct Application {
     settings: Settings,
 }
 
+/// Connections the kernel may hold for a listener before it accepts them
+/// (capped by `net.core.somaxconn`). `TcpListener::bind` asks for 128, which
+/// a burst of new clients overflows: their SYNs are dropped and retried
+/// after 1, 3, 7... seconds.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` (host:port; the first resolved address that binds wins) and
+/// listens with [`LISTEN_BACKLOG`].
+async fn listen(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for resolved in tokio::net::lookup_host(addr).await? {
+        let socket = if resolved.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As `TcpListener::bind` does: a restarted node may rebind its port
+        // while old connections are in TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        match socket.bind(resolved) {
+            Ok(()) => return socket.listen(LISTEN_BACKLOG),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{addr} resolves to no address"),
+        )
+    }))
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.validate()?;
@@ -57,10 +89,10 @@ impl Application {
         // Backups are streamed from unlinked files; anything here is a leftover.
         let _ = std::fs::remove_dir_all(data_dir.join("backups"));
 
-        let http_listener = TcpListener::bind(&settings.http_addr)
+        let http_listener = listen(&settings.http_addr)
             .await
             .with_context(|| format!("binding the REST address {}", settings.http_addr))?;
-        let grpc_listener = TcpListener::bind(&settings.grpc_addr)
+        let grpc_listener = listen(&settings.grpc_addr)
             .await
             .with_context(|| format!("binding the gRPC address {}", settings.grpc_addr))?;
         let http_addr = http_listener.local_addr()?;
@@ -79,6 +111,7 @@ impl Application {
         let storage_options = StorageOptions {
             block_cache_bytes: settings.storage.block_cache_mb << 20,
             write_buffer_bytes: settings.storage.write_buffer_mb << 20,
+            memtable_budget_bytes: settings.storage.memtable_budget_mb << 20,
         };
         let storage = Storage::open(
             &data_dir.join("db"),
@@ -167,6 +200,10 @@ impl Application {
         };
 
         let router = api::router(self.state.clone())
+            .layer(axum::middleware::from_fn_with_state(
+                api::shed::InFlight::new(self.settings.http.max_in_flight),
+                api::shed::shed,
+            ))
             .layer(axum::middleware::from_fn(telemetry::track_http))
             .layer(DefaultBodyLimit::max(self.settings.http.max_body_bytes))
             .layer(CatchPanicLayer::custom(|_| {
@@ -269,6 +306,7 @@ impl Application {
         workers.push(tokio::spawn(crate::search::indexer::run(
             self.state.search.clone(),
             self.node.clone(),
+            Duration::from_millis(self.settings.search.commit_interval_ms),
         )));
         let join = self.settings.join.clone().map(|url| {
             tokio::spawn(join_cluster(

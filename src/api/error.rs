@@ -52,6 +52,7 @@ pub const ERROR_CODES: &[(&str, u16)] = &[
     ("internal", 500),
     ("no_leader", 503),
     ("unavailable", 503),
+    ("overloaded", 503),
     ("timeout", 504),
     // users and authentication
     ("email_taken", 409),

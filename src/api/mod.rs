@@ -20,6 +20,7 @@ pub mod ops;
 pub mod orders;
 pub mod pricing;
 pub mod search;
+pub mod shed;
 pub mod social;
 pub mod users;
 

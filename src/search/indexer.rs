@@ -41,8 +41,6 @@ const PAGE: usize = 1024;
 const REBUILD_PAGE: usize = 500;
 /// The writer's indexing buffer.
 const WRITER_MEMORY_BYTES: usize = 32 << 20;
-/// Pause after a commit, so a stream of single events does not commit once per event.
-pub const COMMIT_PAUSE: Duration = Duration::from_millis(50);
 
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -495,8 +493,10 @@ impl SearchIndex {
     }
 }
 
-/// Runs the indexer until the task is aborted.
-pub async fn run(index: Arc<SearchIndex>, node: Arc<RaftNode>) {
+/// Follows the event log into the index for as long as the node runs,
+/// pausing `commit_pause` after each commit (`search.commit_interval_ms`), so
+/// a stream of events does not commit once per event.
+pub async fn run(index: Arc<SearchIndex>, node: Arc<RaftNode>, commit_pause: Duration) {
     let mut applied = node.subscribe_applied();
     let opened = {
         let (index, node) = (index.clone(), node.clone());
@@ -531,7 +531,7 @@ pub async fn run(index: Arc<SearchIndex>, node: Arc<RaftNode>) {
         match step {
             Ok(Step::Progress) => {
                 failures = 0;
-                tokio::time::sleep(COMMIT_PAUSE).await;
+                tokio::time::sleep(commit_pause).await;
             }
             Ok(Step::Idle) => {
                 failures = 0;

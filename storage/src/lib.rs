@@ -76,6 +76,10 @@ pub struct StorageOptions {
     pub block_cache_bytes: usize,
     /// Memtable size per column family, in bytes.
     pub write_buffer_bytes: usize,
+    /// Memtables of all column families together, in bytes: past it the
+    /// largest is flushed. Without it every one of the ~50 column families
+    /// may hold `write_buffer_bytes` (twice, while one flushes) in memory.
+    pub memtable_budget_bytes: usize,
 }
 
 impl Default for StorageOptions {
@@ -83,6 +87,7 @@ impl Default for StorageOptions {
         Self {
             block_cache_bytes: 64 << 20,
             write_buffer_bytes: 16 << 20,
+            memtable_budget_bytes: 64 << 20,
         }
     }
 }
@@ -133,6 +138,7 @@ impl Storage {
         db_options.create_missing_column_families(true);
         db_options.set_max_background_jobs(2);
         db_options.set_keep_log_file_num(4);
+        db_options.set_db_write_buffer_size(options.memtable_budget_bytes);
         let db = Db::open_cf_descriptors(&db_options, path, descriptors)?;
         Ok(Self {
             db: Arc::new(db),

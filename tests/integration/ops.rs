@@ -1,5 +1,6 @@
 //! Operational endpoints of a running node: liveness, readiness, Prometheus
-//! metrics, and the OpenAPI document.
+//! metrics, and the OpenAPI document; load shedding, and writes sharing log
+//! entries.
 
 use crate::harness::Cluster;
 
@@ -103,4 +104,143 @@ async fn a_node_refuses_another_nodes_data_dir() {
         .await
         .unwrap()
         .ok("node 1 still has its data");
+}
+
+/// Past `http.max_in_flight` requests a node refuses new ones at once with
+/// 503 `overloaded`, keeps serving operators, and admits requests again as
+/// soon as the ones it serves finish.
+#[tokio::test]
+async fn an_overloaded_node_sheds_at_once_and_recovers() {
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncWriteExt;
+
+    let (_dir, config) = crate::harness::config_file("[http]\nmax_in_flight = 2\n");
+    let cluster = Cluster::start_with(1, &["--config", &config]).await;
+    let node = cluster.node(1);
+    let client = cluster.client(1);
+    let addr = node.url().trim_start_matches("http://").to_string();
+
+    // Two requests whose bodies never finish arriving hold the two permits.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        tcp.write_all(
+            b"POST /auth/login HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\n\
+              Content-Length: 64\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+        held.push(tcp);
+    }
+
+    // The next request is refused, and quickly (the server may need a moment
+    // to read the held requests' headers).
+    let refused = crate::harness::eventually("a shed request", Duration::from_secs(30), || async {
+        let started = Instant::now();
+        let reply = client
+            .get("/api/v1/products")
+            .await
+            .map_err(|e| e.to_string())?;
+        if reply.status.as_u16() == 503 {
+            Ok((reply, started.elapsed()))
+        } else {
+            Err(format!("not shed yet: {reply}"))
+        }
+    })
+    .await;
+    let (reply, took) = refused;
+    reply.expect_error(503, "overloaded", "a request past the limit");
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    assert!(took < Duration::from_secs(1), "shedding took {took:?}");
+
+    // Operators still get their answers.
+    client
+        .get("/health")
+        .await
+        .unwrap()
+        .ok("health while overloaded");
+    let metrics = client.get("/metrics").await.unwrap();
+    let text = metrics.body.as_str().expect("metrics are text").to_string();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("http_requests_shed_total ") && !l.ends_with(" 0")),
+        "no shed count in the metrics"
+    );
+
+    // When the held requests end, the node serves again.
+    drop(held);
+    crate::harness::eventually("service again", Duration::from_secs(30), || async {
+        let reply = client
+            .get("/api/v1/products")
+            .await
+            .map_err(|e| e.to_string())?;
+        if reply.status.as_u16() == 200 {
+            Ok(())
+        } else {
+            Err(format!("still refused: {reply}"))
+        }
+    })
+    .await;
+}
+
+/// The sum of the samples of Prometheus metric `name` (any labels).
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let metric = series.split('{').next()?;
+            (metric == name)
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+/// Writes that reach the leader together share log entries (one append, one
+/// replication round, one fsync), and each still gets its own result and a
+/// version no other write has.
+#[tokio::test]
+async fn concurrent_writes_share_log_entries_and_keep_their_own_versions() {
+    let cluster = Cluster::start(3).await;
+    let clients: Vec<_> = (1..=3).map(|id| cluster.admin_client(id)).collect();
+    let before = clients[0].get("/metrics").await.unwrap();
+    let before = before.body.as_str().expect("metrics are text").to_string();
+
+    const WRITES: usize = 90;
+    let writes = (0..WRITES).map(|i| {
+        let client = clients[i % 3].clone();
+        async move {
+            let reply = client
+                .put_warehouse(&format!("batch-{i}"), &format!("Warehouse {i}"))
+                .await
+                .unwrap();
+            reply.ok("put warehouse")
+        }
+    });
+    let written = futures::future::join_all(writes).await;
+    let mut versions: Vec<u64> = written
+        .iter()
+        .map(|w| w["version"].as_u64().expect("a version"))
+        .collect();
+    versions.sort_unstable();
+    versions.dedup();
+    assert_eq!(versions.len(), WRITES, "two writes share a version");
+
+    let after = clients[0].get("/metrics").await.unwrap();
+    let after = after.body.as_str().expect("metrics are text").to_string();
+    let commands = metric_sum(&after, "raft_applied_commands_total")
+        - metric_sum(&before, "raft_applied_commands_total");
+    let entries = metric_sum(&after, "raft_applied_entries_total")
+        - metric_sum(&before, "raft_applied_entries_total");
+    assert!(commands >= WRITES as f64, "{commands} commands applied");
+    assert!(
+        entries < commands,
+        "{WRITES} concurrent writes took {entries} entries for {commands} commands: nothing was batched"
+    );
+    for (i, client) in clients.iter().enumerate() {
+        let listed = client.warehouses().await.unwrap().ok("warehouses");
+        let count = listed["items"].as_array().map_or(0, |a| a.len());
+        assert!(count >= WRITES, "node {} lists {count} warehouses", i + 1);
+    }
 }
