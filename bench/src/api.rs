@@ -192,6 +192,9 @@ pub async fn customer_tokens(
 /// Loads `products` products of one variant each (`p{i}` / `SKU-{i}`) through
 /// bulk import, and gives the first `stocked` SKUs `on_hand` units each in
 /// [`WAREHOUSE`]. Returns how long it took.
+/// Units on hand per stocked SKU: enough that no benchmark runs out.
+pub const AMPLE_STOCK: u64 = 1_000_000_000;
+
 pub async fn load_catalogue(
     http: &reqwest::Client,
     base: &str,

@@ -279,7 +279,7 @@ async fn run(
             &admin,
             plan.products,
             plan.skus,
-            1_000_000_000,
+            api::AMPLE_STOCK,
         ))
         .await;
     let took = took?;

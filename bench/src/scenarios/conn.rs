@@ -79,6 +79,19 @@ pub struct Call<'a> {
     pub json: Option<Bytes>,
 }
 
+impl Call<'_> {
+    /// An anonymous GET of `path`.
+    pub fn get(path: String) -> Self {
+        Call {
+            method: Method::GET,
+            path,
+            token: None,
+            idempotency_key: None,
+            json: None,
+        }
+    }
+}
+
 pub struct Conn {
     addr: SocketAddr,
     host: HeaderValue,

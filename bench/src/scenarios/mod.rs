@@ -397,7 +397,7 @@ pub async fn measure(
         &admin,
         plan.products,
         plan.skus,
-        1_000_000_000,
+        api::AMPLE_STOCK,
     )
     .await?;
     let customers = sp.customers.min(sp.most_users());

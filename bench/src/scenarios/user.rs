@@ -221,36 +221,18 @@ pub async fn run(
         }
         let token = customer.as_ref().map(Customer::token);
         let call = match s {
-            Step::Browse => Call {
-                method: Method::GET,
-                path: format!(
-                    "/api/v1/products?limit=20&after={}",
-                    api::product_id(rng.gen_range(0..plan.products))
-                ),
-                token: None,
-                idempotency_key: None,
-                json: None,
-            },
-            Step::Search => Call {
-                method: Method::GET,
-                path: format!(
-                    "/api/v1/search?q=product+{}&limit=20",
-                    rng.gen_range(0..plan.products)
-                ),
-                token: None,
-                idempotency_key: None,
-                json: None,
-            },
-            Step::Product => Call {
-                method: Method::GET,
-                path: format!(
-                    "/api/v1/products/{}",
-                    api::product_id(rng.gen_range(0..plan.products))
-                ),
-                token: None,
-                idempotency_key: None,
-                json: None,
-            },
+            Step::Browse => Call::get(format!(
+                "/api/v1/products?limit=20&after={}",
+                api::product_id(rng.gen_range(0..plan.products))
+            )),
+            Step::Search => Call::get(format!(
+                "/api/v1/search?q=product+{}&limit=20",
+                rng.gen_range(0..plan.products)
+            )),
+            Step::Product => Call::get(format!(
+                "/api/v1/products/{}",
+                api::product_id(rng.gen_range(0..plan.products))
+            )),
             Step::FirstLine | Step::SecondLine => {
                 let i = if s == Step::FirstLine { skus.0 } else { skus.1 };
                 Call {
