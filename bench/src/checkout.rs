@@ -1,6 +1,7 @@
 //! The checkout benchmark on our side: checkouts on a 3-node cluster at each
 //! client count, and the tables that set them next to PostgreSQL's
-//! (`postgres.rs` runs the same transaction through pgbench).
+//! (`postgres.rs` runs the same transaction through pgbench, on one server
+//! and on a primary with synchronous standbys).
 //!
 //! Each client is one signed-in customer talking to one node (clients are
 //! spread over the nodes; followers forward writes to the leader, as any node
@@ -148,8 +149,8 @@ pub async fn measure(
     Ok(steps)
 }
 
-/// Prints ours, PostgreSQL's (when measured) and the ratios, as Markdown.
-pub fn print(plan: &Plan, ours: &[CheckoutStep], theirs: Option<&Side>) {
+/// Prints ours, PostgreSQL's in each set-up measured, and the ratios, as Markdown.
+pub fn print(plan: &Plan, ours: &[CheckoutStep], theirs: &[Side]) {
     println!(
         "### Checkout: {} products, carts of 2 SKUs out of {}, {} s per step after {} s of warm-up, closed loop, fsync on",
         plan.products,
@@ -237,60 +238,63 @@ pub fn print(plan: &Plan, ours: &[CheckoutStep], theirs: Option<&Side>) {
         ],
         &rows,
     );
-    let Some(pg) = theirs else {
+    for pg in theirs {
+        println!(
+            "{} {} ({}; pgbench -M prepared, one transaction per checkout; ms):",
+            pg.setup.label(),
+            pg.version,
+            pg.setup.describe()
+        );
+        println!();
+        let rows: Vec<Vec<String>> = pg
+            .steps
+            .iter()
+            .map(|p| {
+                let h = &p.latency_us;
+                let mut row = vec![p.clients.to_string(), report::rate(p.tps)];
+                if h.is_empty() {
+                    row.extend(vec!["-".to_string(); 4]);
+                } else {
+                    row.extend([
+                        report::ms(h.value_at_quantile(0.50)),
+                        report::ms(h.value_at_quantile(0.95)),
+                        report::ms(h.value_at_quantile(0.99)),
+                        report::ms(h.max()),
+                    ]);
+                }
+                row.push(p.errors.clone());
+                row
+            })
+            .collect();
+        report::table(
+            &["clients", "tx/s", "p50", "p95", "p99", "max", "errors"],
+            &rows,
+        );
+    }
+    if theirs.is_empty() {
         return;
-    };
-    println!(
-        "PostgreSQL {} (one server, pgbench -M prepared, one transaction per checkout; ms):",
-        pg.version
-    );
-    println!();
-    let rows: Vec<Vec<String>> = pg
-        .steps
-        .iter()
-        .map(|p| {
-            let h = &p.latency_us;
-            let mut row = vec![p.clients.to_string(), report::rate(p.tps)];
-            if h.is_empty() {
-                row.extend(vec!["-".to_string(); 4]);
-            } else {
-                row.extend([
-                    report::ms(h.value_at_quantile(0.50)),
-                    report::ms(h.value_at_quantile(0.95)),
-                    report::ms(h.value_at_quantile(0.99)),
-                    report::ms(h.max()),
-                ]);
-            }
-            row.push(p.errors.clone());
-            row
-        })
-        .collect();
-    report::table(
-        &["clients", "tx/s", "p50", "p95", "p99", "max", "errors"],
-        &rows,
-    );
+    }
     println!("Ours as a ratio of PostgreSQL's throughput (same run):");
     println!();
     let rows: Vec<Vec<String>> = ours
         .iter()
-        .zip(&pg.steps)
-        .map(|(s, p)| {
+        .map(|s| {
             let r = s.step.rate("checkout");
-            vec![
-                s.step.clients.to_string(),
-                report::rate(r),
-                report::rate(p.tps),
-                report::ratio(r, p.tps),
-            ]
+            let mut row = vec![s.step.clients.to_string(), report::rate(r)];
+            for pg in theirs {
+                match pg.steps.iter().find(|p| p.clients == s.step.clients) {
+                    Some(p) => row.extend([report::rate(p.tps), report::ratio(r, p.tps)]),
+                    None => row.extend(["-".to_string(), "-".to_string()]),
+                }
+            }
+            row
         })
         .collect();
-    report::table(
-        &[
-            "clients",
-            "ours checkouts/s",
-            "PostgreSQL tx/s",
-            "ours / PostgreSQL",
-        ],
-        &rows,
-    );
+    let mut headers = vec!["clients".to_string(), "ours checkouts/s".to_string()];
+    for pg in theirs {
+        let label = pg.setup.label();
+        headers.extend([format!("{label} tx/s"), format!("ours / {label}")]);
+    }
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    report::table(&headers, &rows);
 }

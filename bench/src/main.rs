@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! ecommerce-bench all                       # checkout, PostgreSQL, reads, memory, scenarios
-//! ecommerce-bench checkout                  # 3 nodes vs PostgreSQL, 1/16/64/256 clients
+//! ecommerce-bench checkout                  # 3 nodes vs PostgreSQL (one server, and
+//!                                           #   a primary with 2 sync standbys), 1/16/64/256 clients
 //! ecommerce-bench reads                     # product and stock reads vs an axum floor
 //! ecommerce-bench scenarios                 # steady, spike and stress load of many users
 //! ecommerce-bench all --smoke               # a seconds-long run with tiny sizes (CI)
@@ -138,6 +139,17 @@ struct PlanArgs {
     /// Seconds of unmeasured load before each step [default: 3; smoke: 0].
     #[arg(long)]
     warmup_secs: Option<u64>,
+    /// The PostgreSQL set-ups the checkout is compared with, each run in
+    /// turn after ours: `single` (one server) and `replicated` (a primary
+    /// and two streaming standbys, synchronous commit to a quorum, like our
+    /// three nodes) [default: both].
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_enum,
+        conflicts_with = "no_postgres"
+    )]
+    postgres: Option<Vec<postgres::Setup>>,
     /// Skip the PostgreSQL side of the checkout benchmark.
     #[arg(long)]
     no_postgres: bool,
@@ -152,6 +164,7 @@ impl PlanArgs {
             checkout_secs: None,
             read_secs: None,
             warmup_secs: None,
+            postgres: None,
             no_postgres: true,
         }
     }
@@ -167,7 +180,8 @@ pub struct Plan {
     pub warmup: Duration,
     pub products: usize,
     pub skus: usize,
-    pub postgres: bool,
+    /// The PostgreSQL set-ups to compare with, in order; none with `--no-postgres`.
+    pub postgres: Vec<postgres::Setup>,
     pub keep: bool,
     pub out: Out,
 }
@@ -193,7 +207,20 @@ impl PlanArgs {
             warmup: secs(self.warmup_secs, 3, 0),
             products: self.common.products.unwrap_or(pick(100_000, 200) as usize),
             skus: self.common.skus.unwrap_or(pick(10_000, 50) as usize),
-            postgres: !self.no_postgres,
+            postgres: if self.no_postgres {
+                Vec::new()
+            } else {
+                let given = self
+                    .postgres
+                    .unwrap_or_else(|| vec![postgres::Setup::Single, postgres::Setup::Replicated]);
+                let mut setups = Vec::new();
+                for setup in given {
+                    if !setups.contains(&setup) {
+                        setups.push(setup);
+                    }
+                }
+                setups
+            },
             keep: self.common.keep,
             out: Out::resolve(self.common.out)?,
         };
@@ -326,19 +353,19 @@ async fn run(
         Some(sp) => Some(scenarios::measure(plan, sp, open_files, &plan.out).await?),
         None => None,
     };
-    let theirs = match (&ours, plan.postgres) {
-        (Some(_), true) => postgres_side(plan)?,
-        _ => None,
+    let theirs = match &ours {
+        Some(_) => postgres_sides(plan)?,
+        None => Vec::new(),
     };
     println!();
     if let Some(ours) = &ours {
-        checkout::print(plan, ours, theirs.as_ref());
+        checkout::print(plan, ours, &theirs);
     }
     if let Some(steps) = &read_steps {
         reads::print(plan, steps);
     }
     report::memory(&memory.0);
-    report::goals(ours.as_deref(), theirs.as_ref(), read_steps.as_deref());
+    report::goals(ours.as_deref(), &theirs, read_steps.as_deref());
     let files = plan.out.clients(ours.as_deref(), read_steps.as_deref())?;
     if !files.is_empty() {
         println!("Throughput and latency against clients (SVG) and their data (CSV):");
@@ -360,16 +387,34 @@ async fn settle() {
     tokio::time::sleep(Duration::from_secs(2)).await;
 }
 
-/// PostgreSQL's figures, or `None` with a printed note when it cannot be
-/// installed here (only then: a failure to run it is an error).
-fn postgres_side(plan: &Plan) -> anyhow::Result<Option<postgres::Side>> {
-    match postgres::ensure_installed() {
-        Ok(bin) => Ok(Some(postgres::measure(&bin, plan)?)),
+/// PostgreSQL's figures in each of the plan's set-ups, one after the other
+/// (each stopped and removed before the next starts), or none with a printed
+/// note when it cannot be installed here (only then: a failure to run it is
+/// an error).
+fn postgres_sides(plan: &Plan) -> anyhow::Result<Vec<postgres::Side>> {
+    if plan.postgres.is_empty() {
+        return Ok(Vec::new());
+    }
+    let bin = match postgres::ensure_installed() {
+        Ok(bin) => bin,
         Err(e) => {
             println!("NOTE: PostgreSQL side skipped: {e:#}");
-            Ok(None)
+            return Ok(Vec::new());
         }
-    }
+    };
+    plan.postgres
+        .iter()
+        .map(|&setup| {
+            let started = Instant::now();
+            let side = postgres::measure(&bin, plan, setup)?;
+            println!(
+                "  {} set up, measured and removed in {:.1} s",
+                setup.label(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(side)
+        })
+        .collect()
 }
 
 #[tokio::main]

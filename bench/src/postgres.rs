@@ -5,7 +5,9 @@
 //! with `pgbench` and a custom script. Started the way
 //! `tests/bench/search.rs` starts its PostgreSQL (as the `postgres` user when
 //! run as root: initdb refuses root), but with fsync on: this is a write
-//! benchmark.
+//! benchmark. Two set-ups ([`Setup`]): that one server, and a primary with
+//! two synchronous streaming standbys built from the same pieces
+//! (`postgres/replicated.rs`); pgbench runs against the server or the primary.
 //!
 //! The transaction is the checkout of two SKUs: guarded stock decrements
 //! (`UPDATE stock SET qty = qty - 1 WHERE sku = $s AND qty >= 1`, in SKU
@@ -22,6 +24,10 @@ use hdrhistogram::Histogram;
 use crate::cluster::free_port;
 use crate::report;
 use crate::Plan;
+
+mod replicated;
+
+use replicated::Replicated;
 
 /// The checkout transaction as a pgbench script; `{last}` (the highest SKU
 /// number a cart picks) is replaced.
@@ -142,17 +148,65 @@ pub struct Postgres {
     dir: tempfile::TempDir,
 }
 
-/// PostgreSQL's side of the comparison.
+/// Which PostgreSQL the checkout is compared with (`--postgres`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum Setup {
+    /// One server: a commit is durable once its WAL is flushed there.
+    Single,
+    /// A primary and two streaming standbys, synchronous commit to a quorum
+    /// of one standby: a commit is durable on two servers before it is
+    /// acknowledged, like ours.
+    Replicated,
+}
+
+impl Setup {
+    /// Short, for column headers.
+    pub fn label(self) -> &'static str {
+        match self {
+            Setup::Single => "PostgreSQL",
+            Setup::Replicated => "PostgreSQL replicated",
+        }
+    }
+
+    /// What runs and when a commit returns, for table titles.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Setup::Single => "one server",
+            Setup::Replicated => {
+                "a primary and 2 streaming standbys on this machine, \
+                 `synchronous_standby_names = 'ANY 1 (s1, s2)'`, `synchronous_commit = on`: \
+                 a commit returns once its WAL is flushed on the primary and on a standby"
+            }
+        }
+    }
+}
+
+/// PostgreSQL's side of the comparison, in one set-up.
 pub struct Side {
+    pub setup: Setup,
     pub version: String,
     pub steps: Vec<PgStep>,
 }
 
-/// Starts a server of `bin` with the plan's catalogue and runs the checkout
+/// Starts `setup` of `bin` with the plan's catalogue and runs the checkout
 /// script at each of `plan.clients`, with the same warm-up and duration as
-/// ours.
-pub fn measure(bin: &Path, plan: &Plan) -> anyhow::Result<Side> {
-    let pg = Postgres::start(bin, plan.products, plan.skus)?;
+/// ours. Everything started is stopped and removed before it returns,
+/// whether or not a step failed.
+pub fn measure(bin: &Path, plan: &Plan, setup: Setup) -> anyhow::Result<Side> {
+    match setup {
+        Setup::Single => {
+            let pg = Postgres::start(bin, plan.products, plan.skus)?;
+            run_steps(&pg, plan, setup)
+        }
+        Setup::Replicated => {
+            let set = Replicated::start(bin, plan.products, plan.skus)?;
+            run_steps(&set.primary, plan, setup)
+        }
+    }
+}
+
+/// The checkout steps against `pg` (a single server or the primary).
+fn run_steps(pg: &Postgres, plan: &Plan, setup: Setup) -> anyhow::Result<Side> {
     let mut steps = Vec::new();
     for &clients in &plan.clients {
         if !plan.warmup.is_zero() {
@@ -160,12 +214,14 @@ pub fn measure(bin: &Path, plan: &Plan) -> anyhow::Result<Side> {
         }
         let step = pg.pgbench(clients, plan.checkout_time, true)?;
         println!(
-            "  PostgreSQL, {clients} clients: {} tx/s",
+            "  {}, {clients} clients: {} tx/s",
+            setup.label(),
             report::rate(step.tps)
         );
         steps.push(step);
     }
     Ok(Side {
+        setup,
         version: pg.version.clone(),
         steps,
     })
@@ -185,7 +241,17 @@ impl Postgres {
     /// Initialises and starts a server of `bin` with `products` SKUs of
     /// ample stock; the checkout script picks its two out of the first `skus`.
     pub fn start(bin: &Path, products: usize, skus: usize) -> anyhow::Result<Postgres> {
-        let bin = bin.to_path_buf();
+        let mut pg = Postgres::new(bin)?;
+        pg.initdb()?;
+        pg.run()?;
+        pg.load(products, skus)?;
+        Ok(pg)
+    }
+
+    /// A server yet to be made: its own temp dir (the `postgres` user's when
+    /// we are root) and a free port. Dropping it stops whatever runs there,
+    /// then removes the dir, from any step on.
+    fn new(bin: &Path) -> anyhow::Result<Postgres> {
         let root = is_root();
         let dir = tempfile::Builder::new()
             .prefix("ecommerce-bench-pg-")
@@ -197,52 +263,83 @@ impl Postgres {
                 c
             })?;
         }
-        let data = dir.path().join("data");
-        let port = free_port()?;
-        let mut pg = Postgres {
-            bin,
+        Ok(Postgres {
+            bin: bin.to_path_buf(),
             root,
-            data,
-            port,
+            data: dir.path().join("data"),
+            port: free_port()?,
             version: String::new(),
             dir,
-        };
-        let data = pg.data.display().to_string();
+        })
+    }
+
+    /// `initdb` of a fresh cluster in the data dir, its superuser `bench`.
+    /// `--no-sync`: a throw-away cluster's initial files need not reach the
+    /// disk (a crash throws the run away); every write measured is fsynced
+    /// by the server. Saves a second or so per server.
+    fn initdb(&self) -> anyhow::Result<()> {
+        let data = self.data.display().to_string();
         check(
             "initdb",
-            pg.tool(
+            self.tool(
                 "initdb",
-                &["-D", &data, "-U", "bench", "--auth=trust", "-E", "UTF8"],
+                &[
+                    "-D",
+                    &data,
+                    "-U",
+                    "bench",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ],
             ),
         )?;
+        Ok(())
+    }
+
+    /// Starts the server on its data dir (made by `initdb` or
+    /// `pg_basebackup`) and waits until it accepts connections. Durability as
+    /// shipped; the data dir's `postgresql.conf` may add settings, the
+    /// command line's win.
+    fn run(&mut self) -> anyhow::Result<()> {
+        let data = self.data.display().to_string();
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=on -c synchronous_commit=on \
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=on -c synchronous_commit=on \
              -c shared_buffers=256MB -c max_connections=300 -c max_wal_size=4GB",
-            pg.dir.path().display()
+            self.port,
+            self.dir.path().display()
         );
         let log = format!("{data}.log");
         check(
             "pg_ctl start",
-            pg.tool(
+            self.tool(
                 "pg_ctl",
                 &["-D", &data, "-o", &options, "-l", &log, "-w", "start"],
             ),
-        )?;
-        pg.version = pg.psql("SHOW server_version")?.trim().to_string();
-        pg.psql(SCHEMA_SQL)?;
-        pg.psql(&format!(
+        )
+        .with_context(|| format!("see {log}"))?;
+        self.version = self.psql("SHOW server_version")?.trim().to_string();
+        Ok(())
+    }
+
+    /// The schema, `products` SKUs of ample stock, statistics, and the
+    /// checkout script (which picks out of the first `skus`).
+    fn load(&self, products: usize, skus: usize) -> anyhow::Result<()> {
+        self.psql(SCHEMA_SQL)?;
+        self.psql(&format!(
             "INSERT INTO stock (sku, price, qty) \
              SELECT 'SKU-' || i, 1000 + i % 9000, 1000000000 FROM generate_series(0, {}) AS i",
             products.saturating_sub(1)
         ))?;
         // Not in the statement above: psql runs several as one transaction,
         // and VACUUM refuses to run in one.
-        pg.psql("VACUUM ANALYZE")?;
+        self.psql("VACUUM ANALYZE")?;
         std::fs::write(
-            pg.dir.path().join("checkout.sql"),
+            self.dir.path().join("checkout.sql"),
             CHECKOUT_SQL.replace("{last}", &skus.saturating_sub(1).to_string()),
         )?;
-        Ok(pg)
+        Ok(())
     }
 
     /// A PostgreSQL tool, as the `postgres` user when we are root.
