@@ -60,6 +60,9 @@ pub struct RaftSettings {
     /// most `snapshot_logs`).
     pub logs_to_keep: u64,
     pub install_snapshot_timeout_ms: u64,
+    /// Batches of proposals the leader hands to Raft before the first is
+    /// answered; commands arriving meanwhile wait for the next batch.
+    pub proposals_in_flight: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -329,6 +332,7 @@ impl Default for Settings {
                 snapshot_logs: 5000,
                 logs_to_keep: 1000,
                 install_snapshot_timeout_ms: 30_000,
+                proposals_in_flight: 2,
             },
             http: HttpSettings {
                 request_timeout_ms: 10_000,
@@ -462,6 +466,10 @@ impl Settings {
         ensure!(
             self.storage.memtable_budget_mb > 0,
             "storage.memtable_budget_mb must be positive"
+        );
+        ensure!(
+            (1..=64).contains(&self.raft.proposals_in_flight),
+            "raft.proposals_in_flight must be between 1 and 64"
         );
         ensure!(
             self.http.max_in_flight > 0,

@@ -133,6 +133,7 @@ impl Application {
                 // Keeping more than one snapshot interval of log buys nothing.
                 logs_to_keep: r.logs_to_keep.min(r.snapshot_logs),
                 install_snapshot_timeout_ms: r.install_snapshot_timeout_ms,
+                proposals_in_flight: r.proposals_in_flight,
             },
         )
         .await?;

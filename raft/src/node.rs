@@ -52,6 +52,8 @@ pub struct NodeOptions {
     /// follower catches up from the log rather than by snapshot.
     pub logs_to_keep: u64,
     pub install_snapshot_timeout_ms: u64,
+    /// Batches of proposals handed to Raft before the first is answered.
+    pub proposals_in_flight: usize,
 }
 
 /// The role of a member.
@@ -207,7 +209,11 @@ impl RaftNode {
         let raft = Raft::new(options.node_id, config, network, log_store, state_machine)
             .await
             .map_err(|e| Error::Fatal(e.to_string()))?;
-        let proposals = ProposalBatcher::start(proposals::Limits::default(), {
+        let limits = proposals::Limits {
+            in_flight: options.proposals_in_flight,
+            ..proposals::Limits::default()
+        };
+        let proposals = ProposalBatcher::start(limits, {
             let raft = raft.clone();
             move |entry| {
                 let raft = raft.clone();
