@@ -125,6 +125,19 @@ pub struct SearchSettings {
     /// the node's state. A product changed several times within it is
     /// indexed once, and fewer commits mean fewer segments to merge.
     pub commit_interval_ms: u64,
+    /// Search queries a node runs at once; more wait their turn. 0: half
+    /// the cores (at least one).
+    pub max_concurrent_queries: usize,
+}
+
+impl SearchSettings {
+    /// `max_concurrent_queries`, with 0 resolved against this machine.
+    pub fn query_concurrency(&self) -> usize {
+        match self.max_concurrent_queries {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2)),
+            n => n,
+        }
+    }
 }
 
 /// Uploaded images: limits, replication of their bytes, public URLs.
@@ -373,6 +386,7 @@ impl Default for Settings {
             },
             search: SearchSettings {
                 commit_interval_ms: 1000,
+                max_concurrent_queries: 0,
             },
         }
     }
@@ -562,6 +576,16 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn search_query_concurrency_defaults_to_half_the_cores_and_never_zero() {
+        let mut search = Settings::default().search;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(search.query_concurrency(), cores.div_ceil(2));
+        assert!(search.query_concurrency() >= 1);
+        search.max_concurrent_queries = 3;
+        assert_eq!(search.query_concurrency(), 3);
+    }
 
     #[test]
     fn defaults_are_valid_and_flags_win_over_file() {

@@ -170,6 +170,9 @@ impl Application {
                 PRODUCT_CACHE_ENTRIES,
             )),
             search: Arc::new(search),
+            search_queries: Arc::new(tokio::sync::Semaphore::new(
+                settings.search.query_concurrency(),
+            )),
         });
         Ok(Self {
             http_listener,

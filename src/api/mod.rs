@@ -59,6 +59,10 @@ pub struct Inner {
     pub products: Arc<crate::projections::products::ProductCache>,
     /// This node's product search index, kept up to date by `search::indexer::run`.
     pub search: Arc<crate::search::SearchIndex>,
+    /// Search queries running at once (`search.max_concurrent_queries`):
+    /// they run on the blocking pool, and unbounded they would take the
+    /// cores from the runtime that serves every other request and Raft.
+    pub search_queries: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::ops::Deref for AppState {

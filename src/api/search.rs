@@ -215,6 +215,23 @@ fn parse_request(pairs: Vec<(String, String)>) -> ApiResult<(SearchRequest, Opti
     Ok((req, category))
 }
 
+/// Runs `query` on the blocking pool once one of the node's search permits
+/// is free (see `Inner::search_queries`).
+async fn run_query<T: Send + 'static>(
+    state: &AppState,
+    query: impl FnOnce(&crate::search::SearchIndex) -> T + Send + 'static,
+) -> ApiResult<T> {
+    let _permit = state
+        .search_queries
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
+    let index = state.search.clone();
+    tokio::task::spawn_blocking(move || query(&index))
+        .await
+        .map_err(ApiError::internal)
+}
+
 /// Search products: full text with typo tolerance, filters, facets, sorting,
 /// highlighting and cursor pagination. Without `q`, a filtered listing.
 #[utoipa::path(get, path = "/api/v1/search", tag = "search", params(SearchParams),
@@ -239,10 +256,7 @@ pub async fn search(
         path.reverse();
         req.category = Some(path);
     }
-    let index = state.search.clone();
-    let results = tokio::task::spawn_blocking(move || index.search(&req))
-        .await
-        .map_err(ApiError::internal)??;
+    let results = run_query(&state, move |index| index.search(&req)).await??;
     let mut items = Vec::with_capacity(results.hits.len());
     for hit in results.hits {
         let product = match find_product(&state, ProductKey::Id(&hit.id), Consistency::Stale).await
@@ -339,10 +353,7 @@ pub async fn suggest(
     if params.q.chars().count() > MAX_TEXT {
         return Err(invalid(format!("q must be at most {MAX_TEXT} characters")));
     }
-    let index = state.search.clone();
-    let found = tokio::task::spawn_blocking(move || index.suggest(&params.q, limit))
-        .await
-        .map_err(ApiError::internal)??;
+    let found = run_query(&state, move |index| index.suggest(&params.q, limit)).await??;
     Ok(Json(SuggestResponse {
         items: found
             .into_iter()
