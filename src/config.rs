@@ -432,7 +432,13 @@ impl Settings {
             figment = figment.merge(Toml::file(file));
         }
         let settings: Settings = figment
-            .merge(Env::prefixed("ECOMMERCE_").split("__"))
+            // ECOMMERCE_OPERATOR_TOKEN is the CLI's, and the README exports
+            // it in the node's shell too: not a setting of the node.
+            .merge(
+                Env::prefixed("ECOMMERCE_")
+                    .ignore(&["OPERATOR_TOKEN"])
+                    .split("__"),
+            )
             .merge(Serialized::defaults(overrides))
             .extract()?;
         settings.validate()?;

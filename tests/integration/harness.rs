@@ -356,6 +356,8 @@ impl Node {
             .env("NO_COLOR", "1");
         scrub_env(&mut command);
         command.env("ECOMMERCE_AUTH__OPERATOR_TOKEN", TEST_OPERATOR_TOKEN);
+        // As in the README: the CLI's variable is in the node's shell too.
+        command.env("ECOMMERCE_OPERATOR_TOKEN", TEST_OPERATOR_TOKEN);
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("spawn node {}: {BIN} {args:?}: {e}", self.id));
