@@ -16,20 +16,31 @@ pub struct Settings {
     /// This node's id: unique in the cluster, never reused after removal.
     pub node_id: u64,
     pub data_dir: PathBuf,
-    /// REST listen address; port 0 picks a free port.
+    /// REST listen address (clients); port 0 picks a free port.
     pub http_addr: String,
-    /// gRPC listen address (clients and peers); port 0 picks a free port.
+    /// gRPC listen address (clients); port 0 picks a free port.
     pub grpc_addr: String,
+    /// Peer listen address: the node-to-node protocol (Raft, forwarded
+    /// writes, joining, blobs), mutual TLS only; port 0 picks a free port.
+    pub peer_addr: String,
     /// Addresses peers and clients should use, when they differ from the listen
     /// addresses (e.g. listening on 0.0.0.0).
     pub advertise_http_addr: Option<String>,
-    pub advertise_grpc_addr: Option<String>,
-    /// REST URL of a member to join; without it a fresh node starts a new
-    /// single-node cluster.
+    pub advertise_peer_addr: Option<String>,
+    /// Peer address (host:port) of a member to join through; without it a
+    /// fresh node starts a new single-node cluster. Joining needs the node's
+    /// certificate of the cluster (`peer_tls`).
     pub join: Option<String>,
     /// Stay a learner after joining (promote later with `cluster promote`).
     pub join_as_learner: bool,
     pub log_format: LogFormat,
+    /// TLS for clients (REST and client gRPC).
+    pub tls: TlsSettings,
+    /// The node's credentials on the peer protocol.
+    pub peer_tls: PeerTlsSettings,
+    /// Serve REST and client gRPC in plain text on a non-loopback address
+    /// (without it, such a node refuses to start unless `tls` is set).
+    pub insecure_plaintext: bool,
     pub raft: RaftSettings,
     pub http: HttpSettings,
     pub idempotency: IdempotencySettings,
@@ -39,6 +50,53 @@ pub struct Settings {
     pub payments: PaymentSettings,
     pub media: MediaSettings,
     pub search: SearchSettings,
+}
+
+/// Client-facing TLS: a certificate chain and its key (PEM). Both or none.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// Where the node finds the cluster CA and its own node certificate:
+/// `dir`, a directory made by `ecommerce certs init` (`ca.pem`,
+/// `node-<id>.pem`, `node-<id>.key`), or the three files by name. Neither:
+/// a node that starts a new cluster makes a private CA of its own in
+/// `<data_dir>/tls/` (see `tls.rs`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PeerTlsSettings {
+    pub dir: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+impl PeerTlsSettings {
+    /// The files of node `node_id`, if configured.
+    pub fn files(&self, node_id: u64) -> Option<crate::tls::PeerFiles> {
+        match (&self.dir, &self.ca, &self.cert, &self.key) {
+            (Some(dir), ..) => Some(crate::tls::PeerFiles::in_dir(dir, node_id)),
+            (None, Some(ca), Some(cert), Some(key)) => Some(crate::tls::PeerFiles {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let files = [&self.ca, &self.cert, &self.key];
+        let named = files.iter().filter(|f| f.is_some()).count();
+        anyhow::ensure!(
+            named == 0 || (named == 3 && self.dir.is_none()),
+            "peer_tls: give either dir, or all of ca, cert and key"
+        );
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -76,6 +134,9 @@ pub struct HttpSettings {
     /// Requests served at once; past it new ones get 503 `overloaded` at
     /// once (operators' routes excepted, see `api::shed`).
     pub max_in_flight: usize,
+    /// Longest time a client may take to send a request's line and headers
+    /// (HTTP/1.1); a slower one is disconnected.
+    pub header_read_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -333,11 +394,15 @@ impl Default for Settings {
             data_dir: PathBuf::from("./data"),
             http_addr: "127.0.0.1:8080".into(),
             grpc_addr: "127.0.0.1:50051".into(),
+            peer_addr: "127.0.0.1:50052".into(),
             advertise_http_addr: None,
-            advertise_grpc_addr: None,
+            advertise_peer_addr: None,
             join: None,
             join_as_learner: false,
             log_format: LogFormat::Text,
+            tls: TlsSettings::default(),
+            peer_tls: PeerTlsSettings::default(),
+            insecure_plaintext: false,
             raft: RaftSettings {
                 heartbeat_interval_ms: 100,
                 election_timeout_min_ms: 400,
@@ -352,6 +417,7 @@ impl Default for Settings {
                 membership_timeout_ms: 120_000,
                 max_body_bytes: 1 << 20,
                 max_in_flight: 256,
+                header_read_timeout_ms: 10_000,
             },
             idempotency: IdempotencySettings {
                 ttl_secs: 24 * 3600,
@@ -404,13 +470,35 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grpc_addr: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub join: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsOverrides>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_tls: Option<PeerTlsOverrides>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insecure_plaintext: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub join_as_learner: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raft: Option<RaftOverrides>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct TlsOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct PeerTlsOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -451,11 +539,32 @@ impl Settings {
         for (name, addr) in [
             ("http_addr", &self.http_addr),
             ("grpc_addr", &self.grpc_addr),
+            ("peer_addr", &self.peer_addr),
         ] {
             ensure!(
                 addr.parse::<SocketAddr>().is_ok(),
                 "{name} {addr:?} is not a socket address (host:port)"
             );
+        }
+        ensure!(
+            self.tls.cert.is_some() == self.tls.key.is_some(),
+            "tls.cert and tls.key go together"
+        );
+        self.peer_tls.validate()?;
+        if self.tls.cert.is_none() && !self.insecure_plaintext {
+            for (name, addr) in [
+                ("http_addr", &self.http_addr),
+                ("grpc_addr", &self.grpc_addr),
+            ] {
+                let loopback = addr
+                    .parse::<SocketAddr>()
+                    .is_ok_and(|a| a.ip().is_loopback());
+                ensure!(
+                    loopback,
+                    "{name} {addr} is not a loopback address: serve clients over TLS (tls.cert and \
+                     tls.key, flags --tls-cert/--tls-key) or accept plain text with --insecure-plaintext"
+                );
+            }
         }
         let r = &self.raft;
         ensure!(
@@ -494,6 +603,10 @@ impl Settings {
         ensure!(
             self.http.max_in_flight > 0,
             "http.max_in_flight must be positive"
+        );
+        ensure!(
+            self.http.header_read_timeout_ms > 0,
+            "http.header_read_timeout_ms must be positive"
         );
         ensure!(
             self.idempotency.ttl_secs > 0,
@@ -571,8 +684,11 @@ impl Settings {
         }
         if let Some(join) = &self.join {
             ensure!(
-                join.starts_with("http://"),
-                "join must be an http:// URL of a member's REST address"
+                !join.contains("://")
+                    && join.rsplit_once(':').is_some_and(|(host, port)| {
+                        !host.is_empty() && port.parse::<u16>().is_ok()
+                    }),
+                "join must be the peer address (host:port) of a member, e.g. 127.0.0.1:50071"
             );
         }
         Ok(())

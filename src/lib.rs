@@ -12,8 +12,10 @@ pub mod payments;
 pub mod projections;
 pub mod restore;
 pub mod search;
+mod serve;
 pub mod startup;
 pub mod telemetry;
+pub mod tls;
 pub mod workers;
 
 pub use startup::Application;

@@ -2,9 +2,9 @@
 
 use anyhow::Context;
 use clap::Parser;
-use ecommerce::config::{Overrides, RaftOverrides, Settings};
+use ecommerce::config::{Overrides, PeerTlsOverrides, RaftOverrides, Settings, TlsOverrides};
 use ecommerce::{startup, telemetry, Application};
-use ecommerce_cli::{Cli, Command, ServeArgs};
+use ecommerce_cli::{CertsCommand, Cli, Command, ServeArgs};
 
 /// jemalloc, not glibc's malloc: under load glibc keeps what each thread's
 /// arena once held (RSS only grows); jemalloc's background threads return
@@ -22,6 +22,7 @@ fn main() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    ecommerce::tls::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -34,11 +35,46 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restore(args) => {
             let info = ecommerce_raft::NodeInfo {
                 http_addr: args.http_addr,
-                grpc_addr: args.grpc_addr,
+                peer_addr: args.peer_addr,
             };
             ecommerce::restore::restore(&args.file, &args.data_dir, args.node_id, info)
         }
+        Command::Certs(command) => certs(command),
     }
+}
+
+fn certs(command: CertsCommand) -> anyhow::Result<()> {
+    use ecommerce::tls;
+    match command {
+        CertsCommand::Init {
+            dir,
+            nodes,
+            hosts,
+            cluster_id,
+        } => {
+            let id = tls::init_dir(&dir, cluster_id.as_deref(), &nodes, &hosts)?;
+            println!(
+                "cluster {id}: CA and {} node certificate(s) in {}; keep {} with the operator",
+                nodes.len(),
+                dir.display(),
+                tls::CA_KEY
+            );
+        }
+        CertsCommand::Issue {
+            dir,
+            node_id,
+            hosts,
+        } => {
+            tls::issue_node(&dir, node_id, &hosts)?;
+            println!(
+                "node {node_id}: {} and {} in {}",
+                tls::node_cert_file(node_id),
+                tls::node_key_file(node_id),
+                dir.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -47,7 +83,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         http_addr: args.http_addr,
         grpc_addr: args.grpc_addr,
+        peer_addr: args.peer_addr,
         join: args.join,
+        tls: args.tls_cert.map(|cert| TlsOverrides {
+            cert: Some(cert),
+            key: args.tls_key,
+        }),
+        peer_tls: args.certs.map(|dir| PeerTlsOverrides { dir: Some(dir) }),
+        insecure_plaintext: args.insecure_plaintext.then_some(true),
         join_as_learner: args.join_as_learner.then_some(true),
         log_format: args.log_format.as_deref().map(|f| {
             if f == "json" {

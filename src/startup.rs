@@ -2,9 +2,14 @@
 //! the tests use the same builder.
 //!
 //! Start-up order: identity check, listeners bound (so port 0 works and the
-//! advertised addresses are real), RocksDB opened, Raft started, cluster
-//! bootstrapped or joined, then the REST and gRPC servers and the leader's
-//! housekeeping tasks run until a shutdown signal.
+//! advertised addresses are real), peer certificates loaded (or the node's
+//! own CA made), RocksDB opened, Raft started, cluster bootstrapped or
+//! joined, then the servers and the leader's housekeeping tasks run until a
+//! shutdown signal.
+//!
+//! Three listeners: REST and client gRPC for clients (TLS when `tls` is
+//! set), and the peer listener, which serves only `RaftService` over mutual
+//! TLS with the cluster CA. No client listener serves the peer protocol.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,10 +18,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, StatusCode};
+use axum::http::HeaderName;
 use axum::response::IntoResponse;
-use axum::serve::ListenerExt;
-use ecommerce_raft::{NodeInfo, NodeOptions, RaftGrpc, RaftNode, Role};
+use ecommerce_raft::{NodeInfo, NodeOptions, PeerTls, RaftGrpc, RaftNode, Role};
 use ecommerce_storage::{Storage, StorageOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -32,19 +36,70 @@ use crate::grpc::{Commerce, PublicGrpc};
 use crate::identity::Identity;
 use crate::telemetry;
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Identity as TlsIdentity, ServerTlsConfig};
 
-/// A built node, ready to run.
 /// Products kept in the in-process cache for stale reads.
 const PRODUCT_CACHE_ENTRIES: u64 = 10_000;
 
+/// A built node, ready to run.
 pub struct Application {
     http_listener: TcpListener,
     grpc_listener: TcpListener,
+    peer_listener: TcpListener,
     http_addr: SocketAddr,
     grpc_addr: SocketAddr,
+    peer_addr: SocketAddr,
+    /// Client-facing TLS: REST and client gRPC.
+    client_tls: Option<ClientTls>,
+    peer_tls: PeerTls,
     node: Arc<RaftNode>,
     state: AppState,
     settings: Settings,
+}
+
+/// The certificate clients see, for each client listener.
+struct ClientTls {
+    rest: Arc<rustls::ServerConfig>,
+    grpc: ServerTlsConfig,
+}
+
+impl ClientTls {
+    fn load(settings: &Settings) -> anyhow::Result<Option<Self>> {
+        let (Some(cert), Some(key)) = (&settings.tls.cert, &settings.tls.key) else {
+            return Ok(None);
+        };
+        let rest = crate::tls::rest_server_config(cert, key)?;
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).with_context(|| format!("reading {}", p.display()))
+        };
+        let grpc = ServerTlsConfig::new().identity(TlsIdentity::from_pem(read(cert)?, read(key)?));
+        Ok(Some(Self { rest, grpc }))
+    }
+}
+
+/// The peer credentials of this node: its certificate of the cluster, or a
+/// private CA of its own for a node that starts a cluster without one.
+fn peer_credentials(settings: &Settings, identity: &Identity) -> anyhow::Result<PeerTls> {
+    let id = settings.node_id;
+    let files = match settings.peer_tls.files(id) {
+        Some(files) => files,
+        None => {
+            if settings.join.is_some() {
+                bail!(
+                    "joining a cluster needs this node's certificate of it: --certs DIR \
+                     (see `ecommerce certs init` and `ecommerce certs issue`)"
+                );
+            }
+            let cluster_id = identity
+                .cluster_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            crate::tls::own_ca(&settings.data_dir, id, &cluster_id)?
+        }
+    };
+    files
+        .load(id)
+        .context("loading this node's peer certificate")
 }
 
 /// Connections the kernel may hold for a listener before it accepts them
@@ -95,18 +150,36 @@ impl Application {
         let grpc_listener = listen(&settings.grpc_addr)
             .await
             .with_context(|| format!("binding the gRPC address {}", settings.grpc_addr))?;
+        let peer_listener = listen(&settings.peer_addr)
+            .await
+            .with_context(|| format!("binding the peer address {}", settings.peer_addr))?;
         let http_addr = http_listener.local_addr()?;
         let grpc_addr = grpc_listener.local_addr()?;
+        let peer_addr = peer_listener.local_addr()?;
         let info = NodeInfo {
             http_addr: settings
                 .advertise_http_addr
                 .clone()
                 .unwrap_or_else(|| http_addr.to_string()),
-            grpc_addr: settings
-                .advertise_grpc_addr
+            peer_addr: settings
+                .advertise_peer_addr
                 .clone()
-                .unwrap_or_else(|| grpc_addr.to_string()),
+                .unwrap_or_else(|| peer_addr.to_string()),
         };
+        let client_tls = ClientTls::load(&settings)?;
+        if client_tls.is_none() && settings.insecure_plaintext {
+            tracing::warn!(
+                http = %http_addr,
+                grpc = %grpc_addr,
+                "serving clients in plain text (--insecure-plaintext): tokens and personal data cross the network unencrypted"
+            );
+        }
+        let peer_tls = peer_credentials(&settings, &identity)?;
+        // A fresh data directory: no cluster yet (a restarted node that
+        // joined once has its cluster id, and must not start a new one).
+        let fresh = identity.cluster_id.is_none();
+        identity.bind_cluster(&data_dir, &peer_tls.cluster_id)?;
+        let cluster_id = peer_tls.cluster_id.clone();
 
         let storage_options = StorageOptions {
             block_cache_bytes: settings.storage.block_cache_mb << 20,
@@ -134,25 +207,18 @@ impl Application {
                 logs_to_keep: r.logs_to_keep.min(r.snapshot_logs),
                 install_snapshot_timeout_ms: r.install_snapshot_timeout_ms,
                 proposals_in_flight: r.proposals_in_flight,
+                tls: peer_tls.clone(),
             },
         )
         .await?;
-
-        let cluster_id = match (&settings.join, identity.cluster_id.clone()) {
-            (_, Some(id)) => id,
-            (None, None) => {
-                if !node.is_initialized().await? {
-                    node.initialize_single().await?;
-                    tracing::info!(
-                        node_id = settings.node_id,
-                        "initialised a new single-node cluster"
-                    );
-                }
-                uuid::Uuid::new_v4().to_string()
-            }
-            (Some(join), None) => fetch_cluster_id(join).await?,
-        };
-        identity.bind_cluster(&data_dir, &cluster_id)?;
+        if fresh && settings.join.is_none() && !node.is_initialized().await? {
+            node.initialize_single().await?;
+            tracing::info!(
+                node_id = settings.node_id,
+                %cluster_id,
+                "initialised a new single-node cluster"
+            );
+        }
 
         let media = crate::media::Media::open(&settings, node.clone())
             .with_context(|| format!("opening the blob store in {}", data_dir.display()))?;
@@ -177,8 +243,12 @@ impl Application {
         Ok(Self {
             http_listener,
             grpc_listener,
+            peer_listener,
             http_addr,
             grpc_addr,
+            peer_addr,
+            client_tls,
+            peer_tls,
             node,
             state,
             settings,
@@ -191,6 +261,10 @@ impl Application {
 
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc_addr
+    }
+
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
     }
 
     /// Serves until `shutdown` resolves, then stops gracefully.
@@ -221,16 +295,22 @@ impl Application {
                 HeaderName::from_static("x-request-id"),
                 MakeRequestUuid,
             ));
-        // TCP_NODELAY on every accepted connection: without it a response
-        // written in two segments waits for the client's delayed ACK (~40 ms).
-        let http = axum::serve(
-            self.http_listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            }),
-            // The peer address feeds the per-IP rate limits of the /auth routes.
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
+        let rest_tls_on = self.client_tls.is_some();
+        let (rest_tls, grpc_tls) = match self.client_tls {
+            Some(tls) => (Some(tls.rest), Some(tls.grpc)),
+            None => (None, None),
+        };
+        let http = crate::serve::serve_http(
+            self.http_listener,
+            router,
+            crate::serve::HttpOptions {
+                tls: rest_tls,
+                header_read_timeout: Duration::from_millis(
+                    self.settings.http.header_read_timeout_ms,
+                ),
+            },
+            stopped(stop_rx.clone()),
+        );
 
         let public = PublicGrpc {
             node: self.node.clone(),
@@ -244,8 +324,13 @@ impl Application {
         };
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<crate::grpc::proto::cluster_service_server::ClusterServiceServer<PublicGrpc>>().await;
-        let grpc = tonic::transport::Server::builder()
-            .add_service(RaftGrpc::new(self.node.clone()).into_server())
+        let mut client_grpc = tonic::transport::Server::builder();
+        if let Some(tls) = grpc_tls {
+            client_grpc = client_grpc
+                .tls_config(tls)
+                .context("client gRPC TLS configuration")?;
+        }
+        let grpc = client_grpc
             .add_service(health_service)
             .add_service(public.cluster_service())
             .add_service(InterceptedService::new(
@@ -271,30 +356,41 @@ impl Application {
                 commerce.listing_service(),
                 signed_in,
             ))
-            .serve_with_incoming_shutdown(
-                // tonic's own `tcp_nodelay` does not apply to an incoming
-                // stream: set it here, or every reply to a peer (append
-                // entries, votes, read index, forwarded writes) written in
-                // more than one segment stalls on the peer's delayed ACK.
-                tokio_stream::StreamExt::map(
-                    tokio_stream::wrappers::TcpListenerStream::new(self.grpc_listener),
-                    |conn| {
-                        if let Ok(tcp) = &conn {
-                            let _ = tcp.set_nodelay(true);
-                        }
-                        conn
-                    },
-                ),
-                stopped(stop_rx.clone()),
-            );
+            .serve_with_incoming_shutdown(nodelay(self.grpc_listener), stopped(stop_rx.clone()));
 
-        tracing::info!(node_id = self.node.id, http = %self.http_addr, grpc = %self.grpc_addr, "serving");
+        // The peer protocol: mutual TLS, the cluster CA as the only root a
+        // client certificate may chain to; `RaftGrpc` then checks that the
+        // certificate names a member.
+        let peer_service = RaftGrpc::new(self.node.clone()).with_blobs(Arc::new(
+            crate::media::PeerBlobs(self.state.media.blobs.clone()),
+        ));
+        let peer_tls = ServerTlsConfig::new()
+            .identity(TlsIdentity::from_pem(
+                &self.peer_tls.cert_pem,
+                &self.peer_tls.key_pem,
+            ))
+            .client_ca_root(Certificate::from_pem(&self.peer_tls.ca_pem));
+        let peer = tonic::transport::Server::builder()
+            .tls_config(peer_tls)
+            .context("peer TLS configuration")?
+            .add_service(peer_service.into_server())
+            .serve_with_incoming_shutdown(nodelay(self.peer_listener), stopped(stop_rx.clone()));
+
+        tracing::info!(
+            node_id = self.node.id,
+            cluster_id = %self.node.cluster_id,
+            http = %format!("{}://{}", crate::serve::scheme(rest_tls_on), self.http_addr),
+            grpc = %self.grpc_addr,
+            peer = %self.peer_addr,
+            "serving"
+        );
         // Before serving: no read may cache what the follower would not invalidate.
         let products = self.state.products.clone();
         let product_cache =
             crate::projections::follow(self.node.clone(), move |feed| products.apply(feed));
-        let http_task = tokio::spawn(async move { http.await });
+        let http_task = tokio::spawn(http);
         let grpc_task = tokio::spawn(grpc);
+        let peer_task = tokio::spawn(peer);
         let provider = std::sync::Arc::new(crate::payments::sandbox::Sandbox {
             delay: Duration::from_millis(self.settings.payments.sandbox_delay_ms),
         });
@@ -312,12 +408,11 @@ impl Application {
             self.node.clone(),
             Duration::from_millis(self.settings.search.commit_interval_ms),
         )));
-        let join = self.settings.join.clone().map(|url| {
+        let join = self.settings.join.clone().map(|member| {
             tokio::spawn(join_cluster(
                 self.node.clone(),
-                url,
+                member,
                 self.settings.join_as_learner,
-                self.settings.auth.operator_token.clone(),
             ))
         });
 
@@ -330,51 +425,37 @@ impl Application {
         if let Some(join) = join {
             join.abort();
         }
-        let (http_result, grpc_result) = tokio::join!(http_task, grpc_task);
+        let (http_result, grpc_result, peer_result) = tokio::join!(http_task, grpc_task, peer_task);
         http_result?.context("REST server")?;
         grpc_result?.context("gRPC server")?;
+        peer_result?.context("peer server")?;
         self.node.shutdown().await;
         Ok(())
     }
 }
 
-/// Asks a member for the cluster id (a fresh node joining).
-async fn fetch_cluster_id(join: &str) -> anyhow::Result<String> {
-    let url = format!("{}/cluster", join.trim_end_matches('/'));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?;
-    let mut last_error = String::new();
-    for _ in 0..60 {
-        match client.get(&url).send().await {
-            Ok(r) if r.status().is_success() => {
-                let body: serde_json::Value = r.json().await?;
-                if let Some(id) = body["cluster_id"].as_str() {
-                    return Ok(id.to_string());
-                }
-                bail!("{url} answered without a cluster_id");
+/// Accepted connections with `TCP_NODELAY` (tonic's own `tcp_nodelay`
+/// does not apply to an incoming stream): without it every reply written in
+/// more than one segment (append entries, votes, read index, forwarded
+/// writes) stalls on the peer's delayed ACK.
+fn nodelay(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |conn| {
+            if let Ok(tcp) = &conn {
+                let _ = tcp.set_nodelay(true);
             }
-            Ok(r) => last_error = format!("status {}", r.status()),
-            Err(e) => last_error = e.to_string(),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    bail!("could not reach {url} to join the cluster: {last_error}")
+            conn
+        },
+    )
 }
 
-/// Joins through the member at `url` (idempotent): added as learner, then
-/// promoted unless `as_learner`. Retries until it is done.
-async fn join_cluster(
-    node: Arc<RaftNode>,
-    url: String,
-    as_learner: bool,
-    operator_token: Option<crate::config::SecretString>,
-) {
-    let client = reqwest::Client::new();
-    let base = url.trim_end_matches('/').to_string();
-    let body = serde_json::json!({
-        "node_id": node.id, "http_addr": node.info.http_addr, "grpc_addr": node.info.grpc_addr
-    });
+/// Joins through the member at peer address `member` (idempotent): this
+/// node presents its certificate, and the cluster adds it as a learner,
+/// then promotes it unless `as_learner`. Retries until it is done.
+async fn join_cluster(node: Arc<RaftNode>, member: String, as_learner: bool) {
     let mut step = 0;
     loop {
         let role = node
@@ -383,30 +464,21 @@ async fn join_cluster(
             .iter()
             .find(|m| m.node_id == node.id)
             .map(|m| m.role);
-        let (path, payload) = match role {
+        match role {
             Some(Role::Voter) => return,
             Some(Role::Learner) if as_learner => return,
-            Some(Role::Learner) => ("promote", serde_json::json!({ "node_id": node.id })),
-            None => ("learners", body.clone()),
-        };
-        let mut request = client.post(format!("{base}/cluster/{path}")).json(&payload);
-        if let Some(token) = &operator_token {
-            request = request.header(crate::api::auth::OPERATOR_TOKEN, &token.0);
+            _ => {}
         }
-        match request.send().await {
-            Ok(r) if r.status().is_success() => tracing::info!(step = path, "joined the cluster"),
-            Ok(r) if r.status() == StatusCode::CONFLICT => {
-                let text = r.text().await.unwrap_or_default();
-                if text.contains("node_id_removed") {
-                    tracing::error!(response = %text, "this node id was removed from the cluster; not retrying");
-                    return;
-                }
-                tracing::warn!(response = %text, step = path, "join attempt refused; retrying");
+        match node.join_via(&member, as_learner).await {
+            Ok(()) => tracing::info!(%member, "joined the cluster"),
+            Err(ecommerce_raft::Error::NodeIdRemoved(id)) => {
+                tracing::error!(
+                    node_id = id,
+                    "this node id was removed from the cluster; not retrying"
+                );
+                return;
             }
-            Ok(r) => {
-                tracing::warn!(status = %r.status(), step = path, "join attempt refused; retrying")
-            }
-            Err(e) => tracing::warn!(error = %e, step = path, "join attempt failed; retrying"),
+            Err(e) => tracing::warn!(error = %e, %member, "join attempt failed; retrying"),
         }
         step += 1;
         let pause = Duration::from_millis(200 * step.min(10));

@@ -2,7 +2,8 @@
 //! each on free ports and its own data directory in a temp dir, fsync on (the
 //! node's default: every Raft log append is a synced RocksDB write).
 //!
-//! Node 1 bootstraps, the others `--join` it, as `jepsen/src/cluster.rs` does
+//! Node 1 bootstraps, the others `--join` its peer port (mutual TLS with
+//! certificates from `ecommerce certs init`), as `jepsen/src/cluster.rs` does
 //! (without its network namespaces, clock skew and faults: nothing here
 //! should slow a node down). Each node leads its own process group and is
 //! SIGKILLed on drop. RSS is read from `/proc/<pid>/status`.
@@ -161,12 +162,23 @@ impl Cluster {
             dir: Some(dir),
         };
         let root = cluster.root().to_path_buf();
+        let certs = root.join("certs");
+        let ids: Vec<String> = (1..=size).map(|id| id.to_string()).collect();
+        let made = Command::new(bin)
+            .args(["certs", "init", "--nodes", &ids.join(","), "--dir"])
+            .arg(&certs)
+            .output()
+            .with_context(|| format!("running {} certs init", bin.display()))?;
+        if !made.status.success() {
+            bail!("certs init: {}", String::from_utf8_lossy(&made.stderr));
+        }
+        let mut first_peer: Option<String> = None;
         for id in 1..=size as u64 {
             let node_dir = root.join(format!("n{id}"));
             std::fs::create_dir_all(&node_dir)?;
             let http_port = free_port()?;
             let grpc_port = free_port()?;
-            let join = cluster.nodes.first().map(|n: &Node| n.url.clone());
+            let peer_addr = format!("127.0.0.1:{}", free_port()?);
             let mut cmd = Command::new(bin);
             for (key, _) in std::env::vars_os() {
                 if key.to_string_lossy().starts_with("ECOMMERCE_") {
@@ -180,9 +192,15 @@ impl Cluster {
                 .arg("--data-dir")
                 .arg(node_dir.join("data"))
                 .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
-                .args(["--grpc-addr", &format!("127.0.0.1:{grpc_port}")]);
-            if let Some(join) = &join {
-                cmd.args(["--join", join]);
+                .args(["--grpc-addr", &format!("127.0.0.1:{grpc_port}")])
+                .args(["--peer-addr", &peer_addr])
+                .arg("--certs")
+                .arg(&certs);
+            match &first_peer {
+                Some(join) => {
+                    cmd.args(["--join", join]);
+                }
+                None => first_peer = Some(peer_addr),
             }
             let log = File::create(node_dir.join("node.log"))?;
             cmd.stdin(Stdio::null())

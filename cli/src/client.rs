@@ -108,7 +108,14 @@ pub(crate) struct NodeClient {
 impl NodeClient {
     pub(crate) fn new(opts: &NodeOpts) -> anyhow::Result<Self> {
         let timeout = opts.timeout();
-        let http = Client::builder()
+        let mut builder = Client::builder();
+        if let Some(ca) = &opts.ca_cert {
+            let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("{} holds no PEM certificate", ca.display()))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder
             .connect_timeout(timeout)
             // Bounds stalls while reading a body (a backup may legitimately take longer
             // than the whole budget, so there is no overall request timeout).

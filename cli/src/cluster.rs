@@ -32,7 +32,7 @@ async fn execute(args: &ClusterArgs) -> anyhow::Result<String> {
             let body = json!({
                 "node_id": add.node_id,
                 "http_addr": add.http_addr,
-                "grpc_addr": add.grpc_addr,
+                "peer_addr": add.peer_addr,
             });
             let response = client.post("/cluster/learners", &body).await?;
             (
@@ -119,7 +119,7 @@ struct ClusterStatus {
 struct Member {
     node_id: u64,
     http_addr: String,
-    grpc_addr: String,
+    peer_addr: String,
     role: String,
     #[serde(default)]
     is_leader: bool,
@@ -153,7 +153,7 @@ fn render_status(status: &ClusterStatus) -> String {
 
     let mut members: Vec<&Member> = status.members.iter().collect();
     members.sort_by_key(|m| m.node_id);
-    let mut rows = vec![["NODE", "ROLE", "LEADER", "HTTP", "GRPC", "MATCHED"].map(String::from)];
+    let mut rows = vec![["NODE", "ROLE", "LEADER", "HTTP", "PEER", "MATCHED"].map(String::from)];
     rows.extend(members.iter().map(|m| {
         let leader = m.is_leader || status.leader_id == Some(m.node_id);
         [
@@ -161,7 +161,7 @@ fn render_status(status: &ClusterStatus) -> String {
             m.role.clone(),
             if leader { "*" } else { "" }.to_owned(),
             m.http_addr.clone(),
-            m.grpc_addr.clone(),
+            m.peer_addr.clone(),
             opt(m.matched_index),
         ]
     }));
@@ -205,11 +205,11 @@ mod tests {
             "cluster_id": "c-1", "node_id": 2, "leader_id": 1, "term": 4,
             "last_log_index": 120, "commit_index": 120, "applied_index": 119,
             "members": [
-                {"node_id": 3, "http_addr": "127.0.0.1:8083", "grpc_addr": "127.0.0.1:50053",
+                {"node_id": 3, "http_addr": "127.0.0.1:8083", "peer_addr": "127.0.0.1:50053",
                  "role": "learner", "is_leader": false, "matched_index": null},
-                {"node_id": 1, "http_addr": "127.0.0.1:8080", "grpc_addr": "127.0.0.1:50051",
+                {"node_id": 1, "http_addr": "127.0.0.1:8080", "peer_addr": "127.0.0.1:50051",
                  "role": "voter", "is_leader": true, "matched_index": 120},
-                {"node_id": 2, "http_addr": "127.0.0.1:8082", "grpc_addr": "127.0.0.1:50052",
+                {"node_id": 2, "http_addr": "127.0.0.1:8082", "peer_addr": "127.0.0.1:50052",
                  "role": "voter", "is_leader": false, "matched_index": 118}
             ]
         })
@@ -235,7 +235,7 @@ last log  120
 commit    120
 applied   119
 
-NODE  ROLE     LEADER  HTTP            GRPC             MATCHED
+NODE  ROLE     LEADER  HTTP            PEER             MATCHED
 1     voter    *       127.0.0.1:8080  127.0.0.1:50051  120
 2     voter            127.0.0.1:8082  127.0.0.1:50052  118
 3     learner          127.0.0.1:8083  127.0.0.1:50053  -
@@ -292,7 +292,7 @@ NODE  ROLE     LEADER  HTTP            GRPC             MATCHED
         let add = ClusterCommand::AddLearner(AddLearnerArgs {
             node_id: 4,
             http_addr: "127.0.0.1:8084".into(),
-            grpc_addr: "127.0.0.1:50054".into(),
+            peer_addr: "127.0.0.1:50054".into(),
         });
         let text = execute(&args(&base, false, add)).await.unwrap();
         assert!(
@@ -315,7 +315,7 @@ NODE  ROLE     LEADER  HTTP            GRPC             MATCHED
         let expected = [
             (
                 "learners",
-                json!({"node_id": 4, "http_addr": "127.0.0.1:8084", "grpc_addr": "127.0.0.1:50054"}),
+                json!({"node_id": 4, "http_addr": "127.0.0.1:8084", "peer_addr": "127.0.0.1:50054"}),
             ),
             ("promote", json!({"node_id": 4})),
             ("remove", json!({"node_id": 3})),

@@ -52,9 +52,14 @@ pub enum Command {
     /// Run a node (REST + gRPC). With no arguments: node 1, ./data, a single-node cluster.
     #[command(
         long_about = "Run a node: the REST API, the Raft gRPC endpoint and the replicated state machine.\n\n\
-            With no arguments the node is node 1 with data in ./data, REST on 127.0.0.1:8080 and \
-            gRPC on 127.0.0.1:50051. A fresh data directory without --join initialises a \
-            single-node cluster, which elects itself leader."
+            With no arguments the node is node 1 with data in ./data, REST on 127.0.0.1:8080, \
+            client gRPC on 127.0.0.1:50051 and the peer protocol on 127.0.0.1:50052. A fresh data \
+            directory without --join initialises a single-node cluster, which elects itself leader.\n\n\
+            Three listeners: REST and client gRPC serve clients (HTTPS with --tls-cert/--tls-key; \
+            plain text only on loopback unless --insecure-plaintext); the peer listener serves \
+            only other nodes, always over mutual TLS with the cluster's CA (--certs DIR, made by \
+            `ecommerce certs init`). A node started without --certs makes a private CA of its \
+            own in DATA_DIR/tls, so its peer port accepts nobody else."
     )]
     Serve(ServeArgs),
     /// Inspect and change the cluster membership through a running node.
@@ -79,6 +84,19 @@ pub enum Command {
             single-node cluster holding the restored state; add more nodes with --join."
     )]
     Restore(RestoreArgs),
+    /// Make the cluster CA and node certificates for the peer protocol (offline).
+    #[command(
+        long_about = "Make the cluster's CA and node certificates (offline).\n\n\
+            `certs init --dir certs --nodes 1,2,3` creates a new cluster id, its CA (ca.pem, \
+            ca.key) and a certificate per node (node-<id>.pem, node-<id>.key). `certs issue \
+            --dir certs --node-id 4` adds one for a new node later. A node certificate names its \
+            node id and cluster: it is what lets a process speak the peer protocol as that node, \
+            and a node id removed from the cluster is refused whatever it presents. Keep ca.key \
+            with the operator; give each node ca.pem and its own two files. --hosts adds DNS \
+            names or IP addresses so that the same certificate can serve HTTPS to clients."
+    )]
+    #[command(subcommand)]
+    Certs(CertsCommand),
     /// Manage user accounts through a running node (e.g. bootstrap the first admin).
     #[command(long_about = "Manage user accounts through a running node.\n\n\
             `user create --email E --role admin` bootstraps the first admin: the request \
@@ -181,7 +199,8 @@ pub struct GenerateArgs {
         1. built-in defaults\n  \
         2. the --config TOML file\n  \
         3. environment variables: ECOMMERCE_NODE_ID, ECOMMERCE_DATA_DIR, ECOMMERCE_HTTP_ADDR,\n     \
-        ECOMMERCE_GRPC_ADDR, ECOMMERCE_JOIN; nested keys use `__`,\n     \
+        ECOMMERCE_GRPC_ADDR, ECOMMERCE_PEER_ADDR, ECOMMERCE_JOIN; nested keys use `__`,\n     \
+        e.g. ECOMMERCE_PEER_TLS__DIR=certs, ECOMMERCE_TLS__CERT=cert.pem,\n     \
         e.g. ECOMMERCE_RAFT__SNAPSHOT_LOGS=50\n  \
         4. the flags above")]
 pub struct ServeArgs {
@@ -201,16 +220,39 @@ pub struct ServeArgs {
     #[arg(long, value_name = "HOST:PORT")]
     pub http_addr: Option<String>,
 
-    /// Address the Raft gRPC endpoint listens on and is advertised at [default: 127.0.0.1:50051]
+    /// Address the client gRPC services listen on [default: 127.0.0.1:50051]
     #[arg(long, value_name = "HOST:PORT")]
     pub grpc_addr: Option<String>,
 
-    /// REST URL of any cluster member to join through (e.g. http://10.0.0.1:8080).
+    /// Address the peer protocol (Raft, mutual TLS) listens on and is advertised at
+    /// [default: 127.0.0.1:50052]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub peer_addr: Option<String>,
+
+    /// Peer address of any cluster member to join through (e.g. 10.0.0.1:50052).
     ///
-    /// The node asks that member to add it as a learner, then to promote it to voter.
-    /// Safe to keep on restart: joining is idempotent.
-    #[arg(long, value_name = "HTTP_URL", value_hint = ValueHint::Url)]
+    /// The node presents its certificate (--certs) and asks that member to add it as a
+    /// learner, then to promote it to voter. Safe to keep on restart: joining is idempotent.
+    #[arg(long, value_name = "HOST:PORT")]
     pub join: Option<String>,
+
+    /// Directory with the cluster CA and this node's certificate (`ecommerce certs init`):
+    /// ca.pem, node-<id>.pem, node-<id>.key.
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub certs: Option<PathBuf>,
+
+    /// Certificate chain (PEM) for HTTPS and TLS gRPC to clients.
+    #[arg(long, value_name = "FILE", requires = "tls_key", value_hint = ValueHint::FilePath)]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert", value_hint = ValueHint::FilePath)]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve clients in plain text on a non-loopback address (logs a warning). Without TLS
+    /// and without this flag, REST and client gRPC may only listen on loopback.
+    #[arg(long)]
+    pub insecure_plaintext: bool,
 
     /// With --join: stay a learner (replicates, does not vote) instead of becoming a voter.
     // No `requires = "join"`: the join URL may come from the config file or the environment.
@@ -229,7 +271,8 @@ pub struct ServeArgs {
 /// How to reach a running node; shared by `cluster` and `backup`.
 #[derive(Debug, Clone, Args)]
 pub struct NodeOpts {
-    /// REST URL of any cluster member (`host:port` is taken as http://host:port).
+    /// REST URL of any cluster member, http:// or https:// (`host:port` is taken as
+    /// http://host:port).
     #[arg(
         long,
         global = true,
@@ -270,6 +313,16 @@ pub struct NodeOpts {
         hide_env_values = true
     )]
     pub access_token: Option<String>,
+
+    /// CA certificate (PEM) to trust for an https:// node, besides the system's roots.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "ECOMMERCE_CA_CERT",
+        value_hint = ValueHint::FilePath
+    )]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl NodeOpts {
@@ -317,9 +370,10 @@ pub struct AddLearnerArgs {
     /// REST address the new node is reachable at.
     #[arg(long, value_name = "HOST:PORT")]
     pub http_addr: String,
-    /// Raft gRPC address the new node is reachable at.
+    /// Peer address the new node is reachable at; the leader checks that the node answering
+    /// there holds the certificate of this node id.
     #[arg(long, value_name = "HOST:PORT")]
-    pub grpc_addr: String,
+    pub peer_addr: String,
 }
 
 /// A `--node-id N` argument naming an existing member.
@@ -360,9 +414,42 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
     pub http_addr: String,
 
-    /// Raft gRPC address the node will be advertised at.
-    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:50051")]
-    pub grpc_addr: String,
+    /// Peer address the node will be advertised at.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:50052")]
+    pub peer_addr: String,
+}
+
+/// Subcommands of `ecommerce certs`.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create a cluster CA and certificates for the first nodes.
+    Init {
+        /// Directory to create them in (must not hold a CA yet).
+        #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+        dir: PathBuf,
+        /// Node ids to issue certificates for, e.g. 1,2,3.
+        #[arg(long, value_name = "IDS", value_delimiter = ',', required = true)]
+        nodes: Vec<u64>,
+        /// DNS names or IP addresses clients use to reach the nodes (for HTTPS).
+        #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+        hosts: Vec<String>,
+        /// Use this cluster id instead of a new one (e.g. to add peers to a node that started
+        /// alone: its id is in `GET /cluster`).
+        #[arg(long, value_name = "ID")]
+        cluster_id: Option<String>,
+    },
+    /// Issue a certificate for one more node from the CA in DIR.
+    Issue {
+        /// Directory holding ca.pem and ca.key.
+        #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+        dir: PathBuf,
+        /// The new node's id (never one that was removed).
+        #[arg(long, value_name = "N")]
+        node_id: u64,
+        /// DNS names or IP addresses clients use to reach the node (for HTTPS).
+        #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+        hosts: Vec<String>,
+    },
 }
 
 /// Normalises a `--node` value: adds `http://` when no scheme is given and drops trailing
@@ -375,9 +462,9 @@ fn parse_node_url(raw: &str) -> Result<String, String> {
         format!("http://{raw}")
     };
     let parsed = reqwest::Url::parse(&url).map_err(|e| format!("invalid URL {raw:?}: {e}"))?;
-    if parsed.scheme() != "http" {
+    if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!(
-            "unsupported scheme {:?} in {raw:?}: only http:// is supported",
+            "unsupported scheme {:?} in {raw:?}: use http:// or https://",
             parsed.scheme()
         ));
     }
@@ -443,9 +530,18 @@ mod tests {
             "0.0.0.0:8083",
             "--grpc-addr",
             "0.0.0.0:50053",
+            "--peer-addr",
+            "0.0.0.0:50054",
             "--join",
-            "http://10.0.0.1:8080",
+            "10.0.0.1:50052",
             "--join-as-learner",
+            "--certs",
+            "/etc/ecommerce/certs",
+            "--tls-cert",
+            "/etc/ecommerce/https.pem",
+            "--tls-key",
+            "/etc/ecommerce/https.key",
+            "--insecure-plaintext",
             "--log-format",
             "json",
             "--snapshot-logs",
@@ -458,8 +554,19 @@ mod tests {
         assert_eq!(args.data_dir, Some(PathBuf::from("/var/lib/ecommerce")));
         assert_eq!(args.http_addr.as_deref(), Some("0.0.0.0:8083"));
         assert_eq!(args.grpc_addr.as_deref(), Some("0.0.0.0:50053"));
-        assert_eq!(args.join.as_deref(), Some("http://10.0.0.1:8080"));
+        assert_eq!(args.peer_addr.as_deref(), Some("0.0.0.0:50054"));
+        assert_eq!(args.join.as_deref(), Some("10.0.0.1:50052"));
         assert!(args.join_as_learner);
+        assert_eq!(args.certs, Some(PathBuf::from("/etc/ecommerce/certs")));
+        assert_eq!(
+            args.tls_cert,
+            Some(PathBuf::from("/etc/ecommerce/https.pem"))
+        );
+        assert_eq!(
+            args.tls_key,
+            Some(PathBuf::from("/etc/ecommerce/https.key"))
+        );
+        assert!(args.insecure_plaintext);
         assert_eq!(args.log_format.as_deref(), Some("json"));
         assert_eq!(args.snapshot_logs, Some(50));
     }
@@ -471,6 +578,7 @@ mod tests {
             &["serve", "--snapshot-logs", "0"],
             &["serve", "--node-id", "-1"],
             &["serve", "--bogus"],
+            &["serve", "--tls-cert", "cert.pem"],
         ] {
             let args = std::iter::once("ecommerce").chain(bad.iter().copied());
             assert!(Cli::try_parse_from(args).is_err(), "{bad:?} should fail");
@@ -531,7 +639,7 @@ mod tests {
             "4",
             "--http-addr",
             "127.0.0.1:8084",
-            "--grpc-addr",
+            "--peer-addr",
             "127.0.0.1:50054",
         ]) else {
             panic!("expected cluster")
@@ -541,7 +649,7 @@ mod tests {
         };
         assert_eq!(add.node_id, 4);
         assert_eq!(add.http_addr, "127.0.0.1:8084");
-        assert_eq!(add.grpc_addr, "127.0.0.1:50054");
+        assert_eq!(add.peer_addr, "127.0.0.1:50054");
 
         for (name, expected) in [("promote", 1), ("remove", 2), ("transfer-leader", 3)] {
             let Command::Cluster(args) = parse(&["cluster", name, "--node-id", "7"]) else {
@@ -580,7 +688,7 @@ mod tests {
         assert_eq!(args.data_dir, PathBuf::from("d"));
         assert_eq!(args.node_id, 1);
         assert_eq!(args.http_addr, "127.0.0.1:8080");
-        assert_eq!(args.grpc_addr, "127.0.0.1:50051");
+        assert_eq!(args.peer_addr, "127.0.0.1:50052");
 
         let Command::Restore(args) = parse(&[
             "restore",
@@ -591,14 +699,14 @@ mod tests {
             "9",
             "--http-addr",
             "0.0.0.0:9000",
-            "--grpc-addr",
+            "--peer-addr",
             "0.0.0.0:9001",
         ]) else {
             panic!("expected restore")
         };
         assert_eq!(args.node_id, 9);
         assert_eq!(args.http_addr, "0.0.0.0:9000");
-        assert_eq!(args.grpc_addr, "0.0.0.0:9001");
+        assert_eq!(args.peer_addr, "0.0.0.0:9001");
 
         assert!(Cli::try_parse_from(["ecommerce", "restore", "snap.bin"]).is_err());
     }
@@ -617,7 +725,11 @@ mod tests {
             parse_node_url("http://lb/ecommerce/").unwrap(),
             "http://lb/ecommerce"
         );
-        assert!(parse_node_url("https://node-1").is_err());
+        assert_eq!(
+            parse_node_url("https://node-1:8443/").unwrap(),
+            "https://node-1:8443"
+        );
+        assert!(parse_node_url("ftp://node-1").is_err());
         assert!(parse_node_url("http://").is_err());
     }
 }

@@ -22,5 +22,6 @@ pub(crate) fn node_opts(base: &str, timeout_secs: u64) -> NodeOpts {
         timeout: timeout_secs,
         operator_token: None,
         access_token: None,
+        ca_cert: None,
     }
 }

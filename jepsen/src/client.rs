@@ -59,16 +59,26 @@ impl Client {
         &self.auth
     }
 
-    pub fn new(auth: Auth, timeout: Duration) -> anyhow::Result<Client> {
-        let http = reqwest::Client::builder()
+    /// `ca`: the only root trusted for HTTPS nodes (the cluster CA).
+    pub fn new(
+        auth: Auth,
+        timeout: Duration,
+        ca: Option<reqwest::Certificate>,
+    ) -> anyhow::Result<Client> {
+        let mut http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(2))
             // A paused node keeps sockets open; do not let a stale pooled
             // connection turn every later request into a timeout.
             .pool_max_idle_per_host(4)
-            .pool_idle_timeout(Duration::from_secs(5))
-            .build()?;
-        Ok(Client { http, auth })
+            .pool_idle_timeout(Duration::from_secs(5));
+        if let Some(ca) = ca {
+            http = http.tls_built_in_root_certs(false).add_root_certificate(ca);
+        }
+        Ok(Client {
+            http: http.build()?,
+            auth,
+        })
     }
 
     /// Sends one request as `actor` to `base` (a node's REST URL).

@@ -1,7 +1,10 @@
 //! The cluster runner: starts 3 or 5 `ecommerce serve` processes, one per
 //! slot of the [`Net`], and kills, pauses, restarts and replaces them.
 //!
-//! Node 1 bootstraps; the others `--join` it. A slot keeps its addresses for
+//! Node 1 bootstraps; the others `--join` its peer port. Peers always talk
+//! mutual TLS with certificates from a CA the runner makes with the node
+//! binary (`ecommerce certs init`, in `<out>/certs`); with `--tls` clients
+//! reach REST over HTTPS too. A slot keeps its addresses for
 //! the whole run; after a membership change it hosts a node with a NEW id
 //! (removed ids are refused forever) on a fresh data directory. Each node runs
 //! in its own process group, so a signal reaches it and nothing else. On drop
@@ -18,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use crate::net::Net;
+use crate::net::{Addrs, Net};
 
 /// Settings every node gets (through `ECOMMERCE_*`), chosen so faults show
 /// within a short run: a short request deadline, frequent snapshots (so a
@@ -41,17 +44,16 @@ pub struct NodeProc {
     /// The Raft id of the node the slot hosts now.
     pub id: u64,
     pub url: String,
-    pub http: std::net::SocketAddr,
-    pub grpc: std::net::SocketAddr,
+    pub addrs: Addrs,
     dir: PathBuf,
     child: Option<Child>,
     pub paused: bool,
     /// Removed from the membership and not (yet) replaced.
     pub removed: bool,
-    /// The `--join` URL the node was first started with; kept for restarts
-    /// (joining is idempotent), so a wiped node never bootstraps a cluster
-    /// of its own.
-    join: Option<String>,
+    /// The peer address the node was first told to `--join`; kept for
+    /// restarts (joining is idempotent), so a wiped node never bootstraps a
+    /// cluster of its own.
+    join: Option<std::net::SocketAddr>,
 }
 
 impl NodeProc {
@@ -80,6 +82,10 @@ impl NodeProc {
 pub struct Cluster {
     pub nodes: Vec<NodeProc>,
     bin: PathBuf,
+    /// The CA and node certificates (`certs init` / `certs issue`).
+    certs: PathBuf,
+    /// Clients use HTTPS.
+    tls: bool,
     next_id: u64,
     snapshot_logs: u64,
     pub faketime: bool,
@@ -97,28 +103,55 @@ fn signal(pid: u32, sig: &str) {
 }
 
 impl Cluster {
+    /// Creates the cluster CA and the certificates of nodes `1..=size` in
+    /// `<out>/certs` with the node binary; returns the directory (its
+    /// `ca.pem` is what HTTPS clients trust).
+    pub fn init_certs(bin: &Path, out: &Path, net: &Net, size: usize) -> anyhow::Result<PathBuf> {
+        let dir = out.join("certs");
+        let nodes: Vec<String> = (1..=size).map(|id| id.to_string()).collect();
+        let hosts: Vec<String> = (1..=size)
+            .map(|slot| net.addrs(slot).http.ip().to_string())
+            .collect();
+        certs(
+            bin,
+            &[
+                "init",
+                "--dir",
+                &dir.to_string_lossy(),
+                "--nodes",
+                &nodes.join(","),
+                "--hosts",
+                &hosts.join(","),
+            ],
+        )?;
+        Ok(dir)
+    }
+
     /// Starts `size` nodes and waits until all are voters under one leader.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         net: Net,
         size: usize,
         bin: &Path,
         out: &Path,
+        certs: &Path,
+        tls: bool,
         snapshot_logs: u64,
         http: &reqwest::Client,
     ) -> anyhow::Result<Cluster> {
         let faketime = Path::new(LIBFAKETIME).exists();
+        let scheme = if tls { "https" } else { "http" };
         let mut nodes = Vec::new();
         for slot in 1..=size {
-            let (h, g) = net.addrs(slot);
+            let addrs = net.addrs(slot);
             let dir = out.join(format!("n{slot}"));
             std::fs::create_dir_all(&dir)?;
             std::fs::write(dir.join("faketime"), "+0\n")?;
             nodes.push(NodeProc {
                 slot,
                 id: slot as u64,
-                url: format!("http://{h}"),
-                http: h,
-                grpc: g,
+                url: format!("{scheme}://{}", addrs.http),
+                addrs,
                 dir,
                 child: None,
                 paused: false,
@@ -129,6 +162,8 @@ impl Cluster {
         let mut cluster = Cluster {
             nodes,
             bin: bin.to_path_buf(),
+            certs: certs.to_path_buf(),
+            tls,
             next_id: size as u64 + 1,
             snapshot_logs,
             faketime,
@@ -137,13 +172,14 @@ impl Cluster {
         };
         cluster.spawn(1, None)?;
         let first = cluster.nodes[0].url.clone();
+        let first_peer = cluster.nodes[0].addrs.peer;
         wait_for(http, &first, Duration::from_secs(60), |v| {
             v["leader_id"] == 1
         })
         .await
         .context("node 1 did not bootstrap")?;
         for slot in 2..=size {
-            cluster.spawn(slot, Some(&first))?;
+            cluster.spawn(slot, Some(first_peer))?;
             let id = slot as u64;
             wait_for(http, &first, Duration::from_secs(60), move |v| {
                 voters(v).contains(&id)
@@ -166,11 +202,13 @@ impl Cluster {
         self.nodes.iter().map(|n| n.url.clone()).collect()
     }
 
-    /// Starts the node of `slot` on its data dir, joining through `join` (or
-    /// the URL it joined through before).
-    pub fn spawn(&mut self, slot: usize, join: Option<&str>) -> anyhow::Result<()> {
+    /// Starts the node of `slot` on its data dir, joining through the peer
+    /// port `join` (or the one it joined through before).
+    pub fn spawn(&mut self, slot: usize, join: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
         let prefix = self.net.exec_prefix(slot);
         let faketime = self.faketime;
+        let certs = self.certs.clone();
+        let tls = self.tls;
         let snapshot_logs = self.snapshot_logs.to_string();
         let bin = self.bin.clone();
         let node = self.slot_mut(slot);
@@ -197,14 +235,26 @@ impl Cluster {
         .args(["--node-id", &node.id.to_string()])
         .arg("--data-dir")
         .arg(&data_dir)
-        .args(["--http-addr", &node.http.to_string()])
-        .args(["--grpc-addr", &node.grpc.to_string()])
+        .args(["--http-addr", &node.addrs.http.to_string()])
+        .args(["--grpc-addr", &node.addrs.grpc.to_string()])
+        .args(["--peer-addr", &node.addrs.peer.to_string()])
+        .arg("--certs")
+        .arg(&certs)
         .args(["--snapshot-logs", &snapshot_logs]);
-        if let Some(join) = join {
-            node.join = Some(join.to_string());
+        if tls {
+            cmd.arg("--tls-cert")
+                .arg(certs.join(format!("node-{}.pem", node.id)))
+                .arg("--tls-key")
+                .arg(certs.join(format!("node-{}.key", node.id)));
+        } else {
+            // Namespace addresses are not loopback.
+            cmd.arg("--insecure-plaintext");
         }
-        if let Some(join) = &node.join {
-            cmd.args(["--join", join]);
+        if join.is_some() {
+            node.join = join;
+        }
+        if let Some(join) = node.join {
+            cmd.args(["--join", &join.to_string()]);
         }
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("ECOMMERCE_") {
@@ -268,6 +318,19 @@ impl Cluster {
         self.kill(slot);
         let id = self.next_id;
         self.next_id += 1;
+        let host = self.slot(slot).addrs.http.ip().to_string();
+        certs(
+            &self.bin,
+            &[
+                "issue",
+                "--dir",
+                &self.certs.to_string_lossy(),
+                "--node-id",
+                &id.to_string(),
+                "--hosts",
+                &host,
+            ],
+        )?;
         let node = self.slot_mut(slot);
         let old = node.data_dir();
         if old.exists() {
@@ -380,6 +443,23 @@ pub fn voters(view: &Value) -> Vec<u64> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Runs `<bin> certs <args>`.
+fn certs(bin: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new(bin)
+        .arg("certs")
+        .args(args)
+        .output()
+        .with_context(|| format!("running {bin:?} certs"))?;
+    if !out.status.success() {
+        bail!(
+            "{bin:?} certs {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
 }
 
 /// Polls `GET {url}/cluster` until `ok(body)` or `timeout`.

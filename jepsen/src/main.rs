@@ -86,6 +86,10 @@ struct Common {
     /// Build a snapshot every N applied entries (small: restarts install snapshots).
     #[arg(long, default_value_t = 200)]
     snapshot_logs: u64,
+    /// Clients reach the nodes over HTTPS (certificates from the cluster CA
+    /// the run creates); peers use mutual TLS either way.
+    #[arg(long)]
+    tls: bool,
 }
 
 #[derive(Subcommand)]
@@ -217,12 +221,34 @@ async fn start(common: &Common, seed: u64, duration: Duration) -> anyhow::Result
     let net = make_net(common.net, slots)?;
     println!("network: {}", net.describe());
     println!("output:  {}", out.display());
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?;
-    let cluster = Cluster::start(net, slots, &bin, &out, common.snapshot_logs, &http).await?;
+    let certs = Cluster::init_certs(&bin, &out, &net, slots)?;
+    // With --tls, clients trust the cluster CA and nothing else.
+    let ca = match common.tls {
+        true => Some(reqwest::Certificate::from_pem(&std::fs::read(
+            certs.join("ca.pem"),
+        )?)?),
+        false => None,
+    };
+    let mut http = reqwest::Client::builder().timeout(Duration::from_secs(5));
+    if let Some(ca) = &ca {
+        http = http
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca.clone());
+    }
+    let http = http.build()?;
+    let cluster = Cluster::start(
+        net,
+        slots,
+        &bin,
+        &out,
+        &certs,
+        common.tls,
+        common.snapshot_logs,
+        &http,
+    )
+    .await?;
     let urls = Arc::new(cluster.urls());
-    let client = Client::new(auth::Auth::new(common.auth), Duration::from_secs(5))?;
+    let client = Client::new(auth::Auth::new(common.auth), Duration::from_secs(5), ca)?;
     let ctx = Ctx {
         client,
         rec: Recorder::new(),

@@ -303,10 +303,10 @@ impl Nemesis {
             }
             *live.choose(&mut self.rng).context("no node")?
         };
-        let (old_id, via) = {
+        let (old_id, via, via_peer) = {
             let c = self.cluster.lock().await;
             let via = c.nodes.iter().find(|n| n.slot != slot).context("peer")?;
-            (c.slot(slot).id, via.url.clone())
+            (c.slot(slot).id, via.url.clone(), via.addrs.peer)
         };
         let p = self
             .rec
@@ -349,7 +349,7 @@ impl Nemesis {
         let joined = {
             let mut c = self.cluster.lock().await;
             c.slot_mut(slot).removed = false;
-            c.spawn(slot, Some(&via))
+            c.spawn(slot, Some(via_peer))
         };
         let result = match joined {
             Ok(()) => wait_for(&self.http, &via, Duration::from_secs(60), |v: &Value| {

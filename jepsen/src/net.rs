@@ -23,6 +23,15 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
+/// The listeners of one slot: REST, client gRPC, and the peer port (Raft
+/// and blobs between nodes, mutual TLS).
+#[derive(Clone, Copy, Debug)]
+pub struct Addrs {
+    pub http: SocketAddr,
+    pub grpc: SocketAddr,
+    pub peer: SocketAddr,
+}
+
 /// Where the nodes live.
 pub struct Net {
     mode: Mode,
@@ -38,8 +47,8 @@ enum Mode {
         slots: usize,
     },
     Loopback {
-        /// (http, grpc) per slot.
-        ports: Vec<(u16, u16)>,
+        /// (http, grpc, peer) per slot.
+        ports: Vec<[u16; 3]>,
     },
 }
 
@@ -171,7 +180,7 @@ impl Net {
     pub fn loopback(slots: usize) -> anyhow::Result<Net> {
         let mut ports = Vec::new();
         for _ in 0..slots {
-            ports.push((free_port()?, free_port()?));
+            ports.push([free_port()?, free_port()?, free_port()?]);
         }
         Ok(Net {
             mode: Mode::Loopback { ports },
@@ -194,17 +203,18 @@ impl Net {
     }
 
     /// (REST, gRPC) address of the node in `slot` (1-based).
-    pub fn addrs(&self, slot: usize) -> (SocketAddr, SocketAddr) {
-        match &self.mode {
-            Mode::Namespaces { subnet, .. } => {
-                let ip = IpAddr::V4(Ipv4Addr::new(10, 231, *subnet, slot as u8));
-                (SocketAddr::new(ip, 8080), SocketAddr::new(ip, 50051))
-            }
-            Mode::Loopback { ports } => {
-                let (h, g) = ports[slot - 1];
-                let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-                (SocketAddr::new(ip, h), SocketAddr::new(ip, g))
-            }
+    pub fn addrs(&self, slot: usize) -> Addrs {
+        let (ip, [http, grpc, peer]) = match &self.mode {
+            Mode::Namespaces { subnet, .. } => (
+                IpAddr::V4(Ipv4Addr::new(10, 231, *subnet, slot as u8)),
+                [8080, 50051, 50052],
+            ),
+            Mode::Loopback { ports } => (IpAddr::V4(Ipv4Addr::LOCALHOST), ports[slot - 1]),
+        };
+        Addrs {
+            http: SocketAddr::new(ip, http),
+            grpc: SocketAddr::new(ip, grpc),
+            peer: SocketAddr::new(ip, peer),
         }
     }
 

@@ -12,8 +12,10 @@
 #![allow(clippy::result_large_err)]
 
 mod log_store;
+mod membership;
 mod network;
 mod node;
+pub mod peer_auth;
 mod proposals;
 mod read_index;
 mod restore;
@@ -30,10 +32,10 @@ pub mod proto {
 }
 
 pub use log_store::LogStore;
-pub use network::{Channels, Network};
+pub use network::{Channels, Network, PeerTls};
 pub use node::{ClusterStatus, MemberStatus, MembershipOp, NodeOptions, RaftNode, Role};
 pub use restore::restore_into;
-pub use service::RaftGrpc;
+pub use service::{BlobSource, BlobStream, RaftGrpc};
 pub use state_machine::{state_digest, write_snapshot, StateMachine};
 pub use store_adapter::Reader;
 pub use types::{NodeId, NodeInfo};

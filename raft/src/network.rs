@@ -1,12 +1,16 @@
-//! Outgoing node-to-node RPCs over tonic gRPC.
+//! Outgoing node-to-node RPCs over tonic gRPC with mutual TLS.
 //!
-//! One lazily connected HTTP/2 channel per peer address, shared by Raft
-//! replication and by request forwarding, so connections are reused.
+//! One lazily connected HTTP/2 channel per peer (node id and address),
+//! shared by Raft replication and by request forwarding, so connections are
+//! reused. Every channel presents this node's certificate and verifies that
+//! the peer's certificate, issued by the cluster CA, names the node it
+//! dials (see `peer_auth`).
 //! Payloads are bincode-encoded openraft types; replies carry
 //! `Result<response, RaftError>` so a remote refusal is told apart from a
 //! transport failure.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,35 +24,84 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use serde::{de::DeserializeOwned, Serialize};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+use crate::peer_auth::{member_dns_name, node_dns_name};
 use crate::proto::raft_service_client::RaftServiceClient;
 use crate::proto::Payload;
 use crate::types::{NodeId, NodeInfo, TypeConfig};
 
-/// Connection pool of gRPC channels, keyed by peer gRPC address.
-#[derive(Clone, Default)]
+/// This node's credentials on the peer protocol: the cluster CA, its own
+/// node certificate and key (PEM), and the cluster they belong to.
+#[derive(Clone)]
+pub struct PeerTls {
+    pub ca_pem: Vec<u8>,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    pub cluster_id: String,
+}
+
+impl fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerTls")
+            .field("cluster_id", &self.cluster_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whom a channel must reach: one node, or any member of the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Peer {
+    Node(NodeId),
+    AnyMember,
+}
+
+/// Connection pool of gRPC channels, keyed by peer and address.
+#[derive(Clone)]
 pub struct Channels {
-    by_addr: Arc<Mutex<HashMap<String, Channel>>>,
+    tls: Arc<PeerTls>,
+    by_peer: Arc<Mutex<HashMap<(Peer, String), Channel>>>,
 }
 
 impl Channels {
-    /// A client for the peer at `addr` (host:port), reusing its channel.
+    pub fn new(tls: PeerTls) -> Self {
+        Self {
+            tls: Arc::new(tls),
+            by_peer: Arc::default(),
+        }
+    }
+
+    /// A client for `peer` at `addr` (host:port), reusing its channel. The
+    /// TLS handshake fails unless the server's certificate names `peer`.
     pub fn client(
         &self,
+        peer: Peer,
         addr: &str,
     ) -> Result<RaftServiceClient<Channel>, tonic::transport::Error> {
-        let mut map = self.by_addr.lock().expect("channel pool lock");
-        if let Some(ch) = map.get(addr) {
+        let mut map = self
+            .by_peer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = (peer, addr.to_string());
+        if let Some(ch) = map.get(&key) {
             return Ok(RaftServiceClient::new(ch.clone()).max_decoding_message_size(MAX_MESSAGE));
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))?
+        let name = match peer {
+            Peer::Node(id) => node_dns_name(id, &self.tls.cluster_id),
+            Peer::AnyMember => member_dns_name(&self.tls.cluster_id),
+        };
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.tls.ca_pem))
+            .identity(Identity::from_pem(&self.tls.cert_pem, &self.tls.key_pem))
+            .domain_name(name);
+        let channel = Endpoint::from_shared(format!("https://{addr}"))?
+            .tls_config(tls)?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
             .connect_lazy();
-        map.insert(addr.to_string(), channel.clone());
+        map.insert(key, channel.clone());
         Ok(RaftServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE))
     }
 }
@@ -67,7 +120,7 @@ pub fn decode<T: DeserializeOwned>(payload: &Payload) -> Result<T, tonic::Status
 }
 
 /// Creates the per-peer connections openraft replicates through.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Network {
     pub channels: Channels,
 }
@@ -78,7 +131,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Self::Network {
         Connection {
             target,
-            addr: node.grpc_addr.clone(),
+            addr: node.peer_addr.clone(),
             channels: self.channels.clone(),
         }
     }
@@ -106,7 +159,7 @@ impl Connection {
     {
         let mut client = self
             .channels
-            .client(&self.addr)
+            .client(Peer::Node(self.target), &self.addr)
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let mut request =
             tonic::Request::new(encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?);

@@ -23,14 +23,14 @@ use std::ops::Bound;
 
 use ecommerce_domains::EventRecord;
 use ecommerce_storage::{codec, keys, Storage, CF_EVENTS, CF_RAFT_META, CF_SM_META};
-use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
-use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ServerState, SnapshotPolicy};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::network::{decode, encode, Channels, Network};
+use crate::network::{decode, encode, Channels, Network, Peer, PeerTls};
 use crate::proposals::{self, ProposalBatcher};
 use crate::read_index::ReadIndexBatcher;
 use crate::types::{LogId, NodeId, NodeInfo, Raft, RaftMetrics};
@@ -54,6 +54,8 @@ pub struct NodeOptions {
     pub install_snapshot_timeout_ms: u64,
     /// Batches of proposals handed to Raft before the first is answered.
     pub proposals_in_flight: usize,
+    /// This node's credentials on the peer protocol (and so its cluster).
+    pub tls: PeerTls,
 }
 
 /// The role of a member.
@@ -68,7 +70,7 @@ pub enum Role {
 pub struct MemberStatus {
     pub node_id: NodeId,
     pub http_addr: String,
-    pub grpc_addr: String,
+    pub peer_addr: String,
     pub role: Role,
     pub is_leader: bool,
     /// Last log index known replicated to it (reported by the leader only).
@@ -141,6 +143,8 @@ impl From<WireError> for Error {
 pub struct RaftNode {
     pub id: NodeId,
     pub info: NodeInfo,
+    /// The cluster this node's certificate belongs to.
+    pub cluster_id: String,
     raft: Raft,
     storage: Storage,
     channels: Channels,
@@ -176,7 +180,7 @@ async fn client_write(raft: &Raft, mut entry: Envelope) -> Result<Vec<Applied>, 
 }
 
 /// Pause between attempts while the leader is unknown or changing.
-const RETRY_PAUSE: Duration = Duration::from_millis(50);
+pub(crate) const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 impl RaftNode {
     /// Starts Raft on `storage` (already open with every domain table).
@@ -202,7 +206,8 @@ impl RaftNode {
             .await
             .map_err(|e| Error::Storage(e.to_string()))?;
         let applied = state_machine.subscribe_applied();
-        let channels = Channels::default();
+        let cluster_id = options.tls.cluster_id.clone();
+        let channels = Channels::new(options.tls);
         let network = Network {
             channels: channels.clone(),
         };
@@ -223,6 +228,7 @@ impl RaftNode {
         Ok(Arc::new(Self {
             id: options.node_id,
             info: options.info,
+            cluster_id,
             raft,
             storage,
             channels,
@@ -277,8 +283,33 @@ impl RaftNode {
         Some((id, info))
     }
 
+    /// Whether `id` is in the membership this node knows (voter or learner,
+    /// joint configurations included).
+    pub fn is_member(&self, id: NodeId) -> bool {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .is_some()
+    }
+
+    /// Whether this node knows any membership (false on a fresh node that
+    /// is waiting to be added to a cluster).
+    pub fn knows_membership(&self) -> bool {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .next()
+            .is_some()
+    }
+
     /// Waits (until `deadline`) for a leader to be known.
-    async fn wait_leader(&self, deadline: Instant) -> Result<(NodeId, NodeInfo)> {
+    pub(crate) async fn wait_leader(&self, deadline: Instant) -> Result<(NodeId, NodeInfo)> {
         loop {
             if let Some(leader) = self.leader() {
                 return Ok(leader);
@@ -316,7 +347,8 @@ impl RaftNode {
                     Err(_) => Err(Error::Timeout),
                 }
             } else {
-                self.forward_write(&leader, &envelope, deadline).await
+                self.forward_write(leader_id, &leader, &envelope, deadline)
+                    .await
             };
             match attempt {
                 Ok(applied) => return Ok(applied),
@@ -349,13 +381,15 @@ impl RaftNode {
 
     async fn forward_write(
         &self,
+        leader_id: NodeId,
         leader: &NodeInfo,
         envelope: &Envelope,
         deadline: Instant,
     ) -> Result<Applied> {
         match self
             .call_peer(
-                &leader.grpc_addr,
+                Peer::Node(leader_id),
+                &leader.peer_addr,
                 PeerCall::Forward,
                 envelope,
                 Some(deadline),
@@ -380,7 +414,7 @@ impl RaftNode {
             let read_index = if leader_id == self.id {
                 self.read_index_local().await.map_err(Error::from)
             } else {
-                self.read_index_remote(&leader, deadline).await
+                self.read_index_remote(leader_id, &leader, deadline).await
             };
             match read_index {
                 Ok(index) => return self.wait_applied(index, deadline).await,
@@ -407,9 +441,20 @@ impl RaftNode {
             .await
     }
 
-    async fn read_index_remote(&self, leader: &NodeInfo, deadline: Instant) -> Result<u64> {
+    async fn read_index_remote(
+        &self,
+        leader_id: NodeId,
+        leader: &NodeInfo,
+        deadline: Instant,
+    ) -> Result<u64> {
         let reply = self
-            .call_peer(&leader.grpc_addr, PeerCall::ReadIndex, &(), Some(deadline))
+            .call_peer(
+                Peer::Node(leader_id),
+                &leader.peer_addr,
+                PeerCall::ReadIndex,
+                &(),
+                Some(deadline),
+            )
             .await;
         reply.map_err(status_error)?.map_err(Error::from)
     }
@@ -427,181 +472,6 @@ impl RaftNode {
         }
     }
 
-    /// Runs a membership change on the leader (forwarding if needed).
-    pub async fn change_membership(&self, op: MembershipOp, deadline: Instant) -> Result<()> {
-        loop {
-            let (leader_id, leader) = self.wait_leader(deadline).await?;
-            let attempt = if leader_id == self.id {
-                match tokio::time::timeout_at(deadline, self.change_membership_local(op.clone()))
-                    .await
-                {
-                    Ok(result) => result,
-                    Err(_) => return Err(Error::Timeout),
-                }
-            } else {
-                self.forward_membership(&leader, &op, deadline).await
-            };
-            match attempt {
-                // Membership changes are idempotent, so retrying is safe.
-                Err(
-                    WireError::NotLeader | WireError::MembershipInProgress | WireError::Other(_),
-                ) if Instant::now() + RETRY_PAUSE < deadline => {
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                }
-                other => return other.map_err(Error::from),
-            }
-        }
-    }
-
-    async fn forward_membership(
-        &self,
-        leader: &NodeInfo,
-        op: &MembershipOp,
-        deadline: Instant,
-    ) -> Result<(), WireError> {
-        let reply = self
-            .call_peer(
-                &leader.grpc_addr,
-                PeerCall::ChangeMembership,
-                op,
-                Some(deadline),
-            )
-            .await;
-        reply.unwrap_or_else(|status| Err(WireError::Other(status.to_string())))
-    }
-
-    pub(crate) async fn change_membership_local(&self, op: MembershipOp) -> Result<(), WireError> {
-        if self.raft.metrics().borrow().state != ServerState::Leader {
-            return Err(WireError::NotLeader);
-        }
-        let membership = self
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .clone();
-        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        let result = match op {
-            MembershipOp::TransferLeader { node_id } => {
-                return self.transfer_leader(node_id, &membership).await
-            }
-            MembershipOp::AddLearner { node_id, info } => {
-                let removed = crate::state_machine::removed_nodes(&self.storage)
-                    .map_err(|e| WireError::Other(e.to_string()))?;
-                if removed.contains(&node_id) {
-                    return Err(WireError::NodeIdRemoved(node_id));
-                }
-                match membership.get_node(&node_id) {
-                    Some(existing) if *existing == info => return Ok(()),
-                    Some(existing) => {
-                        return Err(WireError::Membership(format!(
-                            "node id {node_id} is already a member at {existing}"
-                        )))
-                    }
-                    None => self.raft.add_learner(node_id, info, true).await.map(|_| ()),
-                }
-            }
-            MembershipOp::Promote { node_id } => {
-                if voters.contains(&node_id) {
-                    return Ok(());
-                }
-                if membership.get_node(&node_id).is_none() {
-                    return Err(WireError::Membership(format!(
-                        "node {node_id} is not a learner of this cluster"
-                    )));
-                }
-                self.raft
-                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node_id])), false)
-                    .await
-                    .map(|_| ())
-            }
-            MembershipOp::Remove { node_id } => {
-                if membership.get_node(&node_id).is_none() {
-                    return Ok(());
-                }
-                if voters.contains(&node_id) {
-                    if voters.len() == 1 {
-                        return Err(WireError::Membership("cannot remove the last voter".into()));
-                    }
-                    self.raft
-                        .change_membership(
-                            ChangeMembers::RemoveVoters(BTreeSet::from([node_id])),
-                            false,
-                        )
-                        .await
-                        .map(|_| ())
-                } else {
-                    self.raft
-                        .change_membership(
-                            ChangeMembers::RemoveNodes(BTreeSet::from([node_id])),
-                            false,
-                        )
-                        .await
-                        .map(|_| ())
-                }
-            }
-        };
-        result.map_err(|e| match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => WireError::NotLeader,
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(
-                ChangeMembershipError::InProgress(_),
-            )) => WireError::MembershipInProgress,
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-                WireError::Membership(e.to_string())
-            }
-            RaftError::Fatal(e) => WireError::Other(e.to_string()),
-        })
-    }
-
-    /// Leadership transfer for openraft 0.9, which has no such call: the leader
-    /// stops sending heartbeats so that the followers' leader leases lapse,
-    /// then asks the target to campaign until it wins or the attempt times
-    /// out. Another follower may win the race; the caller is told so.
-    async fn transfer_leader(
-        &self,
-        target: NodeId,
-        membership: &openraft::Membership<NodeId, NodeInfo>,
-    ) -> Result<(), WireError> {
-        if target == self.id {
-            return Ok(());
-        }
-        if !membership.voter_ids().any(|v| v == target) {
-            return Err(WireError::Membership(format!(
-                "node {target} is not a voter"
-            )));
-        }
-        let addr = membership
-            .get_node(&target)
-            .map(|n| n.grpc_addr.clone())
-            .unwrap_or_default();
-        let election_max = Duration::from_millis(self.raft.config().election_timeout_max);
-        let _heartbeats = HeartbeatPause::start(&self.raft);
-        let deadline = Instant::now() + election_max * 10;
-        let mut leader = None;
-        while Instant::now() < deadline {
-            tokio::time::sleep(election_max / 2).await;
-            leader = self.raft.metrics().borrow().current_leader;
-            if leader == Some(target) {
-                break;
-            }
-            if leader == Some(self.id) {
-                if let Err(e) = self.ask_to_campaign(&addr).await {
-                    tracing::debug!(error = %e, "campaign request failed");
-                }
-            }
-        }
-        match leader {
-            Some(l) if l == target => Ok(()),
-            Some(l) => Err(WireError::Membership(format!(
-                "leadership went to node {l} instead of {target}; retry"
-            ))),
-            None => Err(WireError::Membership(
-                "no leader was elected in time".into(),
-            )),
-        }
-    }
-
     /// The cluster as this node sees it.
     pub fn status(&self) -> ClusterStatus {
         let m = self.metrics();
@@ -613,7 +483,7 @@ impl RaftNode {
             .map(|(id, info)| MemberStatus {
                 node_id: *id,
                 http_addr: info.http_addr.clone(),
-                grpc_addr: info.grpc_addr.clone(),
+                peer_addr: info.peer_addr.clone(),
                 role: if voters.contains(id) {
                     Role::Voter
                 } else {
@@ -660,26 +530,27 @@ impl RaftNode {
             .map_err(|e| Error::Fatal(e.to_string()))
     }
 
-    /// Asks a member (by gRPC address) to campaign.
-    pub async fn ask_to_campaign(&self, grpc_addr: &str) -> Result<()> {
+    /// Asks member `id` (at its peer address) to campaign.
+    pub async fn ask_to_campaign(&self, id: NodeId, peer_addr: &str) -> Result<()> {
         let reply = self
-            .call_peer(grpc_addr, PeerCall::Campaign, &(), None)
+            .call_peer(Peer::Node(id), peer_addr, PeerCall::Campaign, &(), None)
             .await;
         reply.map_err(status_error)?.map_err(Error::from)
     }
 
     /// Calls a peer and decodes its `Result<T, WireError>` reply; a transport
     /// failure comes back as the gRPC status.
-    async fn call_peer<Req: Serialize, T: DeserializeOwned>(
+    pub(crate) async fn call_peer<Req: Serialize, T: DeserializeOwned>(
         &self,
-        grpc_addr: &str,
+        peer: Peer,
+        peer_addr: &str,
         call: PeerCall,
         payload: &Req,
         deadline: Option<Instant>,
     ) -> Result<Result<T, WireError>, tonic::Status> {
         let mut client = self
             .channels
-            .client(grpc_addr)
+            .client(peer, peer_addr)
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         let mut request = tonic::Request::new(encode(payload)?);
         if let Some(deadline) = deadline {
@@ -690,8 +561,38 @@ impl RaftNode {
             PeerCall::ReadIndex => client.read_index(request).await,
             PeerCall::ChangeMembership => client.change_membership(request).await,
             PeerCall::Campaign => client.campaign(request).await,
+            PeerCall::Identify => client.identify(request).await,
+            PeerCall::Join => client.join(request).await,
         }?;
         decode(reply.get_ref())
+    }
+
+    /// Streams the blob `hash` (hex SHA-256) from member `id` at
+    /// `peer_addr`; `Ok(None)` when that node does not have it.
+    pub async fn fetch_blob(
+        &self,
+        id: NodeId,
+        peer_addr: &str,
+        hash: &str,
+        timeout: Duration,
+    ) -> Result<Option<crate::BlobStream>> {
+        let mut client = self
+            .channels
+            .client(Peer::Node(id), peer_addr)
+            .map_err(|e| Error::Rpc(e.to_string()))?;
+        let mut request = tonic::Request::new(encode(&hash.to_string()).map_err(status_error)?);
+        request.set_timeout(timeout);
+        let stream = match client.fetch_blob(request).await {
+            Ok(reply) => reply.into_inner(),
+            Err(status) if status.code() == tonic::Code::NotFound => return Ok(None),
+            Err(status) => return Err(status_error(status)),
+        };
+        let chunks = futures::StreamExt::map(stream, |chunk| {
+            chunk
+                .map(|payload| bytes::Bytes::from(payload.data))
+                .map_err(std::io::Error::other)
+        });
+        Ok(Some(Box::pin(chunks)))
     }
 
     /// Events with id greater than `after`, in order, at most `limit`.
@@ -744,23 +645,6 @@ impl RaftNode {
     }
 }
 
-/// Pauses the leader's heartbeats; they resume when this is dropped, also
-/// when the transfer is abandoned half-way (client gone, deadline passed).
-struct HeartbeatPause<'a>(&'a Raft);
-
-impl<'a> HeartbeatPause<'a> {
-    fn start(raft: &'a Raft) -> Self {
-        raft.runtime_config().heartbeat(false);
-        Self(raft)
-    }
-}
-
-impl Drop for HeartbeatPause<'_> {
-    fn drop(&mut self) {
-        self.0.runtime_config().heartbeat(true);
-    }
-}
-
 /// Milliseconds since the Unix epoch on this node's clock.
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -770,15 +654,17 @@ fn now_ms() -> u64 {
 
 /// The node-to-node calls besides openraft's own.
 #[derive(Debug, Clone, Copy)]
-enum PeerCall {
+pub(crate) enum PeerCall {
     Forward,
     ReadIndex,
     ChangeMembership,
     Campaign,
+    Identify,
+    Join,
 }
 
 /// A transport failure as the API layer sees it.
-fn status_error(status: tonic::Status) -> Error {
+pub(crate) fn status_error(status: tonic::Status) -> Error {
     match status.code() {
         tonic::Code::DeadlineExceeded => Error::Timeout,
         _ => Error::Rpc(status.to_string()),

@@ -11,17 +11,22 @@ use ecommerce_domains::Envelope;
 pub type NodeId = u64;
 
 /// What membership records about a node: how to reach it.
+///
+/// Persisted (in membership log entries, snapshots and backups): bincode
+/// stores the two strings in order, so fields are never reordered. The
+/// second was named `grpc_addr` while peers and clients shared the gRPC
+/// listener; it has always been the address Raft traffic goes to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
     /// REST address (host:port), for clients and operators.
     pub http_addr: String,
-    /// gRPC address (host:port), for Raft traffic and service clients.
-    pub grpc_addr: String,
+    /// Peer address (host:port): the node-to-node protocol, mutual TLS.
+    pub peer_addr: String,
 }
 
 impl fmt::Display for NodeInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http={} grpc={}", self.http_addr, self.grpc_addr)
+        write!(f, "http={} peer={}", self.http_addr, self.peer_addr)
     }
 }
 

@@ -23,7 +23,8 @@ use super::AppState;
 pub struct MemberDto {
     pub node_id: u64,
     pub http_addr: String,
-    pub grpc_addr: String,
+    /// The node-to-node protocol's address (mutual TLS; not for clients).
+    pub peer_addr: String,
     /// `voter` or `learner`.
     pub role: String,
     pub is_leader: bool,
@@ -64,7 +65,7 @@ pub fn cluster_dto(cluster_id: &str, s: ClusterStatus) -> ClusterDto {
             .map(|m| MemberDto {
                 node_id: m.node_id,
                 http_addr: m.http_addr,
-                grpc_addr: m.grpc_addr,
+                peer_addr: m.peer_addr,
                 role: match m.role {
                     ecommerce_raft::Role::Voter => "voter".into(),
                     ecommerce_raft::Role::Learner => "learner".into(),
@@ -87,7 +88,9 @@ pub async fn status(State(state): State<AppState>) -> Json<ClusterDto> {
 pub struct AddLearnerBody {
     pub node_id: u64,
     pub http_addr: String,
-    pub grpc_addr: String,
+    /// Where the node serves the peer protocol; the leader checks that the
+    /// node answering there holds the certificate of `node_id`.
+    pub peer_addr: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -129,10 +132,10 @@ pub async fn add_learner(
         );
     }
     check_addr("http_addr", &body.http_addr)?;
-    check_addr("grpc_addr", &body.grpc_addr)?;
+    check_addr("peer_addr", &body.peer_addr)?;
     let info = NodeInfo {
         http_addr: body.http_addr,
-        grpc_addr: body.grpc_addr,
+        peer_addr: body.peer_addr,
     };
     change(
         &state,

@@ -390,27 +390,6 @@ pub async fn get_meta(
     Ok(Json(MediaDto::new(&state.settings, record)))
 }
 
-/// Node to node: the bytes of a blob if this node has them (verified), for
-/// peers that lack them. Never fetches from elsewhere itself.
-#[utoipa::path(get, path = "/internal/blobs/{hash}", tag = "media", params(("hash" = String, Path)),
-    responses((status = 200, description = "The blob", content(("application/octet-stream"))),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn internal_blob(
-    State(state): State<AppState>,
-    AppPath(raw): AppPath<String>,
-) -> ApiResult<Response> {
-    let hash =
-        ContentHash::parse(&raw).map_err(|e| ApiError::new("invalid_path", e.to_string()))?;
-    match state.media.local(&hash).await? {
-        Some(bytes) => Ok((
-            [(header::CONTENT_TYPE, "application/octet-stream")],
-            Body::from(bytes),
-        )
-            .into_response()),
-        None => Err(DomainError::MediaNotFound(hash.as_str().to_string()).into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

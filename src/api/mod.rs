@@ -285,7 +285,6 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/auth/social/{provider}", get(social::begin))
         .route("/auth/social/{provider}/callback", get(social::callback))
-        .route("/internal/blobs/{hash}", get(media::internal_blob))
         .route("/cluster/digest", get(cluster::digest))
         .nest("/api/v1", api)
         .fallback(ops::route_not_found)

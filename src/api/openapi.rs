@@ -41,7 +41,7 @@ use super::{
         users::create_user, users::list_users, users::get_user, users::update_user, users::delete_user,
         users::set_role, users::change_password,
         social::begin, social::callback,
-        media::upload, media::get_media, media::get_thumbnail, media::get_meta, media::internal_blob,
+        media::upload, media::get_media, media::get_thumbnail, media::get_meta,
         search::search, search::suggest, search::status,
     ),
     components(schemas(error::ErrorBody)),
@@ -84,7 +84,6 @@ mod tests {
             "/api/v1/cart/lines/{sku}",
             "/api/v1/media",
             "/api/v1/media/{hash}/thumbnail",
-            "/internal/blobs/{hash}",
             "/api/v1/search",
             "/api/v1/search/suggest",
         ] {

@@ -126,7 +126,7 @@ impl ClusterService for PublicGrpc {
                 .map(|m| proto::Member {
                     node_id: m.node_id,
                     http_addr: m.http_addr,
-                    grpc_addr: m.grpc_addr,
+                    peer_addr: m.peer_addr,
                     role: format!("{:?}", m.role).to_lowercase(),
                     is_leader: m.is_leader,
                     matched_index: m.matched_index,

@@ -1,8 +1,9 @@
 //! Getting the bytes of registered images onto this node.
 //!
-//! [`Fetcher`] downloads a blob from a peer's `GET /internal/blobs/{hash}`:
-//! from the node that stored it first, then from every other member (REST
-//! addresses from the Raft membership). What arrives is kept only if its
+//! [`Fetcher`] downloads a blob from a peer over the peer protocol
+//! (`FetchBlob`, mutual TLS, streamed in chunks): from the node that stored
+//! it first, then from every other member (peer addresses from the Raft
+//! membership). What arrives is kept only if its
 //! SHA-256 and size are those registered. One download per hash at a time.
 //!
 //! [`replicate`] is the background loop every node runs: it follows the event
@@ -36,24 +37,20 @@ const MAX_RETRY: Duration = Duration::from_secs(60);
 pub struct Fetcher {
     node: Arc<RaftNode>,
     blobs: BlobStore,
-    http: reqwest::Client,
+    /// Deadline of one download.
+    timeout: Duration,
     /// One lock per hash being fetched, so concurrent misses download once.
     in_flight: Mutex<HashMap<ContentHash, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Fetcher {
-    pub fn new(node: Arc<RaftNode>, blobs: BlobStore, timeout: Duration) -> reqwest::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(2).min(timeout))
-            .no_proxy()
-            .build()?;
-        Ok(Self {
+    pub fn new(node: Arc<RaftNode>, blobs: BlobStore, timeout: Duration) -> Self {
+        Self {
             node,
             blobs,
-            http,
+            timeout,
             in_flight: Mutex::default(),
-        })
+        }
     }
 
     /// The verified bytes of `record`, from this node's disk or else a peer's.
@@ -114,7 +111,7 @@ impl Fetcher {
         peers.sort_by_key(|m| (m.node_id != record.origin_node, m.node_id));
         let mut failures = Vec::new();
         for peer in peers {
-            match self.fetch_from(&peer.http_addr, record).await {
+            match self.fetch_from(peer.node_id, &peer.peer_addr, record).await {
                 Ok(bytes) => {
                     metrics::counter!("media_blob_fetches_total", "outcome" => "ok").increment(1);
                     tracing::debug!(hash = %record.hash, peer = peer.node_id, "blob fetched");
@@ -133,25 +130,33 @@ impl Fetcher {
         Err(MediaError::Unavailable(reason))
     }
 
-    async fn fetch_from(&self, http_addr: &str, record: &MediaRecord) -> Result<Bytes, String> {
-        let url = format!("http://{http_addr}/internal/blobs/{}", record.hash);
-        let mut response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("answered {}", response.status()));
-        }
-        let expected = usize::try_from(record.size).map_err(|e| e.to_string())?;
-        let mut body = Vec::with_capacity(expected.min(16 << 20));
-        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-            if body.len() + chunk.len() > expected {
-                return Err(format!("sent more than the {expected} bytes registered"));
+    async fn fetch_from(
+        &self,
+        id: u64,
+        peer_addr: &str,
+        record: &MediaRecord,
+    ) -> Result<Bytes, String> {
+        let download = async {
+            let mut stream = self
+                .node
+                .fetch_blob(id, peer_addr, record.hash.as_str(), self.timeout)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "does not have it".to_string())?;
+            let expected = usize::try_from(record.size).map_err(|e| e.to_string())?;
+            let mut body = Vec::with_capacity(expected.min(16 << 20));
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| e.to_string())?;
+                if body.len() + chunk.len() > expected {
+                    return Err(format!("sent more than the {expected} bytes registered"));
+                }
+                body.extend_from_slice(&chunk);
             }
-            body.extend_from_slice(&chunk);
-        }
+            Ok::<_, String>(body)
+        };
+        let body = tokio::time::timeout(self.timeout, download)
+            .await
+            .map_err(|_| format!("no complete answer within {:?}", self.timeout))??;
         let bytes = Bytes::from(body);
         let (blobs, hash, kept) = (self.blobs.clone(), record.hash.clone(), bytes.clone());
         match tokio::task::spawn_blocking(move || blobs.put(&hash, &kept)).await {

@@ -74,8 +74,7 @@ impl Media {
     pub fn open(settings: &Settings, node: Arc<RaftNode>) -> std::io::Result<Self> {
         let blobs = BlobStore::open(&settings.data_dir)?;
         let timeout = Duration::from_millis(settings.media.fetch_timeout_ms);
-        let fetcher = Fetcher::new(node, blobs.clone(), timeout).map_err(std::io::Error::other)?;
-        let fetcher = Arc::new(fetcher);
+        let fetcher = Arc::new(Fetcher::new(node, blobs.clone(), timeout));
         Ok(Self {
             blobs,
             fetcher,
@@ -92,12 +91,6 @@ impl Media {
     /// The verified bytes of `record`, fetched from a peer if need be.
     pub async fn load(&self, record: &MediaRecord) -> Result<Bytes, MediaError> {
         self.fetcher.load(record).await
-    }
-
-    /// The bytes of `hash` if this node has them (what peers are served).
-    pub async fn local(&self, hash: &ContentHash) -> Result<Option<Bytes>, MediaError> {
-        let (blobs, hash) = (self.blobs.clone(), hash.clone());
-        Ok(tokio::task::spawn_blocking(move || blobs.get(&hash)).await??)
     }
 
     /// The thumbnail of `record` at `size` and its type: from the cache on
@@ -147,5 +140,43 @@ mod tests {
             thumbnail_url(&settings, &hash, 256),
             format!("https://cdn.example.com/api/v1/media/{h}/thumbnail?size=256")
         );
+    }
+}
+
+/// Chunks a blob is sent to a peer in.
+const PEER_CHUNK: usize = 256 << 10;
+
+/// What the peer protocol serves other nodes (`FetchBlob`): the verified
+/// bytes of a blob this node has, in chunks. Never fetches from elsewhere.
+pub struct PeerBlobs(pub BlobStore);
+
+impl ecommerce_raft::BlobSource for PeerBlobs {
+    fn open(&self, hash: &str) -> std::io::Result<Option<ecommerce_raft::BlobStream>> {
+        let hash = ContentHash::parse(hash)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        if !self.0.contains(&hash) {
+            return Ok(None);
+        }
+        let blobs = self.0.clone();
+        let read = async move {
+            let verified = tokio::task::spawn_blocking(move || blobs.get(&hash))
+                .await
+                .map_err(std::io::Error::other)?
+                .map_err(std::io::Error::other)?
+                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "blob damaged"))?;
+            let chunks: Vec<std::io::Result<Bytes>> = (0..verified.len())
+                .step_by(PEER_CHUNK)
+                .map(|at| Ok(verified.slice(at..verified.len().min(at + PEER_CHUNK))))
+                .collect();
+            Ok::<_, std::io::Error>(futures::stream::iter(chunks))
+        };
+        let stream = futures::StreamExt::flatten(futures::StreamExt::map(
+            futures::stream::once(read),
+            |result| match result {
+                Ok(chunks) => futures::StreamExt::boxed(chunks),
+                Err(e) => futures::StreamExt::boxed(futures::stream::iter([Err(e)])),
+            },
+        ));
+        Ok(Some(Box::pin(stream)))
     }
 }

@@ -154,7 +154,6 @@ const MATRIX: &[(&str, &str, [u16; 6])] = &[
     ("GET", "/api/v1/media/{hash}", [404; 6]),
     ("GET", "/api/v1/media/{hash}/thumbnail", [404; 6]),
     ("GET", "/api/v1/media/{hash}/meta", [404; 6]),
-    ("GET", "/internal/blobs/{hash}", [404; 6]),
     // catalogue, pricing, search
     ("GET", "/api/v1/products", [200; 6]),
     ("GET", "/api/v1/products/{id}", [404; 6]),

@@ -32,8 +32,8 @@ async fn restore(file: &str, node: &Node) {
         node.id.to_string(),
         "--http-addr".into(),
         node.http_addr.to_string(),
-        "--grpc-addr".into(),
-        node.grpc_addr.to_string(),
+        "--peer-addr".into(),
+        node.peer_addr.to_string(),
     ])
     .await;
     assert_success(&output, "ecommerce restore");

@@ -256,8 +256,7 @@ async fn restarted_follower_catches_up_from_the_log() {
     let (leader, applied) = cluster.leader_applied().await;
 
     // Restart with the same --join flag a supervisor would pass: joining must be idempotent.
-    let join = cluster.node(leader).url();
-    cluster.restart_with_join(follower, &join).await;
+    cluster.restart_with_join(follower, leader).await;
     cluster.wait_applied(follower, applied).await;
 
     let lagger = cluster.admin_client(follower);
@@ -474,8 +473,7 @@ async fn learner_joins_is_promoted_a_voter_is_removed_and_its_id_is_refused() {
         .expect_stock("member-0", 3, "write before membership changes");
 
     // Join through a follower: admin writes on a follower are forwarded to the leader.
-    let join = cluster.node(follower).url();
-    cluster.add_node(4, &join, true).await;
+    cluster.add_node(4, follower, true).await;
     let leader_client = cluster.admin_client(leader);
     eventually("node 4 to be listed as a learner", STARTUP_TIMEOUT, || {
         let c = leader_client.clone();
@@ -588,7 +586,7 @@ async fn learner_joins_is_promoted_a_voter_is_removed_and_its_id_is_refused() {
     let readd = json!({
         "node_id": victim,
         "http_addr": node.http_addr.to_string(),
-        "grpc_addr": node.grpc_addr.to_string(),
+        "peer_addr": node.peer_addr.to_string(),
     });
     let other = follower_of(&remaining, leader);
     for via in [leader, other] {

@@ -1,11 +1,12 @@
 //! Process harness: runs the real `ecommerce` binary as 1..N nodes on loopback.
 //!
 //! Each [`Node`] owns a temp dir (data dir + `node.log` with the process's stdout and stderr),
-//! a free HTTP and gRPC port picked by binding port 0, and at most one child process. Nodes are
-//! SIGKILLed on drop; when the test is panicking, the tail of every node's log is printed
-//! (set `ECOMMERCE_TEST_KEEP_DIRS=1` to also keep the temp dirs). [`Cluster`] starts node 1
-//! alone (it bootstraps a single-node cluster), joins the others with `--join`, and offers
-//! kill/restart/leader lookup. Readiness is always polled with a deadline ([`eventually`]),
+//! a free HTTP, gRPC and peer port picked by binding port 0, and at most one child process.
+//! Nodes are SIGKILLed on drop; when the test is panicking, the tail of every node's log is
+//! printed (set `ECOMMERCE_TEST_KEEP_DIRS=1` to also keep the temp dirs). [`Cluster`] makes a
+//! cluster CA and node certificates (what `ecommerce certs init` does), starts node 1 alone (it
+//! bootstraps a single-node cluster), joins the others with `--join <node 1's peer address>`,
+//! and offers kill/restart/leader lookup. A lone [`Node`] without certificates makes its own CA. Readiness is always polled with a deadline ([`eventually`]),
 //! never assumed after a fixed sleep. REST calls go through `client.rs`; nothing here asserts
 //! business behaviour.
 
@@ -174,7 +175,7 @@ where
 
 /// Removes `ECOMMERCE_*` variables inherited from the developer's shell: the node must be
 /// configured by the flags the test passes, nothing else.
-fn scrub_env(command: &mut Command) {
+pub fn scrub_env(command: &mut Command) {
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("ECOMMERCE_") {
             command.env_remove(key);
@@ -252,6 +253,9 @@ pub struct Node {
     pub id: u64,
     pub http_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+    /// The cluster's certificate directory (`--certs`), if any.
+    certs: Option<PathBuf>,
     extra_args: Vec<String>,
     child: Option<Child>,
     client: Client,
@@ -260,24 +264,50 @@ pub struct Node {
 }
 
 impl Node {
-    /// Allocates a temp dir and two free ports for node `id`; does not start anything.
-    /// `extra_args` are appended to every `serve` command line of this node.
+    /// Allocates a temp dir and three free ports for node `id`; does not start anything.
+    /// `extra_args` are appended to every `serve` command line of this node. Without
+    /// certificates the node makes its own CA (it can only be a cluster of its own).
     pub fn new(id: u64, extra_args: &[&str]) -> Node {
+        Node::with_certs(id, extra_args, None)
+    }
+
+    /// [`Node::new`] with the cluster certificate directory `certs` (`--certs`).
+    pub fn with_certs(id: u64, extra_args: &[&str], certs: Option<PathBuf>) -> Node {
         let dir = tempfile::Builder::new()
             .prefix(&format!("ecommerce-node{id}-"))
             .tempdir()
             .expect("create node temp dir");
         let http_addr = free_addr();
         let grpc_addr = free_addr();
+        let peer_addr = free_addr();
         Node {
             id,
             http_addr,
             grpc_addr,
+            peer_addr,
+            certs,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             child: None,
             client: Client::new(format!("http://{http_addr}")),
             dir: Some(dir),
         }
+    }
+
+    /// [`Node::with_certs`] serving REST and client gRPC over TLS with node `id`'s
+    /// certificate from `certs` (which must name 127.0.0.1); its client trusts only
+    /// that directory's CA.
+    pub fn with_client_tls(id: u64, extra_args: &[&str], certs: PathBuf) -> Node {
+        let cert = certs.join(ecommerce::tls::node_cert_file(id));
+        let key = certs.join(ecommerce::tls::node_key_file(id));
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        let mut args = vec!["--tls-cert", &cert, "--tls-key", &key];
+        args.extend_from_slice(extra_args);
+        let mut node = Node::with_certs(id, &args, Some(certs.clone()));
+        node.client = Client::with_ca(
+            format!("https://{}", node.http_addr),
+            &certs.join(ecommerce::tls::CA_CERT),
+        );
+        node
     }
 
     fn dir(&self) -> PathBuf {
@@ -295,7 +325,7 @@ impl Node {
 
     /// Base URL of the REST API, e.g. `http://127.0.0.1:41234`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.http_addr)
+        self.client.base().to_string()
     }
 
     pub fn client(&self) -> Client {
@@ -307,7 +337,7 @@ impl Node {
     }
 
     /// Starts `ecommerce serve` for this node (same data dir and ports every time), with
-    /// `--join URL` and `--join-as-learner` when asked. Output is appended to `node.log`.
+    /// `--join PEER_ADDR` and `--join-as-learner` when asked. Output is appended to `node.log`.
     pub fn spawn(&mut self, join: Option<&str>, as_learner: bool) {
         assert!(self.child.is_none(), "node {} is already running", self.id);
         let mut args: Vec<String> = vec![
@@ -320,9 +350,15 @@ impl Node {
             self.http_addr.to_string(),
             "--grpc-addr".into(),
             self.grpc_addr.to_string(),
+            "--peer-addr".into(),
+            self.peer_addr.to_string(),
             "--log-format".into(),
             "text".into(),
         ];
+        if let Some(certs) = &self.certs {
+            args.push("--certs".into());
+            args.push(certs.display().to_string());
+        }
         if let Some(join) = join {
             args.push("--join".into());
             args.push(join.into());
@@ -455,6 +491,8 @@ impl Drop for Node {
 pub struct Cluster {
     nodes: BTreeMap<u64, Node>,
     extra_args: Vec<String>,
+    /// The cluster CA and node certificates (`ecommerce certs init`).
+    certs: TempDir,
     /// Access token of the cluster's test admin (signed in once the cluster is up).
     admin_token: String,
 }
@@ -470,12 +508,19 @@ impl Cluster {
     /// waits until every node agrees on a leader. `extra_args` go to every node.
     pub async fn start_with(size: u64, extra_args: &[&str]) -> Cluster {
         assert!(size >= 1, "a cluster has at least one node");
+        let certs = tempfile::Builder::new()
+            .prefix("ecommerce-certs-")
+            .tempdir()
+            .expect("create certs temp dir");
+        ecommerce::tls::init_dir(certs.path(), None, &[1], &["127.0.0.1".into()])
+            .expect("make the cluster CA");
         let mut cluster = Cluster {
             nodes: BTreeMap::new(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            certs,
             admin_token: String::new(),
         };
-        let mut first = Node::new(1, extra_args);
+        let mut first = Node::with_certs(1, extra_args, Some(cluster.certs_dir()));
         first.start(None, false).await;
         let first_client = first.client();
         cluster.nodes.insert(1, first);
@@ -495,9 +540,8 @@ impl Cluster {
             },
         )
         .await;
-        let join = cluster.node(1).url();
         for id in 2..=size {
-            cluster.add_node(id, &join, false).await;
+            cluster.add_node(id, 1, false).await;
             let expected: Vec<u64> = (1..=id).collect();
             cluster.wait_voters(1, &expected).await;
         }
@@ -505,6 +549,20 @@ impl Cluster {
         let admin = access_token(&cluster.client(leader), "admin", ADMIN_USER).await;
         cluster.admin_token = admin.token;
         cluster
+    }
+
+    /// The directory with the cluster CA (`ca.pem`, `ca.key`) and node certificates.
+    pub fn certs_dir(&self) -> PathBuf {
+        self.certs.path().to_path_buf()
+    }
+
+    /// Issues node `id`'s certificate unless it exists (`ecommerce certs issue`).
+    pub fn issue_cert(&self, id: u64) {
+        let dir = self.certs_dir();
+        if !dir.join(ecommerce::tls::node_cert_file(id)).exists() {
+            ecommerce::tls::issue_node(&dir, id, &["127.0.0.1".into()])
+                .unwrap_or_else(|e| panic!("issue the certificate of node {id}: {e:#}"));
+        }
     }
 
     /// The access token of the cluster's test admin.
@@ -550,13 +608,15 @@ impl Cluster {
         ids
     }
 
-    /// Starts a new node `id` joining through `join_url` (as a learner when asked) and waits
-    /// until its REST API is up. Does not wait for the membership change.
-    pub async fn add_node(&mut self, id: u64, join_url: &str, as_learner: bool) {
+    /// Starts a new node `id` joining through member `via`'s peer address (as a learner when
+    /// asked) and waits until its REST API is up. Does not wait for the membership change.
+    pub async fn add_node(&mut self, id: u64, via: u64, as_learner: bool) {
         assert!(!self.nodes.contains_key(&id), "node {id} already exists");
+        self.issue_cert(id);
+        let join = self.node(via).peer_addr.to_string();
         let extra: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
-        let mut node = Node::new(id, &extra);
-        node.start(Some(join_url), as_learner).await;
+        let mut node = Node::with_certs(id, &extra, Some(self.certs_dir()));
+        node.start(Some(&join), as_learner).await;
         self.nodes.insert(id, node);
     }
 
@@ -589,10 +649,11 @@ impl Cluster {
         }
     }
 
-    /// Restarts node `id` with the same `--join URL` it would be started with by a supervisor
-    /// (the contract says joining is idempotent on restart).
-    pub async fn restart_with_join(&mut self, id: u64, join_url: &str) {
-        self.node_mut(id).start(Some(join_url), false).await;
+    /// Restarts node `id` with the same `--join` (member `via`'s peer address) it would be
+    /// started with by a supervisor (the contract says joining is idempotent on restart).
+    pub async fn restart_with_join(&mut self, id: u64, via: u64) {
+        let join = self.node(via).peer_addr.to_string();
+        self.node_mut(id).start(Some(&join), false).await;
     }
 
     /// `GET /cluster` of node `id`, panicking unless 200.
