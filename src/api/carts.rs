@@ -4,6 +4,9 @@
 //! `cart_token` and in the `X-Cart-Token` response header) and sends it back
 //! in `X-Cart-Token`. Only the token's SHA-256 is replicated. Signing in and
 //! calling `POST /api/v1/cart/merge` moves the guest cart into the user's.
+//!
+//! Idempotency keys of cart writes belong to the cart's owner: the user, or
+//! the guest cart token (by its digest, [`CartRef::principal`]).
 
 use axum::extract::State;
 use axum::http::request::Parts;
@@ -12,6 +15,7 @@ use axum::response::Response;
 use axum::Json;
 use base64::Engine;
 use ecommerce_domains::cart::{self, CartCommand, CartOwner, LineMode, PricedCart, PricedLine};
+use ecommerce_domains::idempotency::Principal;
 use ecommerce_domains::inventory::Sku;
 use ecommerce_domains::{Actor, Command, Response as Reply};
 use serde::{Deserialize, Serialize};
@@ -159,6 +163,15 @@ impl CartRef {
         Ok(Self { owner })
     }
 
+    /// Whose idempotency keys a cart write uses: the cart owner's (a guest
+    /// by its token's digest); without a token, nobody's in particular (a
+    /// guest cannot send a key then, see [`AddLineBody::command`]).
+    pub fn principal(&self) -> Principal {
+        self.owner
+            .as_ref()
+            .map_or(Principal::Anonymous, Principal::from)
+    }
+
     /// The owner of a cart that must already exist (a guest without a token has none).
     pub fn existing(self) -> ApiResult<CartOwner> {
         self.owner
@@ -264,7 +277,7 @@ pub async fn add_line(
     meta: MutationMeta,
     AppJson(body): AppJson<AddLineBody>,
 ) -> ApiResult<Response> {
-    let tag = meta.tag(&body);
+    let tag = meta.tag(&cart.principal(), &body);
     let (command, token) = body.command(cart, tag.is_some())?;
     change(&state, command, tag, token).await
 }
@@ -357,13 +370,14 @@ pub async fn set_line(
     meta: MutationMeta,
     AppJson(body): AppJson<SetLineBody>,
 ) -> ApiResult<Response> {
+    let tag = meta.tag(&cart.principal(), &body);
     let command = body.command(cart, &raw)?;
-    change(&state, command, meta.tag(&body), None).await
+    change(&state, command, tag, None).await
 }
 
 /// Remove a line.
 #[utoipa::path(delete, path = "/api/v1/cart/lines/{sku}", tag = "carts",
-    params(("sku" = String, Path), ("X-Cart-Token" = Option<String>, Header)),
+    params(("sku" = String, Path), ("X-Cart-Token" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = CartDto), (status = 422, body = ErrorBody)))]
 pub async fn remove_line(
     State(state): State<AppState>,
@@ -371,27 +385,30 @@ pub async fn remove_line(
     AppPath(raw): AppPath<String>,
     meta: MutationMeta,
 ) -> ApiResult<Response> {
+    let tag = meta.tag(&cart.principal(), &());
     let command = remove_line_command(cart, &raw)?;
-    change(&state, command, meta.tag(&()), None).await
+    change(&state, command, tag, None).await
 }
 
 /// Empty the cart.
 #[utoipa::path(delete, path = "/api/v1/cart", tag = "carts",
-    params(("X-Cart-Token" = Option<String>, Header)),
+    params(("X-Cart-Token" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = CartDto)))]
 pub async fn clear_cart(
     State(state): State<AppState>,
     cart: CartRef,
     meta: MutationMeta,
 ) -> ApiResult<Response> {
+    let tag = meta.tag(&cart.principal(), &());
     let command = CartCommand::Clear {
         owner: cart.existing()?,
     };
-    change(&state, command, meta.tag(&()), None).await
+    change(&state, command, tag, None).await
 }
 
 /// Move a guest cart into the signed-in user's cart (quantities add up).
 #[utoipa::path(post, path = "/api/v1/cart/merge", tag = "carts", request_body = MergeBody,
+    params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = CartDto), (status = 401, body = ErrorBody)))]
 pub async fn merge_cart(
     State(state): State<AppState>,
@@ -399,8 +416,9 @@ pub async fn merge_cart(
     meta: MutationMeta,
     AppJson(body): AppJson<MergeBody>,
 ) -> ApiResult<Response> {
+    let tag = meta.tag(&Principal::from(&actor), &body);
     let command = body.command(actor)?;
-    change(&state, command, meta.tag(&body), None).await
+    change(&state, command, tag, None).await
 }
 
 impl MergeBody {

@@ -13,6 +13,7 @@ use axum::Json;
 use ecommerce_domains::catalog::{
     self, CatalogCommand, CatalogId, Category, ImageRef, Product, ProductDraft, Variant,
 };
+use ecommerce_domains::idempotency::Principal;
 use ecommerce_domains::inventory::Sku;
 use ecommerce_domains::listing;
 use ecommerce_domains::media::ContentHash;
@@ -229,11 +230,10 @@ pub async fn put_product(
     meta: MutationMeta,
     AppJson(body): AppJson<ProductBody>,
 ) -> ApiResult<Response> {
+    let tag = meta.tag(&Principal::from(&actor), &body);
     let draft = body.draft(&id, &actor)?;
     let command = CatalogCommand::UpsertProduct { actor, draft };
-    let committed = state
-        .propose(Command::Catalog(command), meta.tag(&body))
-        .await?;
+    let committed = state.propose(Command::Catalog(command), tag).await?;
     Ok(committed.respond(product_reply(&state.settings)))
 }
 
@@ -247,13 +247,12 @@ pub async fn delete_product(
     AppPath(id): AppPath<String>,
     meta: MutationMeta,
 ) -> ApiResult<Response> {
+    let tag = meta.tag(&Principal::from(&actor), &());
     let command = CatalogCommand::DeleteProduct {
         actor,
         id: CatalogId::parse("id", &id)?,
     };
-    let committed = state
-        .propose(Command::Catalog(command), meta.tag(&()))
-        .await?;
+    let committed = state.propose(Command::Catalog(command), tag).await?;
     Ok(committed.respond(product_reply(&state.settings)))
 }
 
@@ -464,11 +463,12 @@ fn category_reply(reply: Reply) -> ApiResult<CategoryDto> {
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn put_category(
     State(state): State<AppState>,
-    AdminOnly(_admin): AdminOnly,
+    AdminOnly(admin): AdminOnly,
     AppPath(id): AppPath<String>,
     meta: MutationMeta,
     AppJson(body): AppJson<CategoryBody>,
 ) -> ApiResult<Response> {
+    let tag = meta.tag(&Principal::from(&admin), &body);
     let name = listing::parse_name("name", &body.name)?;
     let slug = match &body.slug {
         Some(s) => catalog::parse_slug("slug", s)?,
@@ -485,28 +485,25 @@ pub async fn put_category(
         name,
         position: body.position,
     };
-    let committed = state
-        .propose(Command::Catalog(command), meta.tag(&body))
-        .await?;
+    let committed = state.propose(Command::Catalog(command), tag).await?;
     Ok(committed.respond(category_reply))
 }
 
 /// Remove a category with no subcategories and no products (admins).
 #[utoipa::path(delete, path = "/api/v1/categories/{id}", tag = "catalog",
-    params(("id" = String, Path)),
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = CategoryDto), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete_category(
     State(state): State<AppState>,
-    AdminOnly(_admin): AdminOnly,
+    AdminOnly(admin): AdminOnly,
     AppPath(id): AppPath<String>,
     meta: MutationMeta,
 ) -> ApiResult<Response> {
+    let tag = meta.tag(&Principal::from(&admin), &());
     let command = CatalogCommand::DeleteCategory {
         id: CatalogId::parse("id", &id)?,
     };
-    let committed = state
-        .propose(Command::Catalog(command), meta.tag(&()))
-        .await?;
+    let committed = state.propose(Command::Catalog(command), tag).await?;
     Ok(committed.respond(category_reply))
 }
 
@@ -597,6 +594,7 @@ pub async fn import_products(
     meta: MutationMeta,
     AppJson(body): AppJson<ImportBody>,
 ) -> ApiResult<Response> {
+    let tag = meta.tag(&Principal::from(&actor), &body);
     if body.products.is_empty() || body.products.len() > catalog::MAX_IMPORT_BATCH {
         return Err(DomainError::validation(
             "products",
@@ -623,9 +621,7 @@ pub async fn import_products(
         })
         .collect();
     let command = CatalogCommand::ImportProducts { actor, drafts };
-    let committed = state
-        .propose(Command::Catalog(command), meta.tag(&body))
-        .await?;
+    let committed = state.propose(Command::Catalog(command), tag).await?;
     Ok(committed.respond(move |reply| match reply {
         Reply::Imported(items) => {
             let mut items: Vec<ImportItemDto> = items

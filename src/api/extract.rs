@@ -3,15 +3,17 @@
 //! ([`AppQuery`]), and the idempotency header ([`MutationMeta`]; the gRPC
 //! services read the same key and fingerprint the same way through
 //! [`idempotency_key`] and [`idempotency_tag`]).
+//!
+//! A tag is always built with the caller's [`Principal`]: the record of a key
+//! belongs to whoever used it (see `ecommerce_domains::idempotency`).
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Request};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
-use ecommerce_domains::idempotency::{IdempotencyKey, IdempotencyTag};
+use ecommerce_domains::idempotency::{IdempotencyKey, IdempotencyTag, Principal};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
@@ -97,9 +99,15 @@ impl<S: Send + Sync> FromRequestParts<S> for MutationMeta {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        // The public path (`/api/v1/checkout`), not the one a nested router
+        // sees (`/checkout`): gRPC fingerprints name the public route.
+        let path = match parts.extensions.get::<OriginalUri>() {
+            Some(original) => original.path().to_string(),
+            None => parts.uri.path().to_string(),
+        };
         Ok(Self {
             method: parts.method.to_string(),
-            path: parts.uri.path().to_string(),
+            path,
             key: idempotency_key(&parts.headers)?,
         })
     }
@@ -118,34 +126,46 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, Ap
         .map_err(|e| ApiError::new("invalid_header", e.to_string()))
 }
 
-/// The tag a request with `key` is recorded under: the key and a SHA-256 of
-/// what identifies the request (`method`, `path`) and its canonical `body`.
-pub fn idempotency_tag(
-    key: IdempotencyKey,
+/// The tag `principal`'s request with client key `key` is recorded under:
+/// the scoped key and the fingerprint of the REST request (`method`, `path`,
+/// the body's canonical JSON, so the same request with other whitespace or
+/// field order still matches). gRPC calls pass the REST request they stand
+/// for, so a retry on either transport finds the same record.
+pub fn idempotency_tag<B: Serialize>(
+    principal: &Principal,
+    key: &IdempotencyKey,
     method: &str,
     path: &str,
-    body: &[u8],
+    body: &B,
 ) -> IdempotencyTag {
-    let mut digest = Sha256::new();
-    digest.update(method.as_bytes());
-    digest.update([0]);
-    digest.update(path.as_bytes());
-    digest.update([0]);
-    digest.update(body);
-    IdempotencyTag {
-        key,
-        fingerprint: hex::encode(digest.finalize()),
-    }
+    let body = serde_json::to_vec(body).unwrap_or_default();
+    IdempotencyTag::scoped(principal, key, method, path, &body)
 }
 
 impl MutationMeta {
-    /// The idempotency tag for a request with this (parsed) body: the key and
-    /// a digest of method, path and the body's canonical JSON, so the same
-    /// request with other whitespace or field order still matches.
-    pub fn tag<B: Serialize>(&self, body: &B) -> Option<IdempotencyTag> {
-        let key = self.key.clone()?;
-        let body = serde_json::to_vec(body).unwrap_or_default();
-        Some(idempotency_tag(key, &self.method, &self.path, &body))
+    /// The idempotency tag of this request by `principal` with this (parsed)
+    /// body, if it carries a key.
+    pub fn tag<B: Serialize>(&self, principal: &Principal, body: &B) -> Option<IdempotencyTag> {
+        let key = self.key.as_ref()?;
+        Some(idempotency_tag(
+            principal,
+            key,
+            &self.method,
+            &self.path,
+            body,
+        ))
+    }
+
+    /// Refuses an `Idempotency-Key` on a route that cannot honour one
+    /// (`why`, for the client), rather than ignoring it.
+    pub fn refuse_key(&self, why: &str) -> Result<(), ApiError> {
+        match self.key {
+            None => Ok(()),
+            Some(_) => Err(ApiError::new(
+                "invalid_header",
+                format!("this route does not take an Idempotency-Key: {why}"),
+            )),
+        }
     }
 }
 

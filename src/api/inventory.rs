@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
+use ecommerce_domains::idempotency::Principal;
 use ecommerce_domains::inventory::{
     self, InventoryCommand, Location, Sku, StockLevelView, WarehouseId,
 };
@@ -192,11 +193,12 @@ pub async fn get_warehouse(
         (status = 503, body = ErrorBody)))]
 pub async fn put_warehouse(
     State(state): State<AppState>,
-    AdminOnly(_admin): AdminOnly,
+    AdminOnly(admin): AdminOnly,
     AppPath(id): AppPath<String>,
     meta: MutationMeta,
     AppJson(body): AppJson<WarehouseBody>,
 ) -> ApiResult<Response> {
+    let tag = meta.tag(&Principal::from(&admin), &body);
     let id = warehouse_id(&id)?;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
@@ -212,9 +214,7 @@ pub async fn put_warehouse(
         location,
         priority: body.priority,
     };
-    let committed = state
-        .propose(Command::Inventory(command), meta.tag(&body))
-        .await?;
+    let committed = state.propose(Command::Inventory(command), tag).await?;
     Ok(committed.respond(|reply| match reply {
         Reply::Warehouse(w) => Ok(WarehouseDto::from(w)),
         other => Err(unexpected(other)),
@@ -268,20 +268,19 @@ pub async fn find_stock(
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn set_stock(
     State(state): State<AppState>,
-    AdminOnly(_admin): AdminOnly,
+    AdminOnly(admin): AdminOnly,
     AppPath((raw_sku, raw_warehouse)): AppPath<(String, String)>,
     meta: MutationMeta,
     AppJson(body): AppJson<SetStockBody>,
 ) -> ApiResult<Response> {
+    let tag = meta.tag(&Principal::from(&admin), &body);
     let command = InventoryCommand::SetStock {
         sku: sku(&raw_sku)?,
         warehouse_id: warehouse_id(&raw_warehouse)?,
         on_hand: inventory::parse_quantity("on_hand", body.on_hand)?,
         expected_version: body.expected_version,
     };
-    let committed = state
-        .propose(Command::Inventory(command), meta.tag(&body))
-        .await?;
+    let committed = state.propose(Command::Inventory(command), tag).await?;
     Ok(committed.respond(stock_reply))
 }
 
@@ -293,11 +292,12 @@ pub async fn set_stock(
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn adjust_stock(
     State(state): State<AppState>,
-    AdminOnly(_admin): AdminOnly,
+    AdminOnly(admin): AdminOnly,
     AppPath((raw_sku, raw_warehouse)): AppPath<(String, String)>,
     meta: MutationMeta,
     AppJson(body): AppJson<AdjustBody>,
 ) -> ApiResult<Response> {
+    let tag = meta.tag(&Principal::from(&admin), &body);
     if body.delta.unsigned_abs() > inventory::MAX_QUANTITY {
         return Err(ecommerce_domains::DomainError::validation("delta", "is out of range").into());
     }
@@ -318,9 +318,7 @@ pub async fn adjust_stock(
         delta: body.delta,
         reason: body.reason.clone(),
     };
-    let committed = state
-        .propose(Command::Inventory(command), meta.tag(&body))
-        .await?;
+    let committed = state.propose(Command::Inventory(command), tag).await?;
     Ok(committed.respond(stock_reply))
 }
 
@@ -350,15 +348,14 @@ pub struct ThresholdDto {
         (status = 422, body = ErrorBody)))]
 pub async fn set_threshold(
     State(state): State<AppState>,
-    AdminOnly(_admin): AdminOnly,
+    AdminOnly(admin): AdminOnly,
     AppPath(raw_sku): AppPath<String>,
     meta: MutationMeta,
     AppJson(body): AppJson<ThresholdBody>,
 ) -> ApiResult<Response> {
+    let tag = meta.tag(&Principal::from(&admin), &body);
     let command = body.command(&raw_sku)?;
-    let committed = state
-        .propose(Command::Inventory(command), meta.tag(&body))
-        .await?;
+    let committed = state.propose(Command::Inventory(command), tag).await?;
     let rendered = committed.render(threshold_reply).map(ThresholdDto::from);
     Ok(rendered.into_response())
 }

@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
+use ecommerce_domains::idempotency::Principal;
 use ecommerce_domains::inventory::Sku;
 use ecommerce_domains::listing::{self, Listing, ListingCommand};
 use ecommerce_domains::money::Money;
@@ -80,10 +81,9 @@ pub async fn put_listing(
     meta: MutationMeta,
     AppJson(body): AppJson<ListingBody>,
 ) -> ApiResult<Response> {
+    let tag = meta.tag(&Principal::from(&actor), &body);
     let command = body.command(actor, &raw)?;
-    let committed = state
-        .propose(Command::Listing(command), meta.tag(&body))
-        .await?;
+    let committed = state.propose(Command::Listing(command), tag).await?;
     Ok(committed
         .render(listing_reply)
         .map(ListingDto::from)

@@ -17,6 +17,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
+use ecommerce_domains::idempotency::Principal;
 use ecommerce_domains::media::{self, ContentHash, ImageType, MediaCommand, MediaRecord};
 use ecommerce_domains::{Command, DomainError, Response as Reply};
 use serde::{Deserialize, Serialize};
@@ -188,6 +189,7 @@ pub async fn upload(
     meta: MutationMeta,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Response> {
+    let principal = Principal::from(&actor);
     if !media::may_upload(&actor) {
         return Err(forbidden());
     }
@@ -235,7 +237,7 @@ pub async fn upload(
         uploaded_by: actor,
         origin_node: state.node.id,
     });
-    let tag = meta.tag(&serde_json::json!({ "sha256": hash }));
+    let tag = meta.tag(&principal, &serde_json::json!({ "sha256": hash }));
     let rendered = state
         .propose(command, tag)
         .await?

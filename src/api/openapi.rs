@@ -15,9 +15,10 @@ use super::{
         title = "ecommerce",
         description = "E-commerce backend on a Raft-replicated embedded store. Every error body is \
             {\"code\", \"message\", \"details\"} with a stable code. Mutating requests accept an \
-            `Idempotency-Key` header: the same key and request replay the stored response (with \
+            `Idempotency-Key` header (those that cannot honour one refuse it), scoped to the \
+            caller: the same caller's same key and request replay the stored response (with \
             `Idempotent-Replayed: true`); the same key with a different request is a 422 \
-            `idempotency_key_reused`. Reads accept `consistency=linearizable` (default) or `stale`. \
+            `idempotency_key_reused`; another caller's use of a key does not count. Reads accept `consistency=linearizable` (default) or `stale`. \
             Credentials: `Authorization: Bearer <access token>` from `/auth/login`."
     ),
     paths(

@@ -7,6 +7,7 @@ use axum::response::Response;
 use axum::Json;
 use ecommerce_domains::allocation::Strategy;
 use ecommerce_domains::cart::CartOwner;
+use ecommerce_domains::idempotency::Principal;
 use ecommerce_domains::inventory::Location;
 use ecommerce_domains::order::{
     self, Address, Hold, Order, OrderCommand, OrderId, OrderStatus, PaymentMethod, PaymentStatus,
@@ -402,10 +403,15 @@ pub async fn checkout(
     AppJson(body): AppJson<CheckoutBody>,
 ) -> ApiResult<Response> {
     let command = body.command(&state.settings.commerce, &actor)?;
-    let mut response = propose_order(&state, &actor, command, meta.tag(&body))
-        .await?
-        .map(OrderDto::from)
-        .into_response();
+    let mut response = propose_order(
+        &state,
+        &actor,
+        command,
+        meta.tag(&Principal::from(&actor), &body),
+    )
+    .await?
+    .map(OrderDto::from)
+    .into_response();
     if response.status() == StatusCode::OK {
         *response.status_mut() = StatusCode::CREATED;
     }
@@ -651,7 +657,13 @@ pub async fn cancel_order(
     AppJson(body): AppJson<CancelBody>,
 ) -> ApiResult<Response> {
     let command = body.command(&actor, &raw)?;
-    transition(&state, &actor, command, meta.tag(&body)).await
+    transition(
+        &state,
+        &actor,
+        command,
+        meta.tag(&Principal::from(&actor), &body),
+    )
+    .await
 }
 
 impl CancelBody {
@@ -672,7 +684,7 @@ impl CancelBody {
 /// Keep a confirmed order's stock reserved for `ttl_secs` more (e.g. while a
 /// payment needs extra verification).
 #[utoipa::path(post, path = "/api/v1/orders/{id}/extend-hold", tag = "orders", request_body = ExtendHoldBody,
-    params(("id" = String, Path)),
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = OrderDto), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn extend_hold(
     State(state): State<AppState>,
@@ -682,7 +694,13 @@ pub async fn extend_hold(
     AppJson(body): AppJson<ExtendHoldBody>,
 ) -> ApiResult<Response> {
     let command = body.command(&state.settings.commerce, &actor, &raw)?;
-    transition(&state, &actor, command, meta.tag(&body)).await
+    transition(
+        &state,
+        &actor,
+        command,
+        meta.tag(&Principal::from(&actor), &body),
+    )
+    .await
 }
 
 impl ExtendHoldBody {
@@ -716,7 +734,13 @@ pub async fn ship_order(
     AppJson(body): AppJson<ShipBody>,
 ) -> ApiResult<Response> {
     let command = body.command(&actor, &raw)?;
-    transition(&state, &actor, command, meta.tag(&body)).await
+    transition(
+        &state,
+        &actor,
+        command,
+        meta.tag(&Principal::from(&actor), &body),
+    )
+    .await
 }
 
 impl ShipBody {
@@ -743,7 +767,13 @@ pub async fn deliver_order(
     meta: MutationMeta,
 ) -> ApiResult<Response> {
     let command = deliver_command(&actor, &raw)?;
-    transition(&state, &actor, command, meta.tag(&())).await
+    transition(
+        &state,
+        &actor,
+        command,
+        meta.tag(&Principal::from(&actor), &()),
+    )
+    .await
 }
 
 /// The command marking order `raw_id` delivered.

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
 use ecommerce_domains::catalog::CatalogId;
+use ecommerce_domains::idempotency::Principal;
 use ecommerce_domains::inventory::Sku;
 use ecommerce_domains::money::Money;
 use ecommerce_domains::pricing::{
@@ -176,13 +177,12 @@ pub async fn put_promotion(
     meta: MutationMeta,
     AppJson(body): AppJson<PromotionBody>,
 ) -> ApiResult<Response> {
+    let tag = meta.tag(&Principal::from(&actor), &body);
     let command = PricingCommand::UpsertPromotion {
         actor,
         promotion: body.promotion(&id)?,
     };
-    let committed = state
-        .propose(Command::Pricing(command), meta.tag(&body))
-        .await?;
+    let committed = state.propose(Command::Pricing(command), tag).await?;
     Ok(committed.respond(|reply| match reply {
         Reply::Promotion(p) => Ok(PromotionDto::from(p)),
         other => Err(unexpected(other)),
@@ -277,11 +277,12 @@ fn coupon_reply(reply: Reply) -> ApiResult<CouponDto> {
     responses((status = 200, body = CouponDto), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn put_coupon(
     State(state): State<AppState>,
-    AdminOnly(_admin): AdminOnly,
+    AdminOnly(admin): AdminOnly,
     AppPath(code): AppPath<String>,
     meta: MutationMeta,
     AppJson(body): AppJson<CouponBody>,
 ) -> ApiResult<Response> {
+    let tag = meta.tag(&Principal::from(&admin), &body);
     let kind = match (body.percent_bp, &body.amount_off) {
         (Some(bp), None) if (1..=pricing::FULL).contains(&bp) => {
             CouponKind::Percent { basis_points: bp }
@@ -316,7 +317,7 @@ pub async fn put_coupon(
     let committed = state
         .propose(
             Command::Pricing(PricingCommand::UpsertCoupon { coupon }),
-            meta.tag(&body),
+            tag,
         )
         .await?;
     Ok(committed.respond(coupon_reply))

@@ -7,6 +7,13 @@
 //! command is proposed. Login and reset answer the same way, and take about
 //! the same time, whether or not the account exists. Nothing here logs a
 //! password, a token or an e-mail address.
+//!
+//! `Idempotency-Key`: the routes of a signed-in caller take one, scoped to
+//! that caller. The `/auth` routes, account creation and password change
+//! refuse one (400 `invalid_header`, never silently ignored): their bodies
+//! hold passwords or tokens, which no fingerprint may digest, or each answer
+//! carries new credentials that a replay could not give again; each says why
+//! its plain retry is safe (see docs/api.md).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -15,6 +22,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use ecommerce_domains::idempotency::Principal;
 use ecommerce_domains::users::{self, Address, Email, Secret, User, UserCommand, UsersResponse};
 use ecommerce_domains::{Actor, Command, DomainError, Response as Reply, Role};
 use serde::{Deserialize, Serialize};
@@ -239,6 +247,15 @@ pub struct SigningKeyDto {
 }
 
 // ---------------------------------------------------------------- helpers
+
+/// Why a route whose body holds a password takes no `Idempotency-Key`.
+const PASSWORD_BODY: &str = "the body holds a password, which no fingerprint may digest; \
+    a retry is safe without a key (an account exists once per e-mail: 409 email_taken; \
+    a reset token works once)";
+
+/// Why the routes that hand out credentials take no `Idempotency-Key`.
+const NEW_CREDENTIALS: &str =
+    "each answer carries new credentials, which a replayed answer could not give again";
 
 /// The client's IP address (the TCP peer; proxies' headers are not trusted).
 pub struct ClientIp(pub Option<IpAddr>);
@@ -466,8 +483,10 @@ fn target(actor: &Actor, raw: &str) -> ApiResult<String> {
 pub async fn register(
     State(state): State<AppState>,
     ip: ClientIp,
+    meta: MutationMeta,
     AppJson(body): AppJson<RegisterBody>,
 ) -> ApiResult<Response> {
+    meta.refuse_key(PASSWORD_BODY)?;
     check_ip(&state, &ip)?;
     create_account(
         &state,
@@ -485,8 +504,10 @@ pub async fn register(
 pub async fn login(
     State(state): State<AppState>,
     ip: ClientIp,
+    meta: MutationMeta,
     AppJson(body): AppJson<LoginBody>,
 ) -> ApiResult<Json<TokenResponse>> {
+    meta.refuse_key(NEW_CREDENTIALS)?;
     check_ip(&state, &ip)?;
     if body.grant_type.as_deref().is_some_and(|g| g != "password") {
         return Err(DomainError::validation("grant_type", "must be password").into());
@@ -525,8 +546,10 @@ pub async fn login(
 pub async fn refresh(
     State(state): State<AppState>,
     ip: ClientIp,
+    meta: MutationMeta,
     AppJson(body): AppJson<RefreshBody>,
 ) -> ApiResult<Json<TokenResponse>> {
+    meta.refuse_key(NEW_CREDENTIALS)?;
     check_ip(&state, &ip)?;
     if body
         .grant_type
@@ -566,8 +589,10 @@ pub async fn refresh(
 pub async fn logout(
     State(state): State<AppState>,
     ip: ClientIp,
+    meta: MutationMeta,
     AppJson(body): AppJson<LogoutBody>,
 ) -> ApiResult<StatusCode> {
+    meta.refuse_key("revoking a revoked session answers 204 again, so a plain retry is safe")?;
     check_ip(&state, &ip)?;
     let family_id = tokens::refresh_family(&body.refresh_token)
         .ok_or(DomainError::InvalidRefreshToken)?
@@ -590,8 +615,10 @@ pub async fn logout(
 pub async fn request_password_reset(
     State(state): State<AppState>,
     ip: ClientIp,
+    meta: MutationMeta,
     AppJson(body): AppJson<ResetRequestBody>,
 ) -> ApiResult<StatusCode> {
+    meta.refuse_key("the answer (202) comes before anything is written")?;
     check_ip(&state, &ip)?;
     let Ok(email) = Email::parse(&body.email) else {
         return Ok(StatusCode::ACCEPTED);
@@ -628,8 +655,10 @@ pub async fn request_password_reset(
 pub async fn confirm_password_reset(
     State(state): State<AppState>,
     ip: ClientIp,
+    meta: MutationMeta,
     AppJson(body): AppJson<ResetConfirmBody>,
 ) -> ApiResult<StatusCode> {
+    meta.refuse_key(PASSWORD_BODY)?;
     check_ip(&state, &ip)?;
     if body.token.is_empty() || body.token.len() > 128 {
         return Err(DomainError::InvalidResetToken.into());
@@ -655,23 +684,26 @@ pub async fn confirm_password_reset(
 /// Start signing access tokens with a new key; the previous keys keep
 /// verifying until every token they signed has expired.
 #[utoipa::path(post, path = "/api/v1/auth/signing-keys/rotate", tag = "auth",
+    params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = SigningKeyDto), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn rotate_signing_key(
     State(state): State<AppState>,
-    AdminOnly(_admin): AdminOnly,
-) -> ApiResult<Json<SigningKeyDto>> {
+    AdminOnly(admin): AdminOnly,
+    meta: MutationMeta,
+) -> ApiResult<Response> {
+    let tag = meta.tag(&Principal::from(&admin), &());
     let command = UserCommand::RotateSigningKey {
         kid: uuid::Uuid::new_v4().simple().to_string(),
         secret: Secret(random_secret()),
         retain_ms: (state.auth.settings.access_token_ttl_secs + tokens::LEEWAY_SECS) * 1000,
     };
     let committed = state
-        .propose(Command::Users(Box::new(command)), None)
+        .propose(Command::Users(Box::new(command)), tag)
         .await?;
-    match users_reply(committed.outcome?)? {
-        UsersResponse::SigningKey { kid } => Ok(Json(SigningKeyDto { kid })),
+    Ok(committed.respond(|reply| match users_reply(reply)? {
+        UsersResponse::SigningKey { kid } => Ok(SigningKeyDto { kid }),
         other => Err(unexpected_users(other)),
-    }
+    }))
 }
 
 // ---------------------------------------------------------------- /api/v1/users
@@ -685,8 +717,10 @@ pub async fn rotate_signing_key(
 pub async fn create_user(
     State(state): State<AppState>,
     Operator(_by): Operator,
+    meta: MutationMeta,
     AppJson(body): AppJson<CreateUserBody>,
 ) -> ApiResult<Response> {
+    meta.refuse_key(PASSWORD_BODY)?;
     let role = parse_role(&body.role)?;
     create_account(&state, &body.email, body.password, &body.name, role).await
 }
@@ -746,6 +780,7 @@ pub async fn update_user(
     meta: MutationMeta,
     AppJson(body): AppJson<ProfileBody>,
 ) -> ApiResult<Response> {
+    let tag = meta.tag(&Principal::from(&actor), &body);
     let user_id = target(&actor, &id)?;
     let address =
         |field: &str, a: &Option<Option<AddressDto>>| -> ApiResult<Option<Option<Address>>> {
@@ -762,7 +797,7 @@ pub async fn update_user(
         billing_address: address("billing_address", &body.billing_address)?,
     };
     let committed = state
-        .propose(Command::Users(Box::new(command)), meta.tag(&body))
+        .propose(Command::Users(Box::new(command)), tag)
         .await?;
     Ok(committed.respond(user_reply))
 }
@@ -770,19 +805,22 @@ pub async fn update_user(
 /// Delete and anonymise an account (`me`, your own id, or admins anyone's):
 /// e-mail, name, addresses and password are erased, every session ends; the
 /// id stays so orders keep their history.
-#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = UserDto), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub async fn delete_user(
     State(state): State<AppState>,
     SignedIn(actor): SignedIn,
     AppPath(id): AppPath<String>,
+    meta: MutationMeta,
 ) -> ApiResult<Response> {
+    let tag = meta.tag(&Principal::from(&actor), &());
     let user_id = target(&actor, &id)?;
     let committed = state
         .propose(
             Command::Users(Box::new(UserCommand::DeleteUser { user_id })),
-            None,
+            tag,
         )
         .await?;
     Ok(committed.respond(user_reply))
@@ -790,20 +828,22 @@ pub async fn delete_user(
 
 /// Change the role of an account (admins). Ends that account's sessions.
 #[utoipa::path(put, path = "/api/v1/users/{id}/role", tag = "users", request_body = RoleBody,
-    params(("id" = String, Path)),
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = UserDto), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn set_role(
     State(state): State<AppState>,
-    AdminOnly(_admin): AdminOnly,
+    AdminOnly(admin): AdminOnly,
     AppPath(id): AppPath<String>,
+    meta: MutationMeta,
     AppJson(body): AppJson<RoleBody>,
 ) -> ApiResult<Response> {
+    let tag = meta.tag(&Principal::from(&admin), &body);
     let role = parse_role(&body.role)?;
     let committed = state
         .propose(
             Command::Users(Box::new(UserCommand::SetRole { user_id: id, role })),
-            None,
+            tag,
         )
         .await?;
     Ok(committed.respond(user_reply))
@@ -818,8 +858,12 @@ pub async fn change_password(
     State(state): State<AppState>,
     SignedIn(actor): SignedIn,
     AppPath(id): AppPath<String>,
+    meta: MutationMeta,
     AppJson(body): AppJson<ChangePasswordBody>,
 ) -> ApiResult<StatusCode> {
+    meta.refuse_key(
+        "the body holds passwords; a change ends every session, so a retry is refused as unauthenticated anyway",
+    )?;
     // Only for yourself: an admin resets other accounts through the reset flow.
     if id != "me" && id != actor.user_id {
         return Err(forbidden());

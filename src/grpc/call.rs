@@ -2,8 +2,9 @@
 //! metadata through the same functions the REST extractors use: the caller
 //! (the [`Actor`] that `auth::grpc::Authenticate` verified from the bearer
 //! token), the guest cart (`x-cart-token`),
-//! the idempotency tag (`idempotency-key`, fingerprinted like REST over the
-//! RPC's path and the encoded request message); and the way back: an
+//! the idempotency tag (`idempotency-key`, scoped to the caller and
+//! fingerprinted as the REST request the RPC stands for, so both transports
+//! share one record per key); and the way back: an
 //! [`ApiError`] as a [`Status`], a [`Rendered`] result as a reply.
 //!
 //! Nothing here parses a request body or knows a rule of the domain: that
@@ -12,7 +13,7 @@
 use std::future::Future;
 
 use axum::http::StatusCode;
-use ecommerce_domains::idempotency::IdempotencyTag;
+use ecommerce_domains::idempotency::{IdempotencyTag, Principal};
 use ecommerce_domains::{Actor, DomainError};
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Request, Response, Status};
@@ -26,9 +27,6 @@ use crate::api::Rendered;
 
 /// Metadata key of the stable error code on every error status.
 pub const ERROR_CODE: &str = "x-error-code";
-
-/// The fingerprint's "method" for gRPC calls (REST uses the HTTP method).
-const GRPC: &str = "GRPC";
 
 /// The caller, if any.
 fn caller<T>(request: &Request<T>) -> ApiResult<Option<Actor>> {
@@ -50,14 +48,19 @@ pub fn cart<T>(request: &Request<T>) -> ApiResult<CartRef> {
     CartRef::from_headers(caller(request)?, request.metadata().as_ref())
 }
 
-/// The idempotency tag of a write, if it carries an `idempotency-key`:
-/// `path` is the RPC's full name (`/ecommerce.v1.OrderService/Checkout`).
-pub fn tag<T: prost::Message>(
+/// The idempotency tag of a write by `principal`, if it carries an
+/// `idempotency-key`: fingerprinted as the REST request the RPC stands for
+/// (`method`, `path`, and the REST `body` built from the message), so a
+/// retry over REST with the same key finds the same record, and vice versa.
+pub fn tag<T, B: serde::Serialize>(
     request: &Request<T>,
+    principal: &Principal,
+    method: &str,
     path: &str,
+    body: &B,
 ) -> ApiResult<Option<IdempotencyTag>> {
     let key = idempotency_key(request.metadata().as_ref())?;
-    Ok(key.map(|key| idempotency_tag(key, GRPC, path, &request.get_ref().encode_to_vec())))
+    Ok(key.map(|key| idempotency_tag(principal, &key, method, path, body)))
 }
 
 /// The read consistency a request asks for.

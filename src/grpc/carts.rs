@@ -14,7 +14,7 @@ use crate::api::carts::{
 use crate::api::error::ApiResult;
 use crate::api::Rendered;
 use ecommerce_domains::cart::{CartCommand, PricedCart};
-use ecommerce_domains::idempotency::IdempotencyTag;
+use ecommerce_domains::idempotency::{IdempotencyTag, Principal};
 
 fn cart_message(dto: CartDto) -> proto::Cart {
     proto::Cart {
@@ -52,7 +52,9 @@ impl Commerce {
     }
 }
 
-const SERVICE: &str = "/ecommerce.v1.CartService/";
+/// The REST routes the RPCs stand for (their idempotency fingerprints).
+const CART: &str = "/api/v1/cart";
+const LINES: &str = "/api/v1/cart/lines";
 
 #[tonic::async_trait]
 impl proto::cart_service_server::CartService for Commerce {
@@ -76,12 +78,12 @@ impl proto::cart_service_server::CartService for Commerce {
         let mut token = None;
         let mut response = call::write(async {
             let cart = call::cart(&request)?;
-            let tag = call::tag(&request, &format!("{SERVICE}AddLine"))?;
             let r = request.get_ref();
             let body = AddLineBody {
                 sku: r.sku.clone(),
                 quantity: r.quantity,
             };
+            let tag = call::tag(&request, &cart.principal(), "POST", LINES, &body)?;
             let (command, new_token) = body.command(cart, tag.is_some())?;
             token.clone_from(&new_token);
             Ok(self.change(command, tag).await?.map(|cart| proto::Cart {
@@ -102,11 +104,12 @@ impl proto::cart_service_server::CartService for Commerce {
     ) -> Result<Response<proto::Cart>, Status> {
         call::write(async {
             let cart = call::cart(&request)?;
-            let tag = call::tag(&request, &format!("{SERVICE}SetLine"))?;
             let r = request.get_ref();
             let body = SetLineBody {
                 quantity: r.quantity,
             };
+            let path = format!("{LINES}/{}", r.sku);
+            let tag = call::tag(&request, &cart.principal(), "PUT", &path, &body)?;
             self.change(body.command(cart, &r.sku)?, tag).await
         })
         .await
@@ -118,8 +121,10 @@ impl proto::cart_service_server::CartService for Commerce {
     ) -> Result<Response<proto::Cart>, Status> {
         call::write(async {
             let cart = call::cart(&request)?;
-            let tag = call::tag(&request, &format!("{SERVICE}RemoveLine"))?;
-            let command = remove_line_command(cart, &request.get_ref().sku)?;
+            let sku = &request.get_ref().sku;
+            let path = format!("{LINES}/{sku}");
+            let tag = call::tag(&request, &cart.principal(), "DELETE", &path, &())?;
+            let command = remove_line_command(cart, sku)?;
             self.change(command, tag).await
         })
         .await
@@ -131,7 +136,7 @@ impl proto::cart_service_server::CartService for Commerce {
     ) -> Result<Response<proto::Cart>, Status> {
         call::write(async {
             let cart = call::cart(&request)?;
-            let tag = call::tag(&request, &format!("{SERVICE}Clear"))?;
+            let tag = call::tag(&request, &cart.principal(), "DELETE", CART, &())?;
             let command = CartCommand::Clear {
                 owner: cart.existing()?,
             };
@@ -146,10 +151,11 @@ impl proto::cart_service_server::CartService for Commerce {
     ) -> Result<Response<proto::Cart>, Status> {
         call::write(async {
             let actor = call::signed_in_caller(&request)?;
-            let tag = call::tag(&request, &format!("{SERVICE}Merge"))?;
             let body = MergeBody {
                 cart_token: request.get_ref().cart_token.clone(),
             };
+            let path = format!("{CART}/merge");
+            let tag = call::tag(&request, &Principal::from(&actor), "POST", &path, &body)?;
             self.change(body.command(actor)?, tag).await
         })
         .await

@@ -10,6 +10,7 @@ use crate::api::inventory::{
     StockLevelDto, ThresholdBody, ThresholdDto,
 };
 use crate::api::listings::{find_listing, listing_reply, ListingBody, ListingDto, MoneyDto};
+use ecommerce_domains::idempotency::Principal;
 use ecommerce_domains::listing::Listing;
 use ecommerce_domains::Command;
 
@@ -62,13 +63,14 @@ impl proto::inventory_service_server::InventoryService for Commerce {
         request: Request<proto::SetThresholdRequest>,
     ) -> Result<Response<proto::Threshold>, Status> {
         call::write(async {
-            call::admin_caller(&request)?;
-            let tag = call::tag(&request, "/ecommerce.v1.InventoryService/SetThreshold")?;
+            let admin = call::admin_caller(&request)?;
             let r = request.get_ref();
             let body = ThresholdBody {
                 threshold: r.threshold,
                 warehouse_id: r.warehouse_id.clone(),
             };
+            let path = format!("/api/v1/inventory/{}/threshold", r.sku);
+            let tag = call::tag(&request, &Principal::from(&admin), "PUT", &path, &body)?;
             let command = Command::Inventory(body.command(&r.sku)?);
             let committed = self.state.propose(command, tag).await?;
             Ok(committed.render(threshold_reply).map(|t| {
@@ -140,7 +142,6 @@ impl proto::listing_service_server::ListingService for Commerce {
     ) -> Result<Response<proto::Listing>, Status> {
         call::write(async {
             let actor = call::signed_in_caller(&request)?;
-            let tag = call::tag(&request, "/ecommerce.v1.ListingService/PutListing")?;
             let r = request.get_ref();
             let price = call::required("price", r.price.clone())?;
             let body = ListingBody {
@@ -152,6 +153,8 @@ impl proto::listing_service_server::ListingService for Commerce {
                 vendor_id: r.vendor_id.clone(),
                 active: r.active,
             };
+            let path = format!("/api/v1/listings/{}", r.sku);
+            let tag = call::tag(&request, &Principal::from(&actor), "PUT", &path, &body)?;
             let command = Command::Listing(body.command(actor, &r.sku)?);
             let committed = self.state.propose(command, tag).await?;
             Ok(committed.render(listing_reply).map(listing))

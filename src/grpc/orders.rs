@@ -11,11 +11,14 @@ use crate::api::orders::{
     CheckoutBody, ExtendHoldBody, OrderDto, OrderListParams, PaymentBody, ShipBody,
 };
 use crate::api::Rendered;
-use ecommerce_domains::idempotency::IdempotencyTag;
+use ecommerce_domains::idempotency::{IdempotencyTag, Principal};
 use ecommerce_domains::order::{Order, OrderCommand};
 use ecommerce_domains::Actor;
 
-const SERVICE: &str = "/ecommerce.v1.OrderService/";
+/// The REST path of order `id`'s workflow route `action`.
+fn order_path(id: &str, action: &str) -> String {
+    format!("/api/v1/orders/{id}/{action}")
+}
 
 fn address_body(a: proto::Address) -> AddressDto {
     AddressDto {
@@ -148,16 +151,23 @@ fn order(o: Order) -> proto::Order {
 }
 
 impl Commerce {
-    /// Proposes an order command built by `command` for the signed-in caller.
-    async fn order_write<T: prost::Message>(
+    /// Proposes an order command for the signed-in caller: `body` makes the
+    /// REST body of the message, `command` the command from it; `route` is
+    /// the REST method and path the RPC stands for, and with the body the
+    /// request's idempotency fingerprint.
+    async fn order_write<T, B: serde::Serialize>(
         &self,
         request: &Request<T>,
-        rpc: &str,
-        command: impl FnOnce(&Actor, &T) -> ApiResult<OrderCommand>,
+        route: (&str, &str),
+        body: impl FnOnce(&T) -> ApiResult<B>,
+        command: impl FnOnce(&Actor, &B) -> ApiResult<OrderCommand>,
     ) -> ApiResult<Rendered<proto::Order>> {
         let actor = call::signed_in_caller(request)?;
-        let tag: Option<IdempotencyTag> = call::tag(request, &format!("{SERVICE}{rpc}"))?;
-        let command = command(&actor, request.get_ref())?;
+        let body = body(request.get_ref())?;
+        let (method, path) = route;
+        let principal = Principal::from(&actor);
+        let tag: Option<IdempotencyTag> = call::tag(request, &principal, method, path, &body)?;
+        let command = command(&actor, &body)?;
         Ok(propose_order(&self.state, &actor, command, tag)
             .await?
             .map(order))
@@ -171,9 +181,12 @@ impl proto::order_service_server::OrderService for Commerce {
         request: Request<proto::CheckoutRequest>,
     ) -> Result<Response<proto::Order>, Status> {
         let settings = &self.state.settings.commerce;
-        call::write(self.order_write(&request, "Checkout", |actor, r| {
-            checkout_body(r)?.command(settings, actor)
-        }))
+        let route = ("POST", "/api/v1/checkout");
+        call::write(
+            self.order_write(&request, route, checkout_body, |actor, body| {
+                body.command(settings, actor)
+            }),
+        )
         .await
     }
 
@@ -225,12 +238,18 @@ impl proto::order_service_server::OrderService for Commerce {
         &self,
         request: Request<proto::CancelOrderRequest>,
     ) -> Result<Response<proto::Order>, Status> {
-        call::write(self.order_write(&request, "CancelOrder", |actor, r| {
-            let body = CancelBody {
+        let r = request.get_ref();
+        let path = order_path(&r.id, "cancel");
+        let body = |r: &proto::CancelOrderRequest| {
+            Ok(CancelBody {
                 reason: r.reason.clone(),
-            };
-            body.command(actor, &r.id)
-        }))
+            })
+        };
+        call::write(
+            self.order_write(&request, ("POST", &path), body, |actor, body| {
+                body.command(actor, &r.id)
+            }),
+        )
         .await
     }
 
@@ -239,12 +258,18 @@ impl proto::order_service_server::OrderService for Commerce {
         request: Request<proto::ExtendHoldRequest>,
     ) -> Result<Response<proto::Order>, Status> {
         let settings = &self.state.settings.commerce;
-        call::write(self.order_write(&request, "ExtendHold", |actor, r| {
-            let body = ExtendHoldBody {
+        let r = request.get_ref();
+        let path = order_path(&r.id, "extend-hold");
+        let body = |r: &proto::ExtendHoldRequest| {
+            Ok(ExtendHoldBody {
                 ttl_secs: r.ttl_secs,
-            };
-            body.command(settings, actor, &r.id)
-        }))
+            })
+        };
+        call::write(
+            self.order_write(&request, ("POST", &path), body, |actor, body| {
+                body.command(settings, actor, &r.id)
+            }),
+        )
         .await
     }
 
@@ -252,13 +277,19 @@ impl proto::order_service_server::OrderService for Commerce {
         &self,
         request: Request<proto::ShipOrderRequest>,
     ) -> Result<Response<proto::Order>, Status> {
-        call::write(self.order_write(&request, "ShipOrder", |actor, r| {
-            let body = ShipBody {
+        let r = request.get_ref();
+        let path = order_path(&r.id, "ship");
+        let body = |r: &proto::ShipOrderRequest| {
+            Ok(ShipBody {
                 carrier: r.carrier.clone(),
                 tracking_number: r.tracking_number.clone(),
-            };
-            body.command(actor, &r.id)
-        }))
+            })
+        };
+        call::write(
+            self.order_write(&request, ("POST", &path), body, |actor, body| {
+                body.command(actor, &r.id)
+            }),
+        )
         .await
     }
 
@@ -266,9 +297,14 @@ impl proto::order_service_server::OrderService for Commerce {
         &self,
         request: Request<proto::DeliverOrderRequest>,
     ) -> Result<Response<proto::Order>, Status> {
-        call::write(self.order_write(&request, "DeliverOrder", |actor, r| {
-            deliver_command(actor, &r.id)
-        }))
+        let id = &request.get_ref().id;
+        let path = order_path(id, "deliver");
+        call::write(self.order_write(
+            &request,
+            ("POST", &path),
+            |_| Ok(()),
+            |actor, ()| deliver_command(actor, id),
+        ))
         .await
     }
 }

@@ -380,7 +380,7 @@ async fn cart_checkout_and_order_workflow_over_grpc() {
         .expect("checkout")
         .into_inner();
     assert_eq!(placed.status, OrderStatus::Confirmed as i32);
-    let (_, ann_id) = sign_in(&node.client(), "customer", "ann").await;
+    let (ann_rest, ann_id) = sign_in(&node.client(), "customer", "ann").await;
     assert_eq!(placed.customer_id, ann_id);
     let totals = placed.totals.clone().expect("totals");
     assert_eq!(totals.total, eur(2500));
@@ -396,6 +396,44 @@ async fn cart_checkout_and_order_workflow_over_grpc() {
         Some("true")
     );
     assert_eq!(replay.get_ref().id, placed.id, "one order for one key");
+    // The key is ann's: the same request over REST finds the same record...
+    let rest_body = serde_json::json!({
+        "shipping_address": {"name": "Ada Lovelace", "line1": "1 Rue de Rivoli", "city": "Paris",
+            "postal_code": "75001", "country": "FR"},
+        "payment": {"card": {"number": CARD_OK, "exp_month": 12, "exp_year": 2030, "cvc": "123"}}
+    });
+    let over_rest = crate::shop::checkout(&ann_rest, &rest_body, Some("grpc-ann-checkout-1"))
+        .await
+        .expect("POST /api/v1/checkout");
+    assert_eq!(
+        (
+            over_rest.status.as_u16(),
+            over_rest.header("idempotent-replayed")
+        ),
+        (201, Some("true")),
+        "ann's REST retry of her gRPC checkout: {over_rest}"
+    );
+    assert_eq!(over_rest.body["id"], placed.id.as_str(), "{over_rest}");
+    // ...and bob, with the same key and message, gets his own outcome (his cart is empty).
+    let bob_try = with_metadata(
+        signed_in(checkout_request(CARD_OK), "customer", "bob"),
+        "idempotency-key",
+        "grpc-ann-checkout-1",
+    );
+    let status = orders
+        .checkout(bob_try)
+        .await
+        .expect_err("bob must not get ann's order");
+    assert_eq!(
+        status.metadata().get("idempotent-replayed"),
+        None,
+        "{status:?}"
+    );
+    expect_error(
+        Err::<tonic::Response<()>, _>(status),
+        Code::InvalidArgument,
+        "cart_empty",
+    );
     let id = placed.id.clone();
 
     // The sandbox authorizes the payment in the background.

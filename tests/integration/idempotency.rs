@@ -1,12 +1,14 @@
 //! `Idempotency-Key` on a 3-node cluster: a replay returns the stored response with
 //! `Idempotent-Replayed: true` and does not apply twice (checked with relative adjustments, so
 //! a double apply would show in the stock), a reused key with another body is refused with 422,
-//! and replays work on any node, also after the leader was killed and replaced.
+//! and replays work on any node, also after the leader was killed and replaced. Keys belong to
+//! their caller: the same key from two users or two guest carts is two independent requests.
 
+use reqwest::Method;
 use serde_json::json;
 
 use crate::client::{Client, Consistency, Reply};
-use crate::harness::{retry_write, Cluster, STARTUP_TIMEOUT};
+use crate::harness::{retry_write, sign_in, test_account, Cluster, STARTUP_TIMEOUT};
 
 const SKU: &str = "idem-1";
 const WH: &str = "wh-i";
@@ -279,4 +281,168 @@ async fn a_record_travels_in_the_snapshot_to_a_node_that_missed_the_write() {
         "retry on a node that learned the key from a snapshot",
     );
     assert_on_hand_everywhere(&[cluster.admin_client(behind)], 7, "after the replay").await;
+}
+
+/// `PATCH /api/v1/users/me` with `body` and `Idempotency-Key: key`.
+async fn patch_me(client: &Client, body: &serde_json::Value, key: &str) -> Reply {
+    client
+        .send(Method::PATCH, "/api/v1/users/me", Some(body), Some(key))
+        .await
+        .expect("PATCH /api/v1/users/me")
+}
+
+/// `POST /api/v1/cart/lines` with `body` and `Idempotency-Key: key`.
+async fn add_line(client: &Client, body: &serde_json::Value, key: &str) -> Reply {
+    client
+        .send(Method::POST, "/api/v1/cart/lines", Some(body), Some(key))
+        .await
+        .expect("POST /api/v1/cart/lines")
+}
+
+/// Panics unless `reply` is a first answer (200, not marked as a replay).
+#[track_caller]
+fn assert_fresh(reply: &Reply, what: &str) {
+    assert_eq!(reply.status, 200, "{what}: {reply}");
+    assert_eq!(
+        reply.header("idempotent-replayed"),
+        None,
+        "{what}: must not be a replay: {reply}"
+    );
+}
+
+/// The same `Idempotency-Key` (with the same body) from two callers is two requests: each is
+/// applied and answered with the caller's own data, each replays only to its own caller, and
+/// nobody can squat another caller's key. Users, guest carts (by token) alike.
+#[tokio::test]
+async fn one_key_used_by_two_callers_gives_two_independent_outcomes() {
+    let cluster = Cluster::start(1).await;
+    let node = cluster.client(1);
+    let admin = cluster.admin_client(1);
+    crate::shop::warehouse(&admin, "w1", 48.0, 0).await;
+    crate::shop::stock(&admin, "A", "w1", 100).await;
+    crate::shop::listing(&admin, "A", 1250).await;
+    let (ann, ann_id) = sign_in(&node, "customer", "ann").await;
+    let (bob, bob_id) = sign_in(&node, "customer", "bob").await;
+    let (eve, _) = sign_in(&node, "customer", "eve").await;
+
+    // A profile: both send the same key and body; each gets their own account back.
+    let key = "profile-0001";
+    let profile = json!({
+        "name": "Same Name",
+        "shipping_address": {"line1": "1 Main St", "city": "Paris", "postal_code": "75001", "country": "FR"}
+    });
+    let ann_first = patch_me(&ann, &profile, key).await;
+    assert_fresh(&ann_first, "ann's profile update");
+    assert_eq!(ann_first.body["id"], ann_id.as_str());
+    let bob_first = patch_me(&bob, &profile, key).await;
+    assert_fresh(&bob_first, "bob's profile update with ann's key and body");
+    assert_eq!(
+        (&bob_first.body["id"], &bob_first.body["email"]),
+        (&json!(bob_id), &json!(test_account("customer", "bob").0)),
+        "bob must get his own account, not ann's: {bob_first}"
+    );
+    let bob_now = bob.get("/api/v1/users/me").await.expect("GET").ok("bob");
+    assert_eq!(
+        (&bob_now["name"], &bob_now["shipping_address"]["city"]),
+        (&json!("Same Name"), &json!("Paris")),
+        "bob's own write must have been applied"
+    );
+    // Retries replay to their own caller only.
+    assert_replay(
+        &patch_me(&ann, &profile, key).await,
+        &ann_first,
+        "ann's retry",
+    );
+    assert_replay(
+        &patch_me(&bob, &profile, key).await,
+        &bob_first,
+        "bob's retry",
+    );
+    // Another body under one's own key is still refused...
+    patch_me(&ann, &json!({"name": "Other"}), key)
+        .await
+        .expect_error(422, "idempotency_key_reused", "ann reuses her key");
+    // ...but a key somebody else used is not taken from anyone.
+    let eve_first = patch_me(&eve, &json!({"name": "Eve"}), key).await;
+    assert_fresh(&eve_first, "eve, with a key ann and bob used");
+    assert_eq!(eve_first.body["name"], "Eve");
+
+    // A cart line: the same key and body add to each caller's own cart.
+    let key = "cart-0001";
+    let line = json!({"sku": "A", "quantity": 2});
+    let ann_cart = add_line(&ann, &line, key).await;
+    assert_fresh(&ann_cart, "ann adds A");
+    let bob_cart = add_line(&bob, &line, key).await;
+    assert_fresh(&bob_cart, "bob adds A with ann's key and body");
+    assert_replay(
+        &add_line(&ann, &line, key).await,
+        &ann_cart,
+        "ann's cart retry",
+    );
+    assert_replay(
+        &add_line(&bob, &line, key).await,
+        &bob_cart,
+        "bob's cart retry",
+    );
+    for (who, client) in [("ann", &ann), ("bob", &bob)] {
+        let cart = client.get("/api/v1/cart").await.expect("GET").ok(who);
+        assert_eq!(cart["item_count"], 2, "{who}'s cart, added once: {cart}");
+    }
+
+    // Two guests, each with their own cart token: independent too.
+    let mut guests = Vec::new();
+    for _ in 0..2 {
+        let token = node
+            .post("/api/v1/cart/token", &json!({}))
+            .await
+            .expect("POST /api/v1/cart/token")
+            .ok("cart token")["cart_token"]
+            .as_str()
+            .expect("cart_token")
+            .to_string();
+        guests.push(node.clone().with_header("x-cart-token", &token));
+    }
+    let line = json!({"sku": "A", "quantity": 3});
+    let firsts = [
+        add_line(&guests[0], &line, key).await,
+        add_line(&guests[1], &line, key).await,
+    ];
+    for (guest, first) in guests.iter().zip(&firsts) {
+        assert_fresh(first, "a guest adds A with a key another caller used");
+        assert_replay(&add_line(guest, &line, key).await, first, "guest retry");
+        let cart = guest
+            .get("/api/v1/cart")
+            .await
+            .expect("GET")
+            .ok("guest cart");
+        assert_eq!(cart["item_count"], 3, "guest cart, added once: {cart}");
+    }
+}
+
+/// Routes that cannot honour an `Idempotency-Key` refuse it rather than ignore it.
+#[tokio::test]
+async fn routes_that_cannot_honour_a_key_refuse_it() {
+    let cluster = Cluster::start(1).await;
+    let node = cluster.client(1);
+    let (email, password) = test_account("customer", "kim");
+    let login = json!({"email": email, "password": password});
+    node.send(Method::POST, "/auth/login", Some(&login), Some("login-1"))
+        .await
+        .expect("POST /auth/login")
+        .expect_error(400, "invalid_header", "login with a key");
+    let register = json!({"email": email, "password": password, "name": "Kim"});
+    node.send(
+        Method::POST,
+        "/auth/register",
+        Some(&register),
+        Some("reg-1"),
+    )
+    .await
+    .expect("POST /auth/register")
+    .expect_error(400, "invalid_header", "register with a key");
+    // Nothing was done: the account does not exist yet.
+    node.send(Method::POST, "/auth/login", Some(&login), None)
+        .await
+        .expect("POST /auth/login")
+        .expect_error(401, "invalid_credentials", "no account was registered");
 }
