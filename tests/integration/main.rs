@@ -30,4 +30,5 @@ mod oversell;
 mod pricing;
 mod quorum;
 mod search;
+mod slow_clients;
 mod social;
