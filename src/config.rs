@@ -126,8 +126,13 @@ pub struct RaftSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
-    /// Deadline of a request, including forwarding and waiting for commit.
+    /// Deadline of a request once its body has arrived: the handler's work,
+    /// forwarding and waiting for commit included; past it 504 `timeout`.
+    /// Routes that wait on purpose have their own budget (see `api::timeouts`).
     pub request_timeout_ms: u64,
+    /// Time a request body may take to arrive, whole; past it 408
+    /// `request_timeout`. Image uploads have `media.upload_timeout_ms` instead.
+    pub body_read_timeout_ms: u64,
     /// Deadline of a membership change (a joining node may need a snapshot).
     pub membership_timeout_ms: u64,
     pub max_body_bytes: usize,
@@ -207,6 +212,8 @@ impl SearchSettings {
 pub struct MediaSettings {
     /// Largest image an upload may carry, in bytes.
     pub max_upload_bytes: usize,
+    /// Budget of one upload, its body included: past it 504 `timeout`.
+    pub upload_timeout_ms: u64,
     /// Public base URL of a CDN that forwards paths unchanged to the nodes
     /// (e.g. `https://cdn.example.com`); image URLs in API responses start
     /// with it. Absent: the URLs are paths on the node (`/api/v1/media/...`).
@@ -414,6 +421,7 @@ impl Default for Settings {
             },
             http: HttpSettings {
                 request_timeout_ms: 10_000,
+                body_read_timeout_ms: 10_000,
                 membership_timeout_ms: 120_000,
                 max_body_bytes: 1 << 20,
                 max_in_flight: 256,
@@ -445,6 +453,7 @@ impl Default for Settings {
             },
             media: MediaSettings {
                 max_upload_bytes: 10 << 20,
+                upload_timeout_ms: 120_000,
                 cdn_base_url: None,
                 fetch_timeout_ms: 10_000,
                 fetch_retry_ms: 2000,
@@ -581,8 +590,8 @@ impl Settings {
         );
         ensure!(r.snapshot_logs > 0, "raft.snapshot_logs must be positive");
         ensure!(
-            self.http.request_timeout_ms > 0,
-            "http.request_timeout_ms must be positive"
+            self.http.request_timeout_ms > 0 && self.http.body_read_timeout_ms > 0,
+            "http.request_timeout_ms and http.body_read_timeout_ms must be positive"
         );
         ensure!(
             self.http.max_body_bytes >= 1024,
@@ -671,6 +680,10 @@ impl Settings {
         ensure!(
             m.fetch_timeout_ms > 0 && m.fetch_retry_ms > 0 && m.reconcile_interval_secs > 0,
             "media.fetch_timeout_ms, media.fetch_retry_ms and media.reconcile_interval_secs must be positive"
+        );
+        ensure!(
+            m.upload_timeout_ms > 0,
+            "media.upload_timeout_ms must be positive"
         );
         if let Some(cdn) = &m.cdn_base_url {
             let host = cdn

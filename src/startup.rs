@@ -17,18 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use axum::extract::DefaultBodyLimit;
-use axum::http::HeaderName;
-use axum::response::IntoResponse;
 use ecommerce_raft::{NodeInfo, NodeOptions, PeerTls, RaftGrpc, RaftNode, Role};
 use ecommerce_storage::{Storage, StorageOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 
-use crate::api::error::ApiError;
 use crate::api::{self, AppState, Inner};
 use crate::auth::grpc::{Authenticate, RequireRole};
 use crate::config::Settings;
@@ -277,24 +270,7 @@ impl Application {
             let _ = rx.wait_for(|s| *s).await;
         };
 
-        let router = api::router(self.state.clone())
-            .layer(axum::middleware::from_fn_with_state(
-                api::shed::InFlight::new(self.settings.http.max_in_flight),
-                api::shed::shed,
-            ))
-            .layer(axum::middleware::from_fn(telemetry::track_http))
-            .layer(DefaultBodyLimit::max(self.settings.http.max_body_bytes))
-            .layer(CatchPanicLayer::custom(|_| {
-                ApiError::new("internal", "internal error").into_response()
-            }))
-            .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
-                "x-request-id",
-            )))
-            .layer(TraceLayer::new_for_http())
-            .layer(SetRequestIdLayer::new(
-                HeaderName::from_static("x-request-id"),
-                MakeRequestUuid,
-            ));
+        let router = api::service(self.state.clone());
         let rest_tls_on = self.client_tls.is_some();
         let (rest_tls, grpc_tls) = match self.client_tls {
             Some(tls) => (Some(tls.rest), Some(tls.grpc)),

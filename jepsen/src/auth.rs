@@ -59,6 +59,13 @@ impl Actor {
 /// uses it to create its admin and vendor accounts.
 pub const OPERATOR_TOKEN: &str = "jepsen-operator-token-0123456789abcdef";
 
+/// The header that names the operator: for the operators' routes
+/// (`/cluster/digest`, which a busy node never sheds for the operator), and
+/// to create the suite's admin and vendor accounts.
+pub fn operator_header() -> (&'static str, &'static str) {
+    ("x-operator-token", OPERATOR_TOKEN)
+}
+
 /// Access tokens are used this long, then renewed by a new login (they live 15 minutes).
 const TOKEN_REUSE: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -156,10 +163,12 @@ impl Auth {
             Role::Customer => http.post(format!("{base}/auth/register")).json(&json!({
                 "email": email, "password": password, "name": actor.id
             })),
-            _ => http
-                .post(format!("{base}/api/v1/users"))
-                .header("x-operator-token", OPERATOR_TOKEN)
-                .json(&account),
+            _ => {
+                let (name, value) = operator_header();
+                http.post(format!("{base}/api/v1/users"))
+                    .header(name, value)
+                    .json(&account)
+            }
         }
         .send()
         .await;

@@ -109,6 +109,21 @@ impl Client {
         if let Some(body) = body {
             req = req.json(body);
         }
+        Self::send(req).await
+    }
+
+    pub async fn get(&self, base: &str, path: &str, actor: &Actor) -> Outcome {
+        self.call(base, Method::GET, path, None, actor, None).await
+    }
+
+    /// `GET path` as the operator (see [`crate::auth::operator_header`]),
+    /// for the operators' routes (`/cluster/digest`).
+    pub async fn get_as_operator(&self, base: &str, path: &str) -> Outcome {
+        let (name, value) = crate::auth::operator_header();
+        Self::send(self.http.get(format!("{base}{path}")).header(name, value)).await
+    }
+
+    async fn send(req: reqwest::RequestBuilder) -> Outcome {
         match req.send().await {
             Err(e) if e.is_connect() && !e.is_timeout() => Outcome::Fail {
                 status: 0,
@@ -145,9 +160,5 @@ impl Client {
                 }
             }
         }
-    }
-
-    pub async fn get(&self, base: &str, path: &str, actor: &Actor) -> Outcome {
-        self.call(base, Method::GET, path, None, actor, None).await
     }
 }

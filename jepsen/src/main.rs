@@ -292,11 +292,8 @@ async fn convergence(s: &Started) -> Report {
     while Instant::now() < deadline {
         let mut round = Vec::new();
         for (i, url) in urls.iter().enumerate() {
-            if let Outcome::Ok { body, .. } = s
-                .ctx
-                .client
-                .get(url, "/cluster/digest", &auth::Actor::admin())
-                .await
+            if let Outcome::Ok { body, .. } =
+                s.ctx.client.get_as_operator(url, "/cluster/digest").await
             {
                 if let (Some(index), Some(d)) =
                     (body["applied_index"].as_u64(), body["digest"].as_str())

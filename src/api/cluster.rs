@@ -1,14 +1,15 @@
 //! Cluster administration over REST: status, membership changes, leadership
-//! transfer, and streaming backups. Any member accepts these; changes are
-//! forwarded to the leader.
+//! transfer, streaming backups, and the digest of the replicated state. Any
+//! member accepts these; changes are forwarded to the leader.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use ecommerce_raft::{ClusterStatus, MembershipOp, NodeInfo};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -238,7 +239,7 @@ pub async fn backup(State(state): State<AppState>, Operator(_by): Operator) -> A
         .into_response())
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DigestDto {
     pub node_id: u64,
     /// The last log index this replica applied (absent before the first).
@@ -247,24 +248,59 @@ pub struct DigestDto {
     pub digest: String,
 }
 
+/// The last digest computed, by applied index: the state at one applied
+/// index is always the same, so a second call at that index is answered
+/// without hashing again, and calls that arrive while one hashes wait for it
+/// (one at a time: the lock is held while hashing). Hashes actually computed
+/// are counted in `cluster_digest_computations_total`.
+#[derive(Default)]
+pub struct DigestCache(tokio::sync::Mutex<Option<DigestDto>>);
+
+impl DigestCache {
+    /// The digest of `state`'s replica at its current applied index.
+    async fn get(&self, state: &AppState) -> ApiResult<DigestDto> {
+        let mut last = self.0.lock().await;
+        // Read after taking the lock: a call that waited for another's
+        // computation finds it here if nothing was applied meanwhile. The
+        // state machine publishes this right after writing each apply.
+        let applied = *state.node.subscribe_applied().borrow();
+        if let Some(hit) = last
+            .as_ref()
+            .filter(|d| d.applied_index.unwrap_or(0) == applied)
+        {
+            return Ok(hit.clone());
+        }
+        let storage = state.node.storage().clone();
+        let (applied_index, digest) = tokio::task::spawn_blocking(move || {
+            ecommerce_raft::state_digest(&storage).map_err(anyhow::Error::from)
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+        metrics::counter!("cluster_digest_computations_total").increment(1);
+        let computed = DigestDto {
+            node_id: state.node.id,
+            applied_index,
+            digest,
+        };
+        *last = Some(computed.clone());
+        Ok(computed)
+    }
+}
+
 /// A digest of this replica's whole replicated state, with the log index it
-/// reflects, read from one consistent view. Replicas at the same
-/// `applied_index` must have the same `digest`; the consistency suite
-/// (`jepsen/`) checks that they converge after faults heal. Local: no quorum
-/// round, so a lagging replica answers with its own older index.
+/// reflects, read from one consistent view (admins or the operator token).
+/// Replicas at the same `applied_index` must have the same `digest`; the
+/// consistency suite (`jepsen/`) checks that they converge after faults
+/// heal. Local: no quorum round, so a lagging replica answers with its own
+/// older index. Computed once per applied index (`DigestCache`).
 #[utoipa::path(get, path = "/cluster/digest", tag = "cluster",
-    responses((status = 200, body = DigestDto), (status = 503, body = ErrorBody)))]
-pub async fn digest(State(state): State<AppState>) -> ApiResult<Json<DigestDto>> {
-    let storage = state.node.storage().clone();
-    let (applied_index, digest) = tokio::task::spawn_blocking(move || {
-        ecommerce_raft::state_digest(&storage).map_err(anyhow::Error::from)
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
-    Ok(Json(DigestDto {
-        node_id: state.node.status().node_id,
-        applied_index,
-        digest,
-    }))
+    responses((status = 200, body = DigestDto), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn digest(
+    State(state): State<AppState>,
+    Operator(_by): Operator,
+    Extension(cache): Extension<Arc<DigestCache>>,
+) -> ApiResult<Json<DigestDto>> {
+    cache.get(&state).await.map(Json)
 }

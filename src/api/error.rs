@@ -21,6 +21,7 @@ pub const ERROR_CODES: &[(&str, u16)] = &[
     ("forbidden", 403),
     ("route_not_found", 404),
     ("method_not_allowed", 405),
+    ("request_timeout", 408),
     ("payload_too_large", 413),
     ("unsupported_media_type", 415),
     ("validation_failed", 422),

@@ -14,6 +14,9 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{AppQuery, Consistency};
 use super::AppState;
 
+/// Longest a long-poll waits (`wait_ms` above it is cut to it).
+pub const MAX_WAIT_MS: u64 = 30_000;
+
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct EventParams {
@@ -74,7 +77,7 @@ pub async fn list_events(
             "limit must be between 1 and 1000",
         ));
     }
-    let wait = Duration::from_millis(params.wait_ms.unwrap_or(0).min(30_000));
+    let wait = Duration::from_millis(params.wait_ms.unwrap_or(0).min(MAX_WAIT_MS));
     let after = params.after.unwrap_or(0);
     state.read(params.consistency.unwrap_or_default()).await?;
     let mut applied = state.node.subscribe_applied();

@@ -118,6 +118,11 @@ fn too_large(max: usize) -> ApiError {
 fn multipart_error(e: MultipartError, max: usize) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         too_large(max)
+    } else if super::timeouts::is_body_timeout(&e) {
+        ApiError::new(
+            "request_timeout",
+            "the upload stalled: no data arrived for http.body_read_timeout_ms",
+        )
     } else {
         ApiError::new("invalid_body", e.body_text())
     }

@@ -22,22 +22,27 @@ pub mod pricing;
 pub mod search;
 pub mod shed;
 pub mod social;
+pub mod timeouts;
 pub mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::Router;
+use axum::{Extension, Router};
 use ecommerce_domains::idempotency::IdempotencyTag;
 use ecommerce_domains::{Command, Envelope};
 use ecommerce_raft::{RaftNode, Reader};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use tokio::time::Instant;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 use crate::config::Settings;
 use error::{ApiError, ApiResult};
@@ -177,8 +182,42 @@ pub fn unexpected(response: ecommerce_domains::Response) -> ApiError {
     ApiError::internal(format!("unexpected command response {response:?}"))
 }
 
-/// Every route of the node.
+/// Every route of the node with what wraps every request: request ids,
+/// tracing, panics as 500, body limits and timeouts, metrics, admission
+/// (`shed`). What `startup` serves.
+pub fn service(state: AppState) -> Router {
+    let http = &state.settings.http;
+    let admission = shed::Admission::new(http, state.auth.clone());
+    let body_read_timeout = Duration::from_millis(http.body_read_timeout_ms);
+    let max_body_bytes = http.max_body_bytes;
+    // A layer added to a `Router` wraps each route, after routing (so
+    // `MatchedPath` is known) and around the route's own layers (its budget);
+    // the first added is the innermost.
+    router(state)
+        .layer(axum::middleware::from_fn_with_state(admission, shed::admit))
+        // A pause between two pieces of a body; the deadline on the whole body
+        // is `shed::admit`'s (a trickle restarts this one with every byte).
+        .layer(RequestBodyTimeoutLayer::new(body_read_timeout))
+        .layer(axum::middleware::from_fn(crate::telemetry::track_http))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new("internal", "internal error").into_response()
+        }))
+        .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
+            "x-request-id",
+        )))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::new(
+            HeaderName::from_static("x-request-id"),
+            MakeRequestUuid,
+        ))
+}
+
+/// Every route of the node, each with its budget (`timeouts`): ordinary
+/// routes `http.request_timeout_ms`; the few that wait on purpose their own.
 pub fn router(state: AppState) -> Router {
+    let settings = &state.settings;
+    let request_budget = Duration::from_millis(settings.http.request_timeout_ms);
     let api = Router::new()
         .route("/warehouses", get(inventory::list_warehouses))
         .route(
@@ -241,7 +280,6 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{id}/extend-hold", post(orders::extend_hold))
         .route("/orders/{id}/ship", post(orders::ship_order))
         .route("/orders/{id}/deliver", post(orders::deliver_order))
-        .route("/events", get(events::list_events))
         // users
         .route("/users", get(users::list_users).post(users::create_user))
         .route(
@@ -253,27 +291,15 @@ pub fn router(state: AppState) -> Router {
         .route("/users/{id}/role", put(users::set_role))
         .route("/users/{id}/password", post(users::change_password))
         .route("/auth/signing-keys/rotate", post(users::rotate_signing_key))
-        .route(
-            "/media",
-            // Uploads get their own body limit, above the JSON routes' one.
-            post(media::upload).layer(DefaultBodyLimit::max(
-                state.settings.media.max_upload_bytes + media::MULTIPART_OVERHEAD_BYTES,
-            )),
-        )
         .route("/media/{hash}", get(media::get_media))
         .route("/media/{hash}/thumbnail", get(media::get_thumbnail))
         .route("/media/{hash}/meta", get(media::get_meta))
         .route("/openapi.json", get(openapi::serve));
-    Router::new()
+    let ordinary = Router::new()
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .route("/cluster", get(cluster::status))
-        .route("/cluster/learners", post(cluster::add_learner))
-        .route("/cluster/promote", post(cluster::promote))
-        .route("/cluster/remove", post(cluster::remove))
-        .route("/cluster/transfer-leader", post(cluster::transfer_leader))
-        .route("/cluster/backup", get(cluster::backup))
         .route("/auth/register", post(users::register))
         .route("/auth/login", post(users::login))
         .route("/auth/refresh", post(users::refresh))
@@ -285,8 +311,57 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/auth/social/{provider}", get(social::begin))
         .route("/auth/social/{provider}/callback", get(social::callback))
-        .route("/cluster/digest", get(cluster::digest))
         .nest("/api/v1", api)
+        .layer(timeouts::budget(request_budget));
+
+    // Routes that wait longer on purpose, each with its own budget.
+    let long_poll = request_budget + Duration::from_millis(events::MAX_WAIT_MS);
+    let upload = Duration::from_millis(settings.media.upload_timeout_ms);
+    let membership = timeouts::budget(Duration::from_millis(settings.http.membership_timeout_ms));
+    let waiting = Router::new()
+        .route(
+            "/api/v1/events",
+            get(events::list_events).layer(timeouts::budget(long_poll)),
+        )
+        .route(
+            "/api/v1/media",
+            // Uploads get their own body limit, above the JSON routes' one.
+            post(media::upload).layer((
+                timeouts::budget(upload),
+                DefaultBodyLimit::max(
+                    settings.media.max_upload_bytes + media::MULTIPART_OVERHEAD_BYTES,
+                ),
+            )),
+        )
+        .route(
+            "/cluster/learners",
+            post(cluster::add_learner).layer(membership.clone()),
+        )
+        .route(
+            "/cluster/promote",
+            post(cluster::promote).layer(membership.clone()),
+        )
+        .route(
+            "/cluster/remove",
+            post(cluster::remove).layer(membership.clone()),
+        )
+        .route(
+            "/cluster/transfer-leader",
+            post(cluster::transfer_leader).layer(membership),
+        );
+
+    // The whole state, however long it takes: operators' tools, bounded by
+    // the state's size. Concurrent digests share one computation (`DigestCache`).
+    let whole_state = Router::new()
+        .route("/cluster/backup", get(cluster::backup))
+        .route(
+            "/cluster/digest",
+            get(cluster::digest).layer(Extension(Arc::new(cluster::DigestCache::default()))),
+        );
+
+    ordinary
+        .merge(waiting)
+        .merge(whole_state)
         .fallback(ops::route_not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .with_state(state)

@@ -32,4 +32,5 @@ mod peer;
 mod pricing;
 mod quorum;
 mod search;
+mod slow_clients;
 mod social;
