@@ -121,28 +121,6 @@ impl Media {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_use_the_cdn_when_configured() {
-        let mut settings = Settings::default();
-        let hash = ContentHash::parse(&"ab".repeat(32)).unwrap();
-        let h = "ab".repeat(32);
-        assert_eq!(media_url(&settings, &hash), format!("/api/v1/media/{h}"));
-        settings.media.cdn_base_url = Some("https://cdn.example.com/".into());
-        assert_eq!(
-            media_url(&settings, &hash),
-            format!("https://cdn.example.com/api/v1/media/{h}")
-        );
-        assert_eq!(
-            thumbnail_url(&settings, &hash, 256),
-            format!("https://cdn.example.com/api/v1/media/{h}/thumbnail?size=256")
-        );
-    }
-}
-
 /// Chunks a blob is sent to a peer in.
 const PEER_CHUNK: usize = 256 << 10;
 
@@ -178,5 +156,27 @@ impl ecommerce_raft::BlobSource for PeerBlobs {
             },
         ));
         Ok(Some(Box::pin(stream)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_use_the_cdn_when_configured() {
+        let mut settings = Settings::default();
+        let hash = ContentHash::parse(&"ab".repeat(32)).unwrap();
+        let h = "ab".repeat(32);
+        assert_eq!(media_url(&settings, &hash), format!("/api/v1/media/{h}"));
+        settings.media.cdn_base_url = Some("https://cdn.example.com/".into());
+        assert_eq!(
+            media_url(&settings, &hash),
+            format!("https://cdn.example.com/api/v1/media/{h}")
+        );
+        assert_eq!(
+            thumbnail_url(&settings, &hash, 256),
+            format!("https://cdn.example.com/api/v1/media/{h}/thumbnail?size=256")
+        );
     }
 }
