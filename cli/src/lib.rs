@@ -237,7 +237,7 @@ pub struct ServeArgs {
     pub join: Option<String>,
 
     /// Directory with the cluster CA and this node's certificate (`ecommerce certs init`):
-    /// ca.pem, node-<id>.pem, node-<id>.key.
+    /// `ca.pem`, `node-<id>.pem`, `node-<id>.key`.
     #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub certs: Option<PathBuf>,
 
