@@ -100,7 +100,9 @@ pub fn allocate(
     let mut allocations = Vec::new();
     let mut shortages = Vec::new();
     for (sku, requested, candidates) in lines {
-        let available: u64 = candidates.iter().map(|c| c.available).sum();
+        let available = candidates
+            .iter()
+            .fold(0u64, |sum, c| sum.saturating_add(c.available));
         if available < *requested {
             shortages.push(Shortage {
                 sku: sku.as_str().to_string(),
@@ -123,7 +125,8 @@ pub fn allocate(
                     warehouse_id: candidate.warehouse_id,
                     quantity: take,
                 });
-                missing -= take;
+                // take <= missing
+                missing = missing.saturating_sub(take);
             }
         }
     }

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::check;
 use crate::command::{ApplyContext, Outcome, Response};
 use crate::inventory::Sku;
 use crate::listing::{self, Listing};
@@ -115,6 +116,47 @@ pub fn parse_line_quantity(raw: i64) -> Result<u64, DomainError> {
         })
 }
 
+impl CartOwner {
+    /// The owner's id or token digest is a plain identifier.
+    pub fn check(&self) -> Result<(), DomainError> {
+        match self {
+            Self::User(id) => check::opaque("user_id", id),
+            Self::Guest(hash) => check::opaque("cart_token", hash),
+        }
+    }
+}
+
+impl CartCommand {
+    /// Checks the command's fields (see [`crate::Command::validate`]).
+    pub fn validate(&self) -> Result<(), DomainError> {
+        match self {
+            Self::SetLine {
+                owner,
+                sku,
+                quantity,
+                ..
+            } => {
+                owner.check()?;
+                sku.check()?;
+                check::at_most("quantity", *quantity, MAX_LINE_QUANTITY)
+            }
+            Self::Merge { guest, user } => {
+                guest.check()?;
+                user.check()?;
+                match (guest, user) {
+                    (CartOwner::Guest(_), CartOwner::User(_)) => Ok(()),
+                    _ => Err(DomainError::validation(
+                        "cart",
+                        "a guest's cart merges into a user's",
+                    )),
+                }
+            }
+            Self::Clear { owner } => owner.check(),
+            Self::Expire { .. } => Ok(()),
+        }
+    }
+}
+
 pub fn get(store: &dyn Store, owner: &CartOwner) -> Result<Option<Cart>, StoreFault> {
     store.get(CARTS, &owner.key())
 }
@@ -195,17 +237,19 @@ pub fn apply(
         } => {
             let mut cart = get(store, owner)?.unwrap_or_else(|| Cart::empty(owner.clone()));
             let existing = cart.lines.iter().position(|l| &l.sku == sku);
-            let current = existing.map_or(0, |i| cart.lines[i].quantity);
+            let current = existing
+                .and_then(|i| cart.lines.get(i))
+                .map_or(0, |l| l.quantity);
             let target = match mode {
-                LineMode::Add => current + quantity,
-                LineMode::Set => *quantity,
+                LineMode::Add => current.checked_add(*quantity),
+                LineMode::Set => Some(*quantity),
             };
-            if target > MAX_LINE_QUANTITY {
+            let Some(target) = target.filter(|t| *t <= MAX_LINE_QUANTITY) else {
                 return Ok(Err(DomainError::validation(
                     "quantity",
                     format!("a cart holds at most {MAX_LINE_QUANTITY} units of one SKU"),
                 )));
-            }
+            };
             if target > 0 {
                 let listing = match sellable(store, sku)? {
                     Ok(l) => l,
@@ -230,10 +274,12 @@ pub fn apply(
                 }
             }
             match (existing, target) {
-                (Some(i), 0) => {
-                    cart.lines.remove(i);
+                (Some(_), 0) => cart.lines.retain(|l| &l.sku != sku),
+                (Some(i), q) => {
+                    if let Some(line) = cart.lines.get_mut(i) {
+                        line.quantity = q;
+                    }
                 }
-                (Some(i), q) => cart.lines[i].quantity = q,
                 (None, 0) => {}
                 (None, q) => {
                     if cart.lines.len() >= MAX_LINES {
@@ -258,7 +304,12 @@ pub fn apply(
             for line in &source.lines {
                 let full = target.lines.len() >= MAX_LINES;
                 match target.lines.iter_mut().find(|l| l.sku == line.sku) {
-                    Some(l) => l.quantity = (l.quantity + line.quantity).min(MAX_LINE_QUANTITY),
+                    Some(l) => {
+                        l.quantity = l
+                            .quantity
+                            .saturating_add(line.quantity)
+                            .min(MAX_LINE_QUANTITY)
+                    }
                     None if !full => target.lines.push(line.clone()),
                     None => {}
                 }
@@ -275,7 +326,7 @@ pub fn apply(
         CartCommand::Expire { idle_ms } => {
             let cutoff = ctx.now_ms.saturating_sub(*idle_ms);
             let due: Vec<ExpiryEntry> = store.scan(CART_EXPIRY, &[], None, EXPIRE_BATCH)?;
-            let mut removed = 0;
+            let mut removed: u64 = 0;
             for entry in due {
                 if entry.updated_ms > cutoff {
                     break;
@@ -283,7 +334,7 @@ pub fn apply(
                 match get(store, &entry.owner)? {
                     Some(cart) if cart.updated_ms == entry.updated_ms => {
                         delete(store, &cart);
-                        removed += 1;
+                        removed = removed.saturating_add(1);
                     }
                     // A stale entry (not expected) must not block the ones behind it.
                     _ => remove_entry(store, entry.updated_ms, &entry.owner),
@@ -337,13 +388,13 @@ pub fn priced(
 ) -> Result<PricedCart, StoreFault> {
     let mut lines = Vec::new();
     let mut subtotal: Option<Money> = None;
-    let mut item_count = 0;
+    let mut item_count: u64 = 0;
     let promotions = match cart {
         Some(c) if !c.lines.is_empty() => crate::pricing::promotions(store)?,
         _ => Vec::new(),
     };
     for line in cart.map(|c| c.lines.as_slice()).unwrap_or_default() {
-        item_count += line.quantity;
+        item_count = item_count.saturating_add(line.quantity);
         let listing = listing::get(store, &line.sku)?.filter(|l| l.active);
         let name = listing.as_ref().map(|l| l.name.clone());
         let price = match listing {
@@ -384,7 +435,8 @@ pub fn priced(
 mod tests {
     use super::*;
     use crate::listing::ListingCommand;
-    use crate::store::memory::MemoryStore;
+    // Commands apply as the state machine applies them (idempotency, savepoint).
+    use crate::store::memory::{apply, MemoryStore};
     use crate::{Actor, Role};
 
     fn ctx(i: u64, now_ms: u64) -> ApplyContext {
@@ -407,9 +459,7 @@ mod tests {
             vendor_id: None,
             active: true,
         };
-        listing::apply(&command, &ctx(i, 0), store)
-            .unwrap()
-            .unwrap();
+        apply(&command, &ctx(i, 0), store).unwrap().unwrap();
     }
 
     fn set(owner: &CartOwner, sku: &str, quantity: u64, mode: LineMode) -> CartCommand {

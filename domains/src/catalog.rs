@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::check;
 use crate::command::{ApplyContext, Outcome, Response};
 use crate::inventory::{parse_identifier, Sku};
 use crate::listing::{self, Listing};
@@ -45,6 +46,10 @@ pub struct CatalogId(String);
 impl CatalogId {
     pub fn parse(field: &str, raw: &str) -> Result<Self, DomainError> {
         parse_identifier(field, raw, b".").map(Self)
+    }
+    /// What [`CatalogId::parse`] checks, for a value that did not come through it.
+    pub fn check(&self) -> Result<(), DomainError> {
+        Self::parse("id", &self.0).map(|_| ())
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -98,13 +103,18 @@ pub fn parse_attributes(
     field: &str,
     raw: BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, DomainError> {
+    check_attributes(field, &raw)?;
+    Ok(raw)
+}
+
+fn check_attributes(field: &str, raw: &BTreeMap<String, String>) -> Result<(), DomainError> {
     if raw.len() > MAX_ATTRIBUTES {
         return Err(DomainError::validation(
             field,
             format!("at most {MAX_ATTRIBUTES} attributes"),
         ));
     }
-    for (k, v) in &raw {
+    for (k, v) in raw {
         if k.trim().is_empty() || k.chars().count() > 50 {
             return Err(DomainError::validation(
                 field,
@@ -118,7 +128,7 @@ pub fn parse_attributes(
             ));
         }
     }
-    Ok(raw)
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,6 +199,27 @@ impl ProductDraft {
     /// Checks what can be checked without the state.
     pub fn validate(self) -> Result<Self, DomainError> {
         let name = listing::parse_name("name", &self.name)?;
+        self.check()?;
+        Ok(Self { name, ..self })
+    }
+
+    /// Everything [`ProductDraft::validate`] checks and what the API parsed
+    /// before (ids, SKUs, prices, attributes), for a draft in a command.
+    pub fn check(&self) -> Result<(), DomainError> {
+        self.id.check()?;
+        check::text("name", &self.name, 200)?;
+        if let Some(c) = &self.category_id {
+            c.check()?;
+        }
+        if let Some(v) = &self.vendor_id {
+            check::opaque("vendor_id", v)?;
+        }
+        check_attributes("attributes", &self.attributes)?;
+        for v in &self.variants {
+            v.sku.check()?;
+            check_attributes("variants.attributes", &v.attributes)?;
+            v.price.check("variants.price")?;
+        }
         if self.description.chars().count() > 20_000 {
             return Err(DomainError::validation(
                 "description",
@@ -225,7 +256,7 @@ impl ProductDraft {
                 ));
             }
         }
-        Ok(Self { name, ..self })
+        Ok(())
     }
 }
 
@@ -286,6 +317,35 @@ macro_rules! domain {
     };
 }
 
+impl CatalogCommand {
+    /// Checks the command's fields (see [`crate::Command::validate`]). The
+    /// drafts of an import are checked one by one as they apply, so that a bad
+    /// one is refused alone.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        match self {
+            Self::UpsertProduct { draft, .. } => draft.check(),
+            Self::DeleteProduct { id, .. } | Self::DeleteCategory { id } => id.check(),
+            Self::UpsertCategory {
+                id,
+                parent_id,
+                slug,
+                name,
+                ..
+            } => {
+                id.check()?;
+                if let Some(p) = parent_id {
+                    p.check()?;
+                }
+                parse_slug("slug", slug)?;
+                check::text("name", name, 200)
+            }
+            Self::ImportProducts { drafts, .. } => {
+                check::at_most("products", drafts.len() as u64, MAX_IMPORT_BATCH as u64)
+            }
+        }
+    }
+}
+
 fn key(id: &CatalogId) -> [KeyPart<'_>; 1] {
     [KeyPart::Str(id.as_str())]
 }
@@ -327,12 +387,19 @@ pub fn subtree(store: &dyn Store, root: &CatalogId) -> Result<Vec<CatalogId>, St
         }
     }
     let mut out = vec![root.clone()];
-    let mut i = 0;
-    while i < out.len() {
-        if let Some(kids) = children.get(&out[i]) {
-            out.extend(kids.iter().map(|k| (*k).clone()));
+    let mut seen = BTreeSet::from([root]);
+    let mut i = 0usize;
+    while let Some(current) = out.get(i) {
+        if let Some(kids) = children.get(current) {
+            // A stored cycle (apply never makes one) must not loop for ever.
+            let fresh: Vec<CatalogId> = kids
+                .iter()
+                .filter(|k| seen.insert(**k))
+                .map(|k| (*k).clone())
+                .collect();
+            out.extend(fresh);
         }
-        i += 1;
+        i = i.saturating_add(1);
     }
     Ok(out)
 }
@@ -445,6 +512,9 @@ fn upsert_product(
     actor: &Actor,
     draft: &ProductDraft,
 ) -> Result<Outcome, StoreFault> {
+    if let Err(e) = draft.check() {
+        return Ok(Err(e));
+    }
     let existing = get_product(store, &draft.id)?;
     let owner_ok = |vendor: &Option<String>| match vendor {
         Some(v) => actor.may_manage_vendor(v),
@@ -675,7 +745,8 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::memory::MemoryStore;
+    // Commands apply as the state machine applies them (idempotency, savepoint).
+    use crate::store::memory::{apply, MemoryStore};
     use crate::Role;
 
     fn ctx(i: u64) -> ApplyContext {
@@ -723,12 +794,7 @@ mod tests {
             actor: who.clone(),
             draft: d,
         };
-        let mut staged = s.clone();
-        let out = apply(&command, &ctx(i), &mut staged).unwrap();
-        if out.is_ok() {
-            *s = staged;
-        }
-        out
+        apply(&command, &ctx(i), s).unwrap()
     }
 
     #[test]

@@ -1,4 +1,14 @@
 //! The replicated command envelope, its outcome, and system commands.
+//!
+//! Also the one way a command is applied ([`apply_envelope`]): idempotency
+//! first, then the command under a savepoint, so that a refusal takes back
+//! whatever the command wrote. The state machine and the domain tests both go
+//! through it.
+//!
+//! Decoding an envelope refuses a batch inside a batch (so a crafted payload
+//! cannot nest batches deep enough to overflow the stack), and
+//! [`Envelope::decode_checked`] also refuses what only the leader may build
+//! and anything over [`MAX_ENVELOPE_BYTES`].
 
 use serde::{Deserialize, Serialize};
 
@@ -41,11 +51,140 @@ pub enum Command {
     Pricing(PricingCommand),
     /// Envelopes the leader packed into one log entry, applied in order as
     /// if each were an entry of its own (see [`Envelope::unbatch`]). Never
-    /// sent by a client, never nested.
-    Batch(Vec<Envelope>),
+    /// sent by a client, never nested: decoding refuses a batch inside one.
+    Batch(#[serde(deserialize_with = "not_nested::deserialize")] Vec<Envelope>),
+}
+
+impl Command {
+    /// Checks the command's own fields, as the API does before proposing it:
+    /// `apply` runs this first, so no rule depends on the sender having
+    /// checked. Rules that need the state stay in each command's `apply`.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        match self {
+            Command::Inventory(c) => c.validate(),
+            Command::Listing(c) => c.validate(),
+            Command::Cart(c) => c.validate(),
+            Command::Order(c) => c.validate(),
+            Command::System(_) => Ok(()),
+            Command::Users(c) => c.validate(),
+            Command::Media(c) => c.validate(),
+            Command::Catalog(c) => c.validate(),
+            Command::Pricing(c) => c.validate(),
+            // The state machine unbatches an entry once; a batch inside a
+            // batch is refused rather than applied.
+            Command::Batch(_) => Err(DomainError::validation(
+                "command",
+                "a batch may not contain a batch",
+            )),
+        }
+    }
+}
+
+macro_rules! into_command {
+    ($($variant:ident($command:ty)),* $(,)?) => {
+        $(impl From<$command> for Command {
+            fn from(command: $command) -> Self {
+                Command::$variant(command)
+            }
+        })*
+    };
+}
+
+impl From<crate::users::UserCommand> for Command {
+    fn from(command: crate::users::UserCommand) -> Self {
+        Command::Users(Box::new(command))
+    }
+}
+
+into_command!(
+    Inventory(InventoryCommand),
+    Listing(ListingCommand),
+    Cart(CartCommand),
+    Order(OrderCommand),
+    System(SystemCommand),
+    Media(MediaCommand),
+    Catalog(CatalogCommand),
+    Pricing(PricingCommand),
+);
+
+/// The largest command envelope a node proposes or accepts from a peer
+/// (encoded size). Far above what an HTTP body (1 MiB by default,
+/// `http.max_body_bytes`) turns into, and well under a gRPC message between
+/// nodes (64 MiB), so a batch of a few of them still fits in one.
+pub const MAX_ENVELOPE_BYTES: usize = 16 << 20;
+
+/// Why [`Envelope::decode_checked`] refused a payload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("the envelope is {0} bytes, more than the {MAX_ENVELOPE_BYTES} allowed")]
+    TooLarge(usize),
+    #[error("a batch is built by the leader only")]
+    Batch,
+    #[error("undecodable envelope: {0}")]
+    Malformed(String),
+}
+
+mod not_nested {
+    //! Decodes a batch's envelopes, refusing a batch inside them.
+    //!
+    //! bincode has no depth limit and `Command::Batch` is recursive: without
+    //! this, a payload of nested batches a few bytes per level deep would
+    //! overflow the stack of whoever decodes it (a log entry, a forwarded
+    //! envelope). A flag per thread says "inside a batch"; decoding is
+    //! synchronous, so it cannot leak into another decode.
+
+    use std::cell::Cell;
+
+    use serde::{de::Error, Deserialize, Deserializer};
+
+    use super::Envelope;
+
+    thread_local! {
+        static INSIDE_BATCH: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Clears the flag however decoding ends (error or panic included).
+    struct Leave;
+
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            INSIDE_BATCH.set(false);
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Envelope>, D::Error> {
+        if INSIDE_BATCH.get() {
+            return Err(D::Error::custom("a batch may not contain a batch"));
+        }
+        INSIDE_BATCH.set(true);
+        let _leave = Leave;
+        Vec::<Envelope>::deserialize(deserializer)
+    }
 }
 
 impl Envelope {
+    /// Decodes an envelope that another node sent (a forwarded write): at most
+    /// [`MAX_ENVELOPE_BYTES`], no batch (only the leader builds one, from
+    /// envelopes it received), with bincode's allocations bounded by the
+    /// input's size. Never panics, whatever the bytes.
+    pub fn decode_checked(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_ENVELOPE_BYTES {
+            return Err(DecodeError::TooLarge(bytes.len()));
+        }
+        // A valid encoding claims at most 16 bytes per encoded byte (see
+        // `ecommerce_storage::codec`); the limit bounds what a length prefix
+        // can make bincode allocate.
+        let config = bincode::config::standard().with_limit::<{ 16 * MAX_ENVELOPE_BYTES }>();
+        let (envelope, _): (Envelope, usize) = bincode::serde::decode_from_slice(bytes, config)
+            .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        if matches!(envelope.command, Command::Batch(_)) {
+            return Err(DecodeError::Batch);
+        }
+        Ok(envelope)
+    }
+
     /// The envelopes this log entry carries, in the order they apply: the
     /// ones a leader batched together, or the envelope itself.
     pub fn unbatch(&self) -> &[Envelope] {
@@ -117,14 +256,17 @@ pub struct Applied {
     pub log_index: u64,
 }
 
-/// Applies an envelope: idempotency first, then the command.
+/// Applies an envelope: idempotency first, then the command
+/// ([`apply_command`]), then the idempotency record of its outcome, refusals
+/// included (a retry gets the same answer). This is how every replica applies
+/// every envelope; the domain tests apply commands through it too.
 pub fn apply_envelope(
     envelope: &Envelope,
     ctx: &ApplyContext,
     store: &mut dyn StoreMut,
 ) -> Result<Applied, StoreFault> {
     let Some(tag) = &envelope.idempotency else {
-        let outcome = crate::apply(&envelope.command, ctx, store)?;
+        let outcome = apply_command(&envelope.command, ctx, store)?;
         return Ok(Applied {
             outcome,
             replayed: false,
@@ -143,7 +285,7 @@ pub fn apply_envelope(
             log_index: ctx.log_index,
         }),
         idempotency::Check::Fresh => {
-            let outcome = crate::apply(&envelope.command, ctx, store)?;
+            let outcome = apply_command(&envelope.command, ctx, store)?;
             idempotency::record(store, tag, ctx, &outcome)?;
             Ok(Applied {
                 outcome,
@@ -152,6 +294,23 @@ pub fn apply_envelope(
             })
         }
     }
+}
+
+/// Applies one command under a savepoint: when it is refused, every write and
+/// event it staged is taken back, so a refused command leaves no trace however
+/// far it got. (A storage fault needs no rollback: the state machine discards
+/// the whole run and stops.)
+pub fn apply_command(
+    command: &Command,
+    ctx: &ApplyContext,
+    store: &mut dyn StoreMut,
+) -> Result<Outcome, StoreFault> {
+    let mark = store.savepoint();
+    let outcome = crate::apply(command, ctx, store)?;
+    if outcome.is_err() {
+        store.rollback_to(mark);
+    }
+    Ok(outcome)
 }
 
 pub(crate) fn apply_system(
@@ -166,3 +325,6 @@ pub(crate) fn apply_system(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -77,6 +77,11 @@ pub enum DomainError {
         "the provider does not vouch for this e-mail address; verify it with the provider first"
     )]
     EmailNotVerified,
+    /// Applying the command failed in a way no rule foresaw (a bug: it
+    /// panicked). The command is refused on every replica alike and changed
+    /// nothing; the cause is in the node's log, not in the answer.
+    #[error("internal error")]
+    Internal,
 }
 
 impl DomainError {
@@ -114,6 +119,7 @@ impl DomainError {
             Self::InvalidTransition { .. } => "invalid_transition",
             Self::HoldNotActive(_) => "hold_not_active",
             Self::MediaNotFound(_) => "media_not_found",
+            Self::Internal => "internal",
         }
     }
 
@@ -140,7 +146,8 @@ impl DomainError {
             | Self::InvalidRefreshToken
             | Self::InvalidResetToken
             | Self::InvalidSocialState
-            | Self::EmailNotVerified => serde_json::Value::Null,
+            | Self::EmailNotVerified
+            | Self::Internal => serde_json::Value::Null,
             Self::UserNotFound(id) => json!({ "user_id": id }),
             Self::WeakPassword { .. } => json!({
                 "field": "password",

@@ -216,7 +216,7 @@ pub fn record(
 /// Removes records created at or before `now_ms - ttl_ms`; returns how many.
 pub fn expire(store: &mut dyn StoreMut, now_ms: u64, ttl_ms: u64) -> Result<u64, StoreFault> {
     let cutoff = now_ms.saturating_sub(ttl_ms);
-    let mut removed = 0;
+    let mut removed: u64 = 0;
     let candidates: Vec<ExpiryEntry> = store.scan(EXPIRY, &[], None, EXPIRE_BATCH)?;
     for entry in candidates {
         if entry.created_ms > cutoff {
@@ -227,7 +227,7 @@ pub fn expire(store: &mut dyn StoreMut, now_ms: u64, ttl_ms: u64) -> Result<u64,
             &[KeyPart::U64(entry.created_ms), KeyPart::Str(&entry.key)],
         );
         store.delete_raw(RECORDS, &[KeyPart::Str(&entry.key)]);
-        removed += 1;
+        removed = removed.saturating_add(1);
     }
     Ok(removed)
 }

@@ -4,12 +4,13 @@
 //! lowers on-hand stock checks it against what is reserved. Reservations
 //! (holds), allocation across warehouses and orders build on these records.
 //!
-//! Architecture invariant: a command validates everything before its first
-//! write, so a refused command leaves no trace.
+//! A refused command leaves no trace: `apply` runs under a savepoint that
+//! takes back its writes ([`crate::command::apply_command`]).
 
 use serde::{Deserialize, Serialize};
 
 use crate::allocation::{Allocation, Candidate};
+use crate::check;
 use crate::command::{ApplyContext, Outcome, Response};
 use crate::store::{self, KeyPart, Store, StoreExt, StoreFault, StoreMut};
 use crate::{DomainError, Event};
@@ -50,6 +51,10 @@ impl Sku {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         parse_identifier("sku", raw, b".").map(Self)
     }
+    /// What [`Sku::parse`] checks, for a value that did not come through it.
+    pub fn check(&self) -> Result<(), DomainError> {
+        Self::parse(&self.0).map(|_| ())
+    }
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -62,6 +67,10 @@ pub struct WarehouseId(String);
 impl WarehouseId {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         parse_identifier("warehouse_id", raw, b"").map(Self)
+    }
+    /// What [`WarehouseId::parse`] checks, for a value that did not come through it.
+    pub fn check(&self) -> Result<(), DomainError> {
+        Self::parse(&self.0).map(|_| ())
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -90,6 +99,12 @@ impl Location {
             ));
         }
         Ok(Self { lat, lon })
+    }
+
+    /// What [`Location::parse`] checks (NaN included), for a value that did
+    /// not come through it.
+    pub fn check(&self) -> Result<(), DomainError> {
+        Self::parse(self.lat, self.lon).map(|_| ())
     }
 }
 
@@ -197,6 +212,56 @@ pub enum InventoryCommand {
     },
 }
 
+impl InventoryCommand {
+    /// Checks the command's fields (see [`crate::Command::validate`]).
+    pub fn validate(&self) -> Result<(), DomainError> {
+        match self {
+            Self::UpsertWarehouse {
+                id, name, location, ..
+            } => {
+                id.check()?;
+                check::text("name", name, 200)?;
+                location.check()
+            }
+            Self::SetStock {
+                sku,
+                warehouse_id,
+                on_hand,
+                ..
+            } => {
+                sku.check()?;
+                warehouse_id.check()?;
+                check::at_most("on_hand", *on_hand, MAX_QUANTITY)
+            }
+            Self::AdjustStock {
+                sku,
+                warehouse_id,
+                delta,
+                reason,
+            } => {
+                sku.check()?;
+                warehouse_id.check()?;
+                check::at_most("delta", delta.unsigned_abs(), MAX_QUANTITY)?;
+                match reason {
+                    Some(r) => check::optional_text("reason", r, 500),
+                    None => Ok(()),
+                }
+            }
+            Self::SetThreshold {
+                sku,
+                warehouse_id,
+                threshold,
+            } => {
+                sku.check()?;
+                if let Some(w) = warehouse_id {
+                    w.check()?;
+                }
+                check::at_most("threshold", threshold.unwrap_or(0), MAX_QUANTITY)
+            }
+        }
+    }
+}
+
 fn stock_key<'a>(sku: &'a Sku, warehouse: &'a WarehouseId) -> [KeyPart<'a>; 2] {
     [KeyPart::Str(sku.as_str()), KeyPart::Str(warehouse.as_str())]
 }
@@ -243,9 +308,10 @@ pub fn apply(
                 }
             }
             if *on_hand < current.reserved {
-                return Ok(Err(insufficient(&current, current.on_hand - on_hand)));
+                let requested = current.on_hand.saturating_sub(*on_hand);
+                return Ok(Err(insufficient(&current, requested)));
             }
-            let delta = *on_hand as i64 - current.on_hand as i64;
+            let delta = difference(*on_hand, current.on_hand);
             write_level(store, current, *on_hand, delta, None, ctx)
         }
         InventoryCommand::AdjustStock {
@@ -258,17 +324,17 @@ pub fn apply(
                 Ok(level) => level,
                 Err(e) => return Ok(Err(e)),
             };
-            let target = current.on_hand as i128 + *delta as i128;
-            if target < current.reserved as i128 {
+            let target = i128::from(current.on_hand).saturating_add(i128::from(*delta));
+            if target < i128::from(current.reserved) {
                 return Ok(Err(insufficient(&current, delta.unsigned_abs())));
             }
-            if target > MAX_QUANTITY as i128 {
+            let Some(target) = u64::try_from(target).ok().filter(|t| *t <= MAX_QUANTITY) else {
                 return Ok(Err(DomainError::validation(
                     "delta",
                     format!("on hand would exceed {MAX_QUANTITY}"),
                 )));
-            }
-            write_level(store, current, target as u64, *delta, reason.clone(), ctx)
+            };
+            write_level(store, current, target, *delta, reason.clone(), ctx)
         }
         InventoryCommand::SetThreshold {
             sku,
@@ -276,6 +342,12 @@ pub fn apply(
             threshold,
         } => set_threshold(store, sku, warehouse_id.as_ref(), *threshold, ctx),
     }
+}
+
+/// `to − from` as a signed change, saturating at the ends of `i64`.
+fn difference(to: u64, from: u64) -> i64 {
+    let d = i128::from(to).saturating_sub(i128::from(from));
+    i64::try_from(d).unwrap_or(if d < 0 { i64::MIN } else { i64::MAX })
 }
 
 fn insufficient(level: &StockLevel, requested: u64) -> DomainError {
@@ -366,21 +438,34 @@ pub(crate) fn move_stock(
     reason: &str,
     ctx: &ApplyContext,
 ) -> Result<Result<StockLevel, DomainError>, StoreFault> {
-    let q = allocation.quantity as i128;
+    let q = i128::from(allocation.quantity);
     let level = match current_level(store, &allocation.sku, &allocation.warehouse_id)? {
         Ok(level) => level,
         Err(e) => return Ok(Err(e)),
     };
-    let on_hand = level.on_hand as i128 + on_hand_sign as i128 * q;
-    let reserved = level.reserved as i128 + reserved_sign as i128 * q;
+    // Signs are -1, 0 or 1 and quantities u64: nothing here nears i128's range.
+    let on_hand =
+        i128::from(level.on_hand).saturating_add(i128::from(on_hand_sign).saturating_mul(q));
+    let reserved =
+        i128::from(level.reserved).saturating_add(i128::from(reserved_sign).saturating_mul(q));
     if reserved < 0 || on_hand < reserved {
         return Ok(Err(insufficient(&level, allocation.quantity)));
     }
+    let (Ok(on_hand), Ok(reserved), Ok(quantity)) = (
+        u64::try_from(on_hand),
+        u64::try_from(reserved),
+        i64::try_from(allocation.quantity),
+    ) else {
+        return Ok(Err(DomainError::validation(
+            "quantity",
+            "the stock level would be out of range",
+        )));
+    };
     let mut next = level;
-    next.on_hand = on_hand as u64;
-    next.reserved = reserved as u64;
-    let delta = on_hand_sign * allocation.quantity as i64;
-    let reserved_delta = reserved_sign * allocation.quantity as i64;
+    next.on_hand = on_hand;
+    next.reserved = reserved;
+    let delta = on_hand_sign.saturating_mul(quantity);
+    let reserved_delta = reserved_sign.saturating_mul(quantity);
     let saved = save_level(
         store,
         next,
@@ -547,11 +632,16 @@ pub fn sku_stock(store: &dyn Store, sku: &Sku) -> Result<Option<SkuStock>, Store
     }
     Ok(Some(SkuStock {
         sku: sku.as_str().to_string(),
-        on_hand: levels.iter().map(|l| l.on_hand).sum(),
-        reserved: levels.iter().map(|l| l.reserved).sum(),
-        available: levels.iter().map(StockLevel::available).sum(),
+        on_hand: total(levels.iter().map(|l| l.on_hand)),
+        reserved: total(levels.iter().map(|l| l.reserved)),
+        available: total(levels.iter().map(StockLevel::available)),
         warehouses: levels.iter().map(StockLevel::view).collect(),
     }))
+}
+
+/// A sum that saturates instead of overflowing (`Iterator::sum` panics).
+fn total(values: impl Iterator<Item = u64>) -> u64 {
+    values.fold(0, u64::saturating_add)
 }
 
 /// Every warehouse that stocks `sku`, with what it has available, for allocation.
@@ -581,7 +671,8 @@ mod tests {
     use super::*;
     use crate::command::{apply_envelope, Envelope};
     use crate::idempotency::{IdempotencyKey, IdempotencyTag};
-    use crate::store::memory::MemoryStore;
+    // Commands apply as the state machine applies them (idempotency, savepoint).
+    use crate::store::memory::{apply, MemoryStore};
     use crate::{Command, SystemCommand};
     use proptest::prelude::*;
 

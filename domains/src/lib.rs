@@ -8,14 +8,34 @@
 //!
 //! Architecture invariant: applying a command reads and writes only through
 //! [`store::StoreMut`] and never consults a clock or a random source.
+//!
+//! Architecture invariant: nothing a command carries can make `apply` panic.
+//! Every command is validated again in `apply` ([`Command::validate`]), and
+//! outside tests this crate denies `unwrap`, `expect`, `panic!`, indexing and
+//! unchecked arithmetic (the lints below): a panic in `apply` would repeat
+//! on every replica, for every replay of the entry.
+
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 
 pub mod actor;
 pub mod allocation;
 pub mod cart;
 pub mod catalog;
+pub mod check;
 pub mod command;
 pub mod error;
 pub mod event;
+#[cfg(test)]
+mod fuzz;
 pub mod idempotency;
 pub mod inventory;
 pub mod listing;
@@ -69,13 +89,19 @@ pub const TABLES: &[&str] = &[
 ];
 
 /// Applies one command. Writes go to `store`; when the command is rejected
-/// (`Ok(Err(..))`) the caller discards what it wrote. `Err` is a storage fault:
-/// the replica must stop, since it could no longer apply the log faithfully.
+/// (`Ok(Err(..))`) the caller takes back what it wrote (see
+/// [`command::apply_command`], which every replica goes through). `Err` is a
+/// storage fault: the replica must stop, since it could no longer apply the
+/// log faithfully. The command's fields are checked first
+/// ([`Command::validate`]), whoever built it.
 pub fn apply(
     command: &Command,
     ctx: &ApplyContext,
     store: &mut dyn store::StoreMut,
 ) -> Result<Outcome, store::StoreFault> {
+    if let Err(e) = command.validate() {
+        return Ok(Err(e));
+    }
     match command {
         Command::Inventory(c) => inventory::apply(c, ctx, store),
         Command::Listing(c) => listing::apply(c, ctx, store),
@@ -86,11 +112,10 @@ pub fn apply(
         Command::System(c) => command::apply_system(c, ctx, store),
         Command::Users(c) => users::apply(c, ctx, store),
         Command::Media(c) => media::apply(c, ctx, store),
-        // The state machine unbatches an entry once; a batch inside a batch
-        // is refused rather than applied.
-        Command::Batch(_) => Ok(Err(DomainError::Validation {
-            field: "command".into(),
-            message: "a batch may not contain a batch".into(),
-        })),
+        // Refused by `validate` above.
+        Command::Batch(_) => Ok(Err(DomainError::validation(
+            "command",
+            "a batch may not contain a batch",
+        ))),
     }
 }

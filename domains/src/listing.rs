@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::check;
 use crate::command::{ApplyContext, Outcome, Response};
 use crate::inventory::Sku;
 use crate::money::Money;
@@ -49,6 +50,29 @@ pub fn parse_name(field: &str, raw: &str) -> Result<String, DomainError> {
         ));
     }
     Ok(trimmed.to_string())
+}
+
+impl ListingCommand {
+    /// Checks the command's fields (see [`crate::Command::validate`]).
+    pub fn validate(&self) -> Result<(), DomainError> {
+        match self {
+            Self::Upsert {
+                sku,
+                name,
+                price,
+                vendor_id,
+                ..
+            } => {
+                sku.check()?;
+                check::text("name", name, 200)?;
+                price.check("price")?;
+                match vendor_id {
+                    Some(v) => check::opaque("vendor_id", v),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
 }
 
 pub fn apply(

@@ -16,6 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::check;
 use crate::command::{ApplyContext, Outcome, Response};
 use crate::store::{self, KeyPart, Store, StoreExt, StoreFault, StoreMut};
 use crate::{Actor, DomainError, Event, Role};
@@ -47,11 +48,11 @@ impl ContentHash {
 
     /// The hash of a 32-byte SHA-256 digest.
     pub fn from_digest(digest: &[u8; 32]) -> Self {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
+        use std::fmt::Write;
         let mut s = String::with_capacity(64);
         for b in digest {
-            s.push(HEX[usize::from(b >> 4)] as char);
-            s.push(HEX[usize::from(b & 0xf)] as char);
+            // Writing to a String cannot fail.
+            let _ = write!(s, "{b:02x}");
         }
         Self(s)
     }
@@ -135,6 +136,26 @@ pub enum MediaCommand {
     },
 }
 
+impl MediaCommand {
+    /// Checks the command's fields (see [`crate::Command::validate`]).
+    pub fn validate(&self) -> Result<(), DomainError> {
+        match self {
+            Self::Register {
+                hash,
+                size,
+                width,
+                height,
+                uploaded_by,
+                ..
+            } => {
+                check::canonical("hash", hash, ContentHash::parse(hash.as_str()))?;
+                check::opaque("uploaded_by", &uploaded_by.user_id)?;
+                check_image(*size, *width, *height)
+            }
+        }
+    }
+}
+
 /// Who may upload: vendors and admins.
 pub fn may_upload(actor: &Actor) -> bool {
     matches!(actor.role, Role::Vendor | Role::Admin)
@@ -194,7 +215,7 @@ pub fn check_image(size: u64, width: u32, height: u32) -> Result<(), DomainError
         return Err(DomainError::validation("file", "is empty"));
     }
     let fits = (1..=MAX_DIMENSION).contains(&width) && (1..=MAX_DIMENSION).contains(&height);
-    if !fits || u64::from(width) * u64::from(height) > MAX_PIXELS {
+    if !fits || u64::from(width).saturating_mul(u64::from(height)) > MAX_PIXELS {
         return Err(DomainError::validation(
             "file",
             format!(
@@ -222,7 +243,8 @@ pub fn scan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::memory::MemoryStore;
+    // Commands apply as the state machine applies them (idempotency, savepoint).
+    use crate::store::memory::{apply, MemoryStore};
 
     fn actor(role: Role) -> Actor {
         Actor {

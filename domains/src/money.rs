@@ -54,6 +54,13 @@ impl Money {
         })
     }
 
+    /// Checks a value that did not come through [`Money::parse`] (the fields
+    /// are public, and decoding builds values without it): what `parse` would
+    /// accept, or its refusal.
+    pub fn check(&self, field: &str) -> Result<(), DomainError> {
+        Self::parse(field, self.amount, self.currency.as_str()).map(|_| ())
+    }
+
     pub fn zero(currency: Currency) -> Self {
         Self {
             amount: 0,

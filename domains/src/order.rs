@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::allocation::{self, Allocation, Strategy};
 use crate::cart::{self, CartOwner};
+use crate::check;
 use crate::command::{ApplyContext, Outcome, Response};
 use crate::inventory::{self, Location};
 use crate::money::Money;
@@ -51,7 +52,7 @@ pub type OrderId = u64;
 
 /// Newest first: keys sort by descending id.
 fn newest_first(id: OrderId) -> KeyPart<'static> {
-    KeyPart::U64(u64::MAX - id)
+    KeyPart::U64(u64::MAX.saturating_sub(id))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -454,6 +455,55 @@ pub enum OrderCommand {
     ExpireHolds,
 }
 
+impl PaymentMethod {
+    fn check(&self) -> Result<(), DomainError> {
+        check::text("payment.provider", &self.provider, 100)?;
+        check::text("payment.reference", &self.reference, 500)?;
+        check::optional_text("payment.display", &self.display, 200)
+    }
+}
+
+impl OrderCommand {
+    /// Checks the command's fields (see [`crate::Command::validate`]).
+    pub fn validate(&self) -> Result<(), DomainError> {
+        match self {
+            Self::Checkout {
+                actor,
+                cart,
+                shipping_address,
+                payment_method,
+                coupon,
+                ..
+            } => {
+                check::opaque("user_id", &actor.user_id)?;
+                cart.check()?;
+                if let Some(l) = &shipping_address.location {
+                    l.check()?;
+                }
+                shipping_address.clone().validate()?;
+                payment_method.check()?;
+                match coupon {
+                    Some(code) => check::canonical("coupon", code, pricing::parse_code(code)),
+                    None => Ok(()),
+                }
+            }
+            Self::Cancel { reason, .. } => check::optional_text("reason", reason, 500),
+            Self::Ship {
+                carrier,
+                tracking_number,
+                ..
+            } => {
+                check::text("carrier", carrier, 100)?;
+                check::text("tracking_number", tracking_number, 100)
+            }
+            Self::ExtendHold { .. }
+            | Self::Deliver { .. }
+            | Self::PaymentResult { .. }
+            | Self::ExpireHolds => Ok(()),
+        }
+    }
+}
+
 pub fn get(store: &dyn Store, id: OrderId) -> Result<Option<Order>, StoreFault> {
     store.get(ORDERS, &[KeyPart::U64(id)])
 }
@@ -747,7 +797,7 @@ pub fn apply(
         } => payment_result(store, ctx, *order_id, *op, result),
         OrderCommand::ExpireHolds => {
             let due: Vec<HoldEntry> = store.scan(HOLD_EXPIRY, &[], None, EXPIRE_BATCH)?;
-            let mut removed = 0;
+            let mut removed: u64 = 0;
             for entry in due {
                 if entry.expires_at_ms > ctx.now_ms {
                     break;
@@ -762,7 +812,7 @@ pub fn apply(
                 if let Err(e) = cancel(store, ctx, &mut order, None, "reservation expired")? {
                     return Ok(Err(e));
                 }
-                removed += 1;
+                removed = removed.saturating_add(1);
             }
             Ok(Ok(Response::Expired { removed }))
         }
@@ -830,6 +880,11 @@ fn checkout(
     let mut subtotal: Option<Money> = None;
     for line in &cart.lines {
         let listing = domain!(cart::sellable(store, &line.sku));
+        // A price the listing rules refuse (stored before they were checked
+        // in apply) is not sold.
+        if let Err(e) = listing.price.check("price") {
+            return Ok(Err(e));
+        }
         let context = pricing::LineContext::load(store, listing.clone())?;
         let Some(priced) = pricing::price_line(&context, line.quantity, ctx.now_ms, &promotions)
         else {
@@ -869,7 +924,9 @@ fn checkout(
             explanation: priced.explanation,
         });
     }
-    let subtotal = subtotal.expect("a non-empty cart has a subtotal");
+    let Some(subtotal) = subtotal else {
+        return Ok(Err(DomainError::CartEmpty));
+    };
     let (discount, redeemed) = match coupon {
         None => (Money::zero(subtotal.currency.clone()), None),
         Some(code) => {
@@ -884,8 +941,15 @@ fn checkout(
             (discount, Some(found))
         }
     };
+    // 0 <= discount <= subtotal (`coupon_discount`), so this never fails.
+    let Some(amount) = subtotal.amount.checked_sub(discount.amount) else {
+        return Ok(Err(DomainError::validation(
+            "coupon",
+            "the discount is out of range",
+        )));
+    };
     let total = Money {
-        amount: subtotal.amount - discount.amount,
+        amount,
         currency: subtotal.currency.clone(),
     };
     // Allocate across warehouses; report every line that falls short.
@@ -1115,12 +1179,12 @@ pub fn list(
         k
     });
     let mut out = Vec::new();
-    let mut examined = 0;
+    let mut examined: usize = 0;
     const PAGE: usize = 256;
     loop {
         let ids: Vec<OrderId> = store.scan(table, &prefix, after.as_deref(), PAGE)?;
         for id in &ids {
-            examined += 1;
+            examined = examined.saturating_add(1);
             let Some(order) = get(store, *id)? else {
                 continue;
             };

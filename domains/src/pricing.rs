@@ -27,6 +27,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{self, CatalogId};
+use crate::check;
 use crate::command::{ApplyContext, Outcome, Response};
 use crate::inventory::Sku;
 use crate::listing::Listing;
@@ -44,16 +45,28 @@ pub const MAX_PROMOTIONS: usize = 1000;
 /// Basis points: 1/100 of a percent; 10000 = 100 %.
 pub const FULL: u32 = 10_000;
 
-/// `amount × bp / 10000`, rounded half away from zero.
+/// `amount × bp / 10000`, rounded half away from zero (saturating at the
+/// ends of `i64`, which only more than 100 % of an extreme amount reaches).
 pub fn percent_of(amount: i64, basis_points: u32) -> i64 {
-    let product = amount as i128 * basis_points as i128;
-    let (q, r) = (product / FULL as i128, product % FULL as i128);
-    let rounded = if r.abs() * 2 >= FULL as i128 {
-        q + product.signum()
+    // |amount × bp| < 2^63 × 2^32: no i128 operation below can overflow.
+    let full = i128::from(FULL);
+    let product = i128::from(amount).saturating_mul(i128::from(basis_points));
+    let (q, r) = (
+        product.checked_div(full).unwrap_or(0),
+        product.checked_rem(full).unwrap_or(0),
+    );
+    let rounded = if r.saturating_abs().saturating_mul(2) >= full {
+        q.saturating_add(product.signum())
     } else {
         q
     };
-    rounded as i64
+    i64::try_from(rounded).unwrap_or(if rounded < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// `value` kept within `0..=max`, and 0 when `max` is negative (a negative
+/// amount gets no discount). Unlike `clamp`, it cannot panic.
+fn within(value: i64, max: i64) -> i64 {
+    value.min(max).max(0)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,9 +172,9 @@ pub fn validate_kind(kind: &PromotionKind) -> Result<(), DomainError> {
         }
         PromotionKind::Tiered { tiers }
             if tiers.iter().any(|t| t.min_quantity < 2)
-                || tiers
-                    .windows(2)
-                    .any(|w| w[0].unit_price.currency != w[1].unit_price.currency) =>
+                || tiers.windows(2).any(
+                    |w| matches!(w, [a, b] if a.unit_price.currency != b.unit_price.currency),
+                ) =>
         {
             Err(DomainError::validation(
                 "tiers",
@@ -169,6 +182,66 @@ pub fn validate_kind(kind: &PromotionKind) -> Result<(), DomainError> {
             ))
         }
         _ => Ok(()),
+    }
+}
+
+impl Target {
+    fn check(&self) -> Result<(), DomainError> {
+        match self {
+            Target::All => Ok(()),
+            Target::Product(id) | Target::Category(id) => id.check(),
+            Target::Vendor(v) => check::opaque("vendor_id", v),
+            Target::Sku(sku) => sku.check(),
+        }
+    }
+}
+
+impl Promotion {
+    /// Everything the API checks of a promotion, money included.
+    pub fn check(&self) -> Result<(), DomainError> {
+        self.id.check()?;
+        check::text("name", &self.name, 200)?;
+        validate_kind(&self.kind)?;
+        match &self.kind {
+            PromotionKind::Percent { .. } => {}
+            PromotionKind::AmountOff { per_unit } => per_unit.check("amount_off_per_unit")?,
+            PromotionKind::SalePrice { unit_price } => unit_price.check("sale_price")?,
+            PromotionKind::Tiered { tiers } => {
+                for tier in tiers {
+                    tier.unit_price.check("tiers")?;
+                }
+            }
+        }
+        self.target.check()?;
+        check::window(self.starts_ms, self.ends_ms)
+    }
+}
+
+impl Coupon {
+    /// Everything the API checks of a coupon, money included.
+    pub fn check(&self) -> Result<(), DomainError> {
+        check::canonical("code", &self.code, parse_code(&self.code))?;
+        match &self.kind {
+            CouponKind::Percent { basis_points } if (1..=FULL).contains(basis_points) => {}
+            CouponKind::Percent { .. } => {
+                return Err(DomainError::validation("percent_bp", "must be 1 to 10000"))
+            }
+            CouponKind::AmountOff { amount } => amount.check("amount_off")?,
+        }
+        match &self.min_subtotal {
+            Some(min) => min.check("min_subtotal"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl PricingCommand {
+    /// Checks the command's fields (see [`crate::Command::validate`]).
+    pub fn validate(&self) -> Result<(), DomainError> {
+        match self {
+            Self::UpsertPromotion { promotion, .. } => promotion.check(),
+            Self::UpsertCoupon { coupon } => coupon.check(),
+        }
     }
 }
 
@@ -310,7 +383,7 @@ pub fn price_line(
             }
             _ => None,
         }
-        .map(|d| d.clamp(0, remaining))
+        .map(|d| within(d, remaining))
     };
     let mut remaining = subtotal;
     let best = applicable
@@ -334,7 +407,8 @@ pub fn price_line(
         if d == 0 {
             continue;
         }
-        remaining -= d;
+        // 0 < d <= remaining: no overflow.
+        remaining = remaining.saturating_sub(d);
         let rule = match p.kind {
             PromotionKind::Percent { .. } => "percent",
             _ => "amount_off",
@@ -351,7 +425,7 @@ pub fn price_line(
         quantity,
         list_price: list.clone(),
         unit_price: money(unit, currency),
-        discount: money(subtotal - remaining, currency),
+        discount: money(subtotal.saturating_sub(remaining), currency),
         line_total: money(remaining, currency),
         explanation: steps,
     })
@@ -395,7 +469,7 @@ pub fn coupon_discount(
         CouponKind::AmountOff { amount } if amount.currency == subtotal.currency => amount.amount,
         CouponKind::AmountOff { .. } => return refuse("it is in another currency"),
     };
-    Ok(money(amount.clamp(0, subtotal.amount), &subtotal.currency))
+    Ok(money(within(amount, subtotal.amount), &subtotal.currency))
 }
 
 pub fn get_coupon(store: &dyn Store, code: &str) -> Result<Option<Coupon>, StoreFault> {
@@ -420,10 +494,10 @@ pub(crate) fn redeem(
         store,
         REDEMPTIONS,
         &[KeyPart::Str(&coupon.code), KeyPart::Str(customer)],
-        &(uses + 1),
+        &uses.saturating_add(1),
     )?;
     let mut next = coupon.clone();
-    next.used += 1;
+    next.used = next.used.saturating_add(1);
     next.version = ctx.version;
     store::put(store, COUPONS, &[KeyPart::Str(&coupon.code)], &next)
 }
@@ -650,6 +724,65 @@ mod tests {
             "never below zero"
         );
         assert_eq!(parse_code(" welcome-10 ").unwrap(), "WELCOME-10");
+    }
+
+    /// Regression: a negative amount (a price no rule accepts, but one a
+    /// command carried before `apply` checked prices) reached
+    /// `clamp(0, negative)`, which panics. It now gets no discount.
+    #[test]
+    fn a_negative_amount_gets_no_discount_and_does_not_panic() {
+        let negative = Money {
+            amount: -500,
+            currency: eur(0).currency,
+        };
+        for kind in [
+            CouponKind::Percent { basis_points: 1000 },
+            CouponKind::AmountOff { amount: eur(300) },
+        ] {
+            let coupon = Coupon {
+                code: "WELCOME".into(),
+                kind,
+                min_subtotal: None,
+                usage_limit: None,
+                per_customer_limit: None,
+                used: 0,
+                starts_ms: None,
+                ends_ms: None,
+                active: true,
+                version: 1,
+            };
+            assert_eq!(coupon_discount(&coupon, &negative, 0, 0).unwrap().amount, 0);
+        }
+        let mut context = line(1000);
+        context.listing.price = Money {
+            amount: -1000,
+            ..context.listing.price
+        };
+        let promos = [
+            promo(
+                "ten",
+                PromotionKind::Percent { basis_points: 1000 },
+                Target::All,
+                true,
+            ),
+            promo(
+                "off",
+                PromotionKind::AmountOff { per_unit: eur(50) },
+                Target::All,
+                true,
+            ),
+        ];
+        let priced = price_line(&context, 2, 150, &promos).unwrap();
+        assert_eq!(priced.line_total.amount, -2000);
+        assert_eq!(priced.discount.amount, 0);
+    }
+
+    #[test]
+    fn percent_of_extreme_amounts_saturates() {
+        assert_eq!(percent_of(i64::MAX, FULL), i64::MAX);
+        assert_eq!(percent_of(i64::MAX, u32::MAX), i64::MAX);
+        assert_eq!(percent_of(i64::MIN, u32::MAX), i64::MIN);
+        assert_eq!(percent_of(i64::MIN, 0), 0);
     }
 
     proptest! {

@@ -1,6 +1,10 @@
 //! The state as the domains see it: typed reads and writes over named tables
 //! with composite keys. The Raft state machine implements these traits over
 //! RocksDB; the unit tests implement them over a `BTreeMap`.
+//!
+//! Writes are staged and can be taken back to a [`Savepoint`]: that is how a
+//! refused command leaves no trace (see [`crate::command::apply_command`]),
+//! whatever it wrote before it found a reason to refuse.
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -35,12 +39,28 @@ pub trait Store {
     ) -> Result<Vec<Vec<u8>>, StoreFault>;
 }
 
+/// A point in a store's staged writes and events, to roll back to.
+///
+/// Implementations count what was staged: `writes` is the length of their
+/// undo log, `events` the number of events emitted, when the mark was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Savepoint {
+    pub writes: usize,
+    pub events: usize,
+}
+
 /// Write access, used only by command application.
 pub trait StoreMut: Store {
     fn put_raw(&mut self, table: &'static str, key: &[KeyPart<'_>], value: Vec<u8>);
     fn delete_raw(&mut self, table: &'static str, key: &[KeyPart<'_>]);
     /// Appends a domain event to the event log, in apply order.
     fn emit(&mut self, event: crate::Event);
+    /// Marks the writes and events staged so far.
+    fn savepoint(&mut self) -> Savepoint;
+    /// Takes back every write and event staged since `savepoint`: reads see
+    /// again what they saw when it was taken. Savepoints nest; rolling back
+    /// to one forgets the ones taken after it.
+    fn rollback_to(&mut self, savepoint: Savepoint);
 }
 
 pub fn encode<V: Serialize>(value: &V) -> Result<Vec<u8>, StoreFault> {
@@ -118,6 +138,55 @@ pub mod memory {
     pub struct MemoryStore {
         pub tables: BTreeMap<&'static str, BTreeMap<Key, Vec<u8>>>,
         pub events: Vec<crate::Event>,
+        /// Each write's table, key and the value it replaced, for rollbacks.
+        undo: Vec<(&'static str, Key, Option<Vec<u8>>)>,
+    }
+
+    impl MemoryStore {
+        /// Applies `envelope` exactly as the state machine does
+        /// ([`crate::command::apply_envelope`]: idempotency, then the command
+        /// under a savepoint).
+        pub fn apply_envelope(
+            &mut self,
+            envelope: &crate::Envelope,
+            ctx: &crate::ApplyContext,
+        ) -> Result<crate::command::Applied, StoreFault> {
+            crate::command::apply_envelope(envelope, ctx, self)
+        }
+
+        /// Applies one command as the state machine would, alone in an
+        /// envelope without an idempotency key.
+        pub fn apply(
+            &mut self,
+            command: impl Into<crate::Command>,
+            ctx: &crate::ApplyContext,
+        ) -> Result<crate::Outcome, StoreFault> {
+            let envelope = crate::Envelope {
+                now_ms: ctx.now_ms,
+                idempotency: None,
+                command: command.into(),
+            };
+            Ok(self.apply_envelope(&envelope, ctx)?.outcome)
+        }
+
+        fn write(&mut self, table: &'static str, key: Key, value: Option<Vec<u8>>) {
+            let rows = self.tables.entry(table).or_default();
+            let previous = match value {
+                Some(v) => rows.insert(key.clone(), v),
+                None => rows.remove(&key),
+            };
+            self.undo.push((table, key, previous));
+        }
+    }
+
+    /// What the domain tests call for a command: the production path
+    /// ([`MemoryStore::apply`]), in the shape of the domains' own `apply`.
+    pub fn apply<C: Clone + Into<crate::Command>>(
+        command: &C,
+        ctx: &crate::ApplyContext,
+        store: &mut MemoryStore,
+    ) -> Result<crate::Outcome, StoreFault> {
+        store.apply(command.clone(), ctx)
     }
 
     impl Store for MemoryStore {
@@ -155,18 +224,32 @@ pub mod memory {
 
     impl StoreMut for MemoryStore {
         fn put_raw(&mut self, table: &'static str, key: &[KeyPart<'_>], value: Vec<u8>) {
-            self.tables
-                .entry(table)
-                .or_default()
-                .insert(own(key), value);
+            self.write(table, own(key), Some(value));
         }
         fn delete_raw(&mut self, table: &'static str, key: &[KeyPart<'_>]) {
-            if let Some(t) = self.tables.get_mut(table) {
-                t.remove(&own(key));
-            }
+            self.write(table, own(key), None);
         }
         fn emit(&mut self, event: crate::Event) {
             self.events.push(event);
+        }
+        fn savepoint(&mut self) -> Savepoint {
+            Savepoint {
+                writes: self.undo.len(),
+                events: self.events.len(),
+            }
+        }
+        fn rollback_to(&mut self, savepoint: Savepoint) {
+            while self.undo.len() > savepoint.writes {
+                let Some((table, key, previous)) = self.undo.pop() else {
+                    break;
+                };
+                let rows = self.tables.entry(table).or_default();
+                match previous {
+                    Some(v) => rows.insert(key, v),
+                    None => rows.remove(&key),
+                };
+            }
+            self.events.truncate(savepoint.events);
         }
     }
 }

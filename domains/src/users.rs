@@ -18,6 +18,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
+use crate::check;
 use crate::command::{ApplyContext, Outcome, Response};
 use crate::store::{self, KeyPart, Store, StoreExt, StoreFault, StoreMut};
 use crate::{DomainError, Event, Role};
@@ -478,6 +479,116 @@ impl UserEvent {
     }
 }
 
+/// Longest password hash (a PHC string) a command may store.
+const MAX_PASSWORD_HASH_BYTES: usize = 1024;
+
+fn check_hash(hash: &Secret<String>) -> Result<(), DomainError> {
+    if hash.0.is_empty() || hash.0.len() > MAX_PASSWORD_HASH_BYTES {
+        return Err(DomainError::validation(
+            "password_hash",
+            format!("must be 1 to {MAX_PASSWORD_HASH_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_email(email: &Email) -> Result<(), DomainError> {
+    check::canonical("email", email, Email::parse(email.as_str()))
+}
+
+fn check_address(field: &str, address: &Option<Option<Address>>) -> Result<(), DomainError> {
+    match address {
+        Some(Some(a)) => check::canonical(field, a, Address::parse(field, a.clone())),
+        _ => Ok(()),
+    }
+}
+
+impl UserCommand {
+    /// Checks the command's fields (see [`crate::Command::validate`]): what
+    /// the API parsed, and the identifiers and digests it made, which are
+    /// stored as keys. What is only looked up is not checked: a wrong value
+    /// finds nothing and gets the command's own refusal.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        match self {
+            Self::Register {
+                user_id,
+                email,
+                name,
+                password_hash,
+                ..
+            } => {
+                check::opaque("user_id", user_id)?;
+                check_email(email)?;
+                check::text("name", name, 200)?;
+                match password_hash {
+                    Some(h) => check_hash(h),
+                    None => Ok(()),
+                }
+            }
+            Self::UpdateProfile {
+                name,
+                shipping_address,
+                billing_address,
+                ..
+            } => {
+                if let Some(name) = name {
+                    check::text("name", name, 200)?;
+                }
+                check_address("shipping_address", shipping_address)?;
+                check_address("billing_address", billing_address)
+            }
+            Self::ChangePassword { password_hash, .. }
+            | Self::ResetPassword { password_hash, .. } => check_hash(password_hash),
+            Self::StartSession {
+                family_id,
+                token_hash,
+                ..
+            } => {
+                check::opaque("family_id", family_id)?;
+                check::opaque("token_hash", token_hash)
+            }
+            Self::RefreshSession { new_hash, .. } => check::opaque("new_hash", new_hash),
+            Self::RequestPasswordReset { token_hash, .. } => {
+                check::opaque("token_hash", token_hash)
+            }
+            Self::EnsureSigningKey { kid, secret } | Self::RotateSigningKey { kid, secret, .. } => {
+                validate_key(kid, secret)
+            }
+            Self::BeginSocialLogin {
+                state_hash,
+                pending,
+                ..
+            } => {
+                check::opaque("state", state_hash)?;
+                check::opaque("provider", &pending.provider)?;
+                check::opaque("nonce", &pending.nonce)?;
+                check::opaque("verifier", &pending.verifier.0)
+            }
+            Self::SocialSignIn {
+                identity,
+                new_user_id,
+                family_id,
+                token_hash,
+                ..
+            } => {
+                check::opaque("provider", &identity.provider)?;
+                check::opaque("subject", &identity.subject)?;
+                if let Some(email) = &identity.email {
+                    check_email(email)?;
+                }
+                check::opaque("user_id", new_user_id)?;
+                check::opaque("family_id", family_id)?;
+                check::opaque("token_hash", token_hash)
+            }
+            Self::SetRole { .. }
+            | Self::RevokeSession { .. }
+            | Self::DeleteUser { .. }
+            | Self::TakeSocialLogin { .. }
+            | Self::ExpireAuth => Ok(()),
+        }
+    }
+}
+
 pub fn get_user(store: &dyn Store, user_id: &str) -> Result<Option<User>, StoreFault> {
     store.get(USERS, &[KeyPart::Str(user_id)])
 }
@@ -581,7 +692,7 @@ pub fn next_auth_expiry(store: &dyn Store) -> Result<Option<u64>, StoreFault> {
 /// whose own expiry has passed. Returns the number of entries swept.
 fn expire_auth(store: &mut dyn StoreMut, now_ms: u64) -> Result<u64, StoreFault> {
     let due: Vec<ExpiryEntry> = store.scan(AUTH_EXPIRY, &[], None, EXPIRE_BATCH)?;
-    let mut swept = 0;
+    let mut swept: u64 = 0;
     for entry in due.iter().take_while(|e| e.expires_ms <= now_ms) {
         store.delete_raw(
             AUTH_EXPIRY,
@@ -591,7 +702,7 @@ fn expire_auth(store: &mut dyn StoreMut, now_ms: u64) -> Result<u64, StoreFault>
                 KeyPart::Str(&entry.id),
             ],
         );
-        swept += 1;
+        swept = swept.saturating_add(1);
         let key = [KeyPart::Str(&entry.id)];
         let (table, expires_ms) = match entry.table.as_str() {
             SESSIONS => (
@@ -761,7 +872,7 @@ pub fn apply(
             let mut user = check!(live_user(store, user_id));
             if user.role != *role {
                 user.role = *role;
-                user.security_version += 1;
+                user.security_version = user.security_version.saturating_add(1);
                 store.emit(Event::User(UserEvent::UserRoleChanged {
                     user_id: user_id.clone(),
                     role: *role,
@@ -781,7 +892,7 @@ pub fn apply(
                 return Ok(Err(DomainError::InvalidCredentials));
             }
             user.password_hash = Some(password_hash.clone());
-            user.security_version += 1;
+            user.security_version = user.security_version.saturating_add(1);
             user.version = ctx.version;
             put_user(store, &user)?;
             store.emit(Event::User(UserEvent::PasswordChanged {
@@ -912,7 +1023,7 @@ pub fn apply(
                 Err(_) => return Ok(Err(DomainError::InvalidResetToken)),
             };
             user.password_hash = Some(password_hash.clone());
-            user.security_version += 1;
+            user.security_version = user.security_version.saturating_add(1);
             user.version = ctx.version;
             put_user(store, &user)?;
             store::put(
@@ -961,7 +1072,7 @@ pub fn apply(
             user.billing_address = None;
             user.email_verified = false;
             user.deleted = true;
-            user.security_version += 1;
+            user.security_version = user.security_version.saturating_add(1);
             user.version = ctx.version;
             put_user(store, &user)?;
             store.emit(Event::User(UserEvent::UserDeleted {
@@ -1094,7 +1205,7 @@ pub fn apply(
                                 // its sessions (account pre-hijacking).
                                 user.password_hash = None;
                                 user.email_verified = true;
-                                user.security_version += 1;
+                                user.security_version = user.security_version.saturating_add(1);
                                 user.version = ctx.version;
                                 put_user(store, &user)?;
                             }
@@ -1154,7 +1265,8 @@ fn validate_key(kid: &str, secret: &Secret<Vec<u8>>) -> Result<(), DomainError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::memory::MemoryStore;
+    // Commands apply as the state machine applies them (idempotency, savepoint).
+    use crate::store::memory::{apply, MemoryStore};
 
     fn ctx(log_index: u64, now_ms: u64) -> ApplyContext {
         ApplyContext {

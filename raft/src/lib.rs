@@ -11,6 +11,8 @@
 // return the same type rather than box and unbox it at every trait boundary.
 #![allow(clippy::result_large_err)]
 
+#[cfg(test)]
+mod fuzz;
 mod log_store;
 mod membership;
 mod network;

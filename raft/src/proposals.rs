@@ -14,12 +14,16 @@
 //!
 //! A failed proposal fails every envelope it carried with the same error: a
 //! batch commits whole or not at all, so "outcome unknown" is true of each.
+//!
+//! An envelope that is itself a batch, or larger than
+//! [`MAX_ENVELOPE_BYTES`], is refused before it is proposed (a client never
+//! sends a batch, and no entry may outgrow what a peer accepts).
 
 use std::future::Future;
 use std::sync::Arc;
 
-use ecommerce_domains::command::{Applied, Command};
-use ecommerce_domains::Envelope;
+use ecommerce_domains::command::{Applied, Command, MAX_ENVELOPE_BYTES};
+use ecommerce_domains::{DomainError, Envelope};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::node::WireError;
@@ -76,6 +80,21 @@ impl ProposalBatcher {
         let bytes = ecommerce_storage::codec::encode(&envelope)
             .map_err(|e| WireError::Other(e.to_string()))?
             .len();
+        let refused = |message: String| {
+            Ok(Applied {
+                outcome: Err(DomainError::validation("command", message)),
+                replayed: false,
+                log_index: 0,
+            })
+        };
+        if matches!(envelope.command, Command::Batch(_)) {
+            return refused("a batch is built by the leader only".into());
+        }
+        if bytes > MAX_ENVELOPE_BYTES {
+            return refused(format!(
+                "the command is {bytes} bytes encoded, more than the {MAX_ENVELOPE_BYTES} allowed"
+            ));
+        }
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Pending {
@@ -324,6 +343,41 @@ mod tests {
             assert!(matches!(call.await.unwrap(), Err(WireError::Ambiguous)));
         }
         assert!(proposals.load(Ordering::SeqCst) < 10);
+    }
+
+    #[tokio::test]
+    async fn a_batch_or_an_oversized_envelope_is_refused_without_a_proposal() {
+        let proposals = Arc::new(AtomicUsize::new(0));
+        let p = proposals.clone();
+        let batcher = ProposalBatcher::start(Limits::default(), move |entry: Envelope| {
+            p.fetch_add(1, Ordering::SeqCst);
+            async move { Ok(vec![applied(&entry)]) }
+        });
+        let batch = Envelope {
+            now_ms: 0,
+            idempotency: None,
+            command: Command::Batch(vec![envelope(1)]),
+        };
+        let huge = Envelope {
+            now_ms: 0,
+            idempotency: None,
+            command: Command::Listing(ecommerce_domains::listing::ListingCommand::Upsert {
+                actor: ecommerce_domains::Actor {
+                    user_id: "x".repeat(MAX_ENVELOPE_BYTES),
+                    role: ecommerce_domains::Role::Admin,
+                },
+                sku: ecommerce_domains::inventory::Sku::parse("A").unwrap(),
+                name: "A".into(),
+                price: ecommerce_domains::money::Money::parse("price", 1, "EUR").unwrap(),
+                vendor_id: None,
+                active: true,
+            }),
+        };
+        for e in [batch, huge] {
+            let refused = batcher.propose(e).await.unwrap();
+            assert_eq!(refused.outcome.unwrap_err().code(), "validation_failed");
+        }
+        assert_eq!(proposals.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

@@ -112,7 +112,10 @@ impl RaftService for RaftGrpc {
 
     async fn forward(&self, request: Request<Payload>) -> Reply {
         self.admit(&request, Access::Member)?;
-        let envelope: Envelope = decode(request.get_ref())?;
+        // A peer forwards one client command: never a batch (only the
+        // leader builds those) and never more than one entry may carry.
+        let envelope = Envelope::decode_checked(&request.get_ref().data)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         reply(&self.node.write_local(envelope).await)
     }
 

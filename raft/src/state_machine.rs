@@ -6,6 +6,12 @@
 //! the last-applied log id in ONE RocksDB write batch, so after a crash the
 //! state is exactly that of some applied prefix of the log.
 //!
+//! Architecture invariant: a command's content never stops a replica. Each
+//! envelope is applied under its own savepoint of the staged writes: a refused
+//! command's writes and events are taken back (its idempotency record stays),
+//! and a command that panics is refused the same way, on every replica alike,
+//! and logged. Only a storage fault stops the node.
+//!
 //! Snapshot install is crash-safe: the incoming file is fsynced and verified,
 //! an "installing" marker naming it is fsynced in `raft_meta`, the tables are
 //! replaced, and the marker is removed in the last (fsynced) batch. A node that
@@ -15,8 +21,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ecommerce_domains::command::{apply_envelope, ApplyContext};
-use ecommerce_domains::EventRecord;
+use ecommerce_domains::command::{apply_envelope, Applied, ApplyContext};
+use ecommerce_domains::store::{StoreFault, StoreMut};
+use ecommerce_domains::{DomainError, Envelope, EventRecord};
 use ecommerce_storage::{
     codec, keys, snapshot, Durability, Storage, CF_EVENTS, CF_RAFT_META, CF_SM_META,
 };
@@ -154,6 +161,69 @@ impl StateMachine {
     }
 }
 
+/// Applies one envelope with `apply` (production: [`apply_envelope`]) so that
+/// nothing in it can stop the replica: a panic takes back everything the
+/// envelope staged and refuses it with [`DomainError::Internal`]. The panic
+/// depends only on the command and the state, so every replica refuses it
+/// alike. No idempotency record is kept for it: a retry runs it again.
+/// (Panics must unwind for this: no profile of the workspace sets
+/// `panic = "abort"`.)
+fn apply_isolated<F>(
+    tx: &mut ApplyTx<'_>,
+    envelope: &Envelope,
+    ctx: &ApplyContext,
+    apply: F,
+) -> Result<Applied, StorageError>
+where
+    F: FnOnce(&Envelope, &ApplyContext, &mut dyn StoreMut) -> Result<Applied, StoreFault>,
+{
+    let mark = tx.savepoint();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        apply(envelope, ctx, &mut *tx)
+    }));
+    match result {
+        Ok(applied) => applied.map_err(sm_write_err),
+        Err(panic) => {
+            tx.rollback_to(mark);
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(
+                log_index = ctx.log_index,
+                version = ctx.version,
+                command = command_kind(&envelope.command),
+                panic = %message,
+                "applying a command panicked; it is refused and changed nothing"
+            );
+            metrics::counter!("raft_apply_panics_total").increment(1);
+            Ok(Applied {
+                outcome: Err(DomainError::Internal),
+                replayed: false,
+                log_index: ctx.log_index,
+            })
+        }
+    }
+}
+
+/// The command's kind for the log (its content may hold personal data).
+fn command_kind(command: &ecommerce_domains::Command) -> &'static str {
+    use ecommerce_domains::Command as C;
+    match command {
+        C::Inventory(_) => "inventory",
+        C::Listing(_) => "listing",
+        C::Cart(_) => "cart",
+        C::Order(_) => "order",
+        C::System(_) => "system",
+        C::Users(_) => "users",
+        C::Media(_) => "media",
+        C::Catalog(_) => "catalog",
+        C::Pricing(_) => "pricing",
+        C::Batch(_) => "batch",
+    }
+}
+
 /// Replaces the state-machine tables with the snapshot at `path`, clearing
 /// the install marker in the final batch.
 async fn import(storage: Storage, path: PathBuf) -> Result<(), StorageError> {
@@ -228,7 +298,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             version: meta.last_version,
                             now_ms: meta.clock,
                         };
-                        applied.push(apply_envelope(command, &ctx, &mut tx).map_err(sm_write_err)?);
+                        applied.push(apply_isolated(&mut tx, command, &ctx, apply_envelope)?);
                         for event in std::mem::take(&mut tx.events) {
                             meta.event_seq += 1;
                             let record = EventRecord {
@@ -448,5 +518,61 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             meta,
             snapshot: Box::new(tokio::fs::File::from_std(file)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ecommerce_domains::store::{KeyPart, Store};
+    use ecommerce_domains::Command;
+    use ecommerce_storage::StorageOptions;
+
+    const TABLE: &str = ecommerce_domains::listing::LISTINGS;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            now_ms: 1,
+            idempotency: None,
+            command: Command::System(ecommerce_domains::SystemCommand::ExpireIdempotency {
+                ttl_ms: 1,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_command_that_panics_is_refused_alone_and_takes_back_its_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(
+            &dir.path().join("db"),
+            ecommerce_domains::TABLES,
+            &StorageOptions::default(),
+        )
+        .unwrap();
+        let mut tx = ApplyTx::new(&storage);
+        let ctx = ApplyContext {
+            log_index: 7,
+            version: 7,
+            now_ms: 1,
+        };
+        // An earlier envelope of the same run wrote something.
+        tx.put_raw(TABLE, &[KeyPart::Str("earlier")], vec![1]);
+        let applied = apply_isolated(&mut tx, &envelope(), &ctx, |_, _, store| {
+            store.put_raw(TABLE, &[KeyPart::Str("earlier")], vec![2]);
+            store.put_raw(TABLE, &[KeyPart::Str("mine")], vec![2]);
+            panic!("a bug in apply");
+        })
+        .unwrap();
+        assert_eq!(applied.outcome, Err(DomainError::Internal));
+        assert_eq!(applied.log_index, 7);
+        assert_eq!(
+            tx.get_raw(TABLE, &[KeyPart::Str("earlier")]).unwrap(),
+            Some(vec![1])
+        );
+        assert_eq!(tx.get_raw(TABLE, &[KeyPart::Str("mine")]).unwrap(), None);
+        assert!(tx.events.is_empty());
+        // The run goes on: the next envelope applies normally.
+        let next = apply_isolated(&mut tx, &envelope(), &ctx, apply_envelope).unwrap();
+        assert!(next.outcome.is_ok(), "{:?}", next.outcome);
     }
 }

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
-use ecommerce_domains::store::{KeyPart, Store, StoreFault, StoreMut};
+use ecommerce_domains::store::{KeyPart, Savepoint, Store, StoreFault, StoreMut};
 use ecommerce_domains::Event;
 use ecommerce_storage::{keys, Batch, Storage};
 
@@ -91,13 +91,19 @@ impl Store for Reader<'_> {
     }
 }
 
+/// A staged value: `None` is a deletion.
+type Staged = Option<Vec<u8>>;
+
 /// Staged writes of one apply run.
 pub struct ApplyTx<'a> {
     storage: &'a Storage,
     /// table -> encoded key -> value (`None`: deleted).
-    pending: HashMap<&'static str, BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+    pending: HashMap<&'static str, BTreeMap<Vec<u8>, Staged>>,
     /// Events emitted by the entry being applied, drained by the state machine.
     pub events: Vec<Event>,
+    /// Each staged write's table, key and what was staged there before
+    /// (`None`: nothing), newest last, for [`StoreMut::rollback_to`].
+    undo: Vec<(&'static str, Vec<u8>, Option<Staged>)>,
 }
 
 impl<'a> ApplyTx<'a> {
@@ -106,15 +112,22 @@ impl<'a> ApplyTx<'a> {
             storage,
             pending: HashMap::new(),
             events: Vec::new(),
+            undo: Vec::new(),
         }
     }
 
     /// Stages a raw write to any column family (state-machine metadata, events).
     pub fn put_bytes(&mut self, table: &'static str, key: Vec<u8>, value: Vec<u8>) {
-        self.pending
+        self.stage(table, key, Some(value));
+    }
+
+    fn stage(&mut self, table: &'static str, key: Vec<u8>, value: Staged) {
+        let previous = self
+            .pending
             .entry(table)
             .or_default()
-            .insert(key, Some(value));
+            .insert(key.clone(), value);
+        self.undo.push((table, key, previous));
     }
 
     /// Moves every staged write into `batch`.
@@ -174,20 +187,106 @@ impl Store for ApplyTx<'_> {
 
 impl StoreMut for ApplyTx<'_> {
     fn put_raw(&mut self, table: &'static str, key: &[KeyPart<'_>], value: Vec<u8>) {
-        self.pending
-            .entry(table)
-            .or_default()
-            .insert(encode_key(key), Some(value));
+        self.stage(table, encode_key(key), Some(value));
     }
 
     fn delete_raw(&mut self, table: &'static str, key: &[KeyPart<'_>]) {
-        self.pending
-            .entry(table)
-            .or_default()
-            .insert(encode_key(key), None);
+        self.stage(table, encode_key(key), None);
     }
 
     fn emit(&mut self, event: Event) {
         self.events.push(event);
+    }
+
+    fn savepoint(&mut self) -> Savepoint {
+        Savepoint {
+            writes: self.undo.len(),
+            events: self.events.len(),
+        }
+    }
+
+    fn rollback_to(&mut self, savepoint: Savepoint) {
+        while self.undo.len() > savepoint.writes {
+            let Some((table, key, previous)) = self.undo.pop() else {
+                break;
+            };
+            let rows = self.pending.entry(table).or_default();
+            match previous {
+                Some(staged) => rows.insert(key, staged),
+                None => rows.remove(&key),
+            };
+        }
+        self.events.truncate(savepoint.events);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ecommerce_storage::StorageOptions;
+
+    const TABLE: &str = ecommerce_domains::listing::LISTINGS;
+
+    fn event() -> Event {
+        Event::OrderStatusChanged {
+            order_id: 1,
+            customer_id: "u".into(),
+            from: "a".into(),
+            to: "b".into(),
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn rolling_back_restores_what_reads_saw_on_disk_and_staged() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(
+            &dir.path().join("db"),
+            ecommerce_domains::TABLES,
+            &StorageOptions::default(),
+        )
+        .unwrap();
+        let key = |k: &'static str| [KeyPart::Str(k)];
+        let mut batch = storage.batch();
+        for k in ["disk", "disk-deleted"] {
+            batch.put(TABLE, &encode_key(&key(k)), &[0]).unwrap();
+        }
+        storage
+            .write(batch, ecommerce_storage::Durability::Sync)
+            .unwrap();
+
+        let mut tx = ApplyTx::new(&storage);
+        tx.put_raw(TABLE, &key("staged"), vec![1]);
+        tx.emit(event());
+        let mark = tx.savepoint();
+        tx.put_raw(TABLE, &key("staged"), vec![2]);
+        tx.put_raw(TABLE, &key("disk"), vec![2]);
+        tx.put_raw(TABLE, &key("disk"), vec![3]);
+        tx.delete_raw(TABLE, &key("disk-deleted"));
+        tx.put_raw(TABLE, &key("new"), vec![2]);
+        tx.emit(event());
+        assert_eq!(tx.get_raw(TABLE, &key("disk")).unwrap(), Some(vec![3]));
+        assert_eq!(tx.scan_raw(TABLE, &[], None, 10).unwrap().len(), 3);
+        tx.rollback_to(mark);
+
+        assert_eq!(tx.get_raw(TABLE, &key("staged")).unwrap(), Some(vec![1]));
+        assert_eq!(tx.get_raw(TABLE, &key("disk")).unwrap(), Some(vec![0]));
+        assert_eq!(
+            tx.get_raw(TABLE, &key("disk-deleted")).unwrap(),
+            Some(vec![0])
+        );
+        assert_eq!(tx.get_raw(TABLE, &key("new")).unwrap(), None);
+        assert_eq!(tx.scan_raw(TABLE, &[], None, 10).unwrap().len(), 3);
+        assert_eq!(tx.events.len(), 1);
+        // What reaches the disk is what was staged before the savepoint.
+        let mut batch = storage.batch();
+        tx.into_batch(&mut batch).unwrap();
+        storage
+            .write(batch, ecommerce_storage::Durability::Sync)
+            .unwrap();
+        let on_disk = |k| storage.get(TABLE, &encode_key(&key(k))).unwrap();
+        assert_eq!(on_disk("staged"), Some(vec![1]));
+        assert_eq!(on_disk("disk"), Some(vec![0]));
+        assert_eq!(on_disk("new"), None);
     }
 }

@@ -6,7 +6,7 @@ use crate::cart::LineMode;
 use crate::inventory::{InventoryCommand, Sku, StockLevel, WarehouseId};
 use crate::listing::ListingCommand;
 use crate::store::memory::MemoryStore;
-use crate::{apply as apply_command, Command};
+use crate::Command;
 use proptest::prelude::*;
 use proptest::strategy::Strategy as Generator;
 
@@ -87,13 +87,8 @@ impl World {
             version: self.index,
             now_ms: self.now_ms,
         };
-        // The state machine discards the writes of a refused command.
-        let mut staged = self.store.clone();
-        let out = apply_command(&command, &ctx, &mut staged).unwrap();
-        if out.is_ok() {
-            self.store = staged;
-        }
-        out
+        // As the state machine applies it: a refusal is rolled back.
+        self.store.apply(command, &ctx).unwrap()
     }
 
     fn ok(&mut self, command: Command) -> Response {
@@ -499,6 +494,125 @@ proptest! {
             }
         }
     }
+}
+
+/// A command refused after it wrote (here: a cancellation that released one
+/// line's units, then found the other's stock record inconsistent) leaves no
+/// trace: the state machine's savepoint takes back the writes and events.
+#[test]
+fn a_refusal_after_writes_is_taken_back_whole() {
+    let mut w = World::new();
+    w.stock("A", "w1", 10);
+    w.stock("B", "w1", 10);
+    w.add("ann", "A", 2).unwrap();
+    w.add("ann", "B", 3).unwrap();
+    let order = order_of(w.checkout("ann").unwrap());
+    // B's record loses its reservation (no command does this; a bug could).
+    let mut b = w.level("B", "w1");
+    b.reserved = 0;
+    store::put(
+        &mut w.store,
+        inventory::STOCK,
+        &[KeyPart::Str("B"), KeyPart::Str("w1")],
+        &b,
+    )
+    .unwrap();
+    let before = w.store.clone();
+    let refused = w
+        .run(Command::Order(OrderCommand::Cancel {
+            actor: customer("ann"),
+            order_id: order.id,
+            reason: String::new(),
+        }))
+        .unwrap_err();
+    assert_eq!(refused.code(), "insufficient_stock");
+    // A's units stay reserved, the order stays as it was, no event.
+    assert_eq!(w.level("A", "w1").reserved, 2);
+    assert_eq!(w.order(order.id), order);
+    assert_eq!(w.store.events, before.events);
+    let rows = |s: &MemoryStore| {
+        s.tables
+            .iter()
+            .filter(|(_, rows)| !rows.is_empty())
+            .map(|(t, rows)| (*t, rows.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rows(&w.store), rows(&before));
+}
+
+/// Regression: a listing with a negative price plus a coupon made checkout
+/// call `clamp(0, negative)`, which panics, on every replica. `apply` now
+/// refuses such a price when the listing is written, and a checkout that
+/// meets one stored before that is refused and leaves no trace.
+#[test]
+fn a_negative_price_with_a_coupon_is_refused_not_a_panic() {
+    use crate::pricing::{Coupon, CouponKind, PricingCommand};
+    let mut w = World::new();
+    w.stock("A", "w1", 10);
+    w.ok(Command::Pricing(PricingCommand::UpsertCoupon {
+        coupon: Coupon {
+            code: "SAVE".into(),
+            kind: CouponKind::AmountOff {
+                amount: Money::parse("m", 100, "EUR").unwrap(),
+            },
+            min_subtotal: None,
+            usage_limit: None,
+            per_customer_limit: None,
+            used: 0,
+            starts_ms: None,
+            ends_ms: None,
+            active: true,
+            version: 0,
+        },
+    }));
+    let negative = Money {
+        amount: -500,
+        currency: Money::parse("m", 0, "EUR").unwrap().currency,
+    };
+    let upsert = Command::Listing(ListingCommand::Upsert {
+        actor: admin(),
+        sku: Sku::parse("A").unwrap(),
+        name: "A".into(),
+        price: negative.clone(),
+        vendor_id: None,
+        active: true,
+    });
+    assert_eq!(w.run(upsert).unwrap_err().code(), "validation_failed");
+    w.add("ann", "A", 2).unwrap();
+    // A listing stored before `apply` checked prices.
+    let mut listing = crate::listing::get(&w.store, &Sku::parse("A").unwrap())
+        .unwrap()
+        .unwrap();
+    listing.price = negative;
+    store::put(
+        &mut w.store,
+        crate::listing::LISTINGS,
+        &[KeyPart::Str("A")],
+        &listing,
+    )
+    .unwrap();
+    let before = w.store.clone();
+    let refused = w
+        .run(Command::Order(OrderCommand::Checkout {
+            actor: customer("ann"),
+            cart: CartOwner::User("ann".into()),
+            shipping_address: address(),
+            strategy: Strategy::Priority,
+            hold_ttl_ms: TTL,
+            payment_method: card("pm_ok"),
+            coupon: Some("SAVE".into()),
+        }))
+        .unwrap_err();
+    assert_eq!(refused.code(), "validation_failed");
+    let rows = |s: &MemoryStore| {
+        s.tables
+            .iter()
+            .filter(|(_, rows)| !rows.is_empty())
+            .map(|(t, rows)| (*t, rows.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rows(&w.store), rows(&before));
+    assert_eq!(w.store.events, before.events);
 }
 
 proptest! {
