@@ -3,6 +3,7 @@
 //! command line and calls into here; the tests use the same builder.
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod grpc;

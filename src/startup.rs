@@ -22,7 +22,8 @@ use ecommerce_storage::{Storage, StorageOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::{self, AppState, Inner};
+use crate::api;
+use crate::app::{App, Services};
 use crate::auth::grpc::{Authenticate, RequireRole};
 use crate::config::Settings;
 use crate::grpc::{Commerce, PublicGrpc};
@@ -46,7 +47,7 @@ pub struct Application {
     client_tls: Option<ClientTls>,
     peer_tls: PeerTls,
     node: Arc<RaftNode>,
-    state: AppState,
+    state: App,
     settings: Settings,
 }
 
@@ -218,21 +219,23 @@ impl Application {
         let search_dir = data_dir.join("search");
         let search = crate::search::SearchIndex::open(&search_dir)
             .with_context(|| format!("opening the search index in {}", search_dir.display()))?;
-        let state = AppState::new(Inner {
-            node: node.clone(),
-            settings: settings.clone(),
-            cluster_id,
-            prometheus: telemetry::prometheus(),
-            auth: Arc::new(crate::auth::Auth::new(&settings.auth)?),
-            media: Arc::new(media),
-            products: Arc::new(crate::projections::products::ProductCache::new(
-                PRODUCT_CACHE_ENTRIES,
-            )),
-            search: Arc::new(search),
-            search_queries: Arc::new(tokio::sync::Semaphore::new(
-                settings.search.query_concurrency(),
-            )),
-        });
+        let state = App::new(
+            node.clone(),
+            Services {
+                settings: settings.clone(),
+                cluster_id,
+                prometheus: telemetry::prometheus(),
+                auth: Arc::new(crate::auth::Auth::new(&settings.auth)?),
+                media: Arc::new(media),
+                products: Arc::new(crate::projections::products::ProductCache::new(
+                    PRODUCT_CACHE_ENTRIES,
+                )),
+                search: Arc::new(search),
+                search_queries: Arc::new(tokio::sync::Semaphore::new(
+                    settings.search.query_concurrency(),
+                )),
+            },
+        );
         Ok(Self {
             http_listener,
             grpc_listener,
@@ -289,8 +292,7 @@ impl Application {
         );
 
         let public = PublicGrpc {
-            node: self.node.clone(),
-            cluster_id: self.state.cluster_id.clone(),
+            state: self.state.clone(),
         };
         let commerce = Commerce::new(self.state.clone());
         // Commerce RPCs learn their caller from the bearer token (if any) that

@@ -24,13 +24,11 @@
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use ecommerce_domains::users;
 use ecommerce_domains::{Actor, Role};
-use ecommerce_raft::Reader;
 
-use super::error::ApiError;
-use super::AppState;
-use crate::auth::tokens::{self, TokenError};
+use super::error::AppError;
+use super::App;
+use crate::app::sessions::invalid_token;
 
 /// Header carrying the operator token.
 pub const OPERATOR_TOKEN: &str = "x-operator-token";
@@ -52,12 +50,12 @@ pub struct Operator(pub Option<Actor>);
 
 /// A signed-in caller, else `unauthenticated` (for callers that learnt the
 /// actor elsewhere, e.g. a gRPC interceptor).
-pub fn signed_in(actor: Option<Actor>) -> Result<Actor, ApiError> {
+pub fn signed_in(actor: Option<Actor>) -> Result<Actor, AppError> {
     actor.ok_or_else(unauthenticated)
 }
 
 /// A signed-in admin, else `unauthenticated` or `forbidden`.
-pub fn admin_only(actor: Option<Actor>) -> Result<Actor, ApiError> {
+pub fn admin_only(actor: Option<Actor>) -> Result<Actor, AppError> {
     let actor = signed_in(actor)?;
     if actor.is_admin() {
         Ok(actor)
@@ -66,69 +64,17 @@ pub fn admin_only(actor: Option<Actor>) -> Result<Actor, ApiError> {
     }
 }
 
-pub fn unauthenticated() -> ApiError {
-    ApiError::new("unauthenticated", "sign in to use this route")
+pub fn unauthenticated() -> AppError {
+    AppError::new("unauthenticated", "sign in to use this route")
 }
 
-fn invalid_token() -> ApiError {
-    ApiError::new(
-        "unauthenticated",
-        "the access token is invalid, expired or revoked",
-    )
-}
-
-pub fn forbidden() -> ApiError {
-    ApiError::new("forbidden", "you are not allowed to do this")
+pub fn forbidden() -> AppError {
+    AppError::new("forbidden", "you are not allowed to do this")
 }
 
 /// Why a bearer token was refused; logged at debug level, never sent.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error(transparent)]
-    Token(#[from] TokenError),
-    #[error("the user no longer exists or changed since the token was issued")]
-    UserChanged,
-    #[error("the session was revoked")]
-    SessionRevoked,
-    #[error("the state is being replaced by a snapshot")]
-    Unavailable,
-    #[error("storage: {0}")]
-    Storage(String),
-}
-
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Checks an access token against this node's replica.
-pub fn verify_access_token(state: &AppState, token: &str) -> Result<Actor, Refusal> {
-    let reader = Reader::new(state.node.storage()).ok_or(Refusal::Unavailable)?;
-    let storage = |e: ecommerce_domains::store::StoreFault| Refusal::Storage(e.to_string());
-    let ring = users::key_ring(&reader).map_err(storage)?;
-    let claims = tokens::verify(&ring, token, &state.auth.settings.issuer, now_secs())?;
-    let user = users::get_user(&reader, &claims.sub)
-        .map_err(storage)?
-        .filter(|u| !u.deleted && u.security_version == claims.ver && u.role == claims.role)
-        .ok_or(Refusal::UserChanged)?;
-    let session = users::get_session(&reader, &claims.sid)
-        .map_err(storage)?
-        .ok_or(Refusal::SessionRevoked)?;
-    if session.revoked
-        || session.user_id != user.id
-        || session.user_version != user.security_version
-    {
-        return Err(Refusal::SessionRevoked);
-    }
-    Ok(Actor {
-        user_id: user.id,
-        role: user.role,
-    })
-}
-
 /// The bearer token of a request: `Ok(None)` without an Authorization header.
-fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
     let Some(raw) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -139,7 +85,7 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
         {
             Ok(Some(token.trim()))
         }
-        _ => Err(ApiError::new(
+        _ => Err(AppError::new(
             "unauthenticated",
             "the Authorization header must be `Bearer <access token>`",
         )),
@@ -147,55 +93,22 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 }
 
 /// The signed-in actor of a request, if any.
-pub async fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<Option<Actor>, ApiError> {
+pub async fn authenticate(state: &App, headers: &HeaderMap) -> Result<Option<Actor>, AppError> {
     let Some(token) = bearer(headers)? else {
         return Ok(None);
     };
-    let refusal = match verify_access_token(state, token) {
-        Ok(actor) => return Ok(Some(actor)),
-        Err(refusal) => refusal,
-    };
-    // The token may be newer than this replica: a key just rotated in, or a
-    // session (or account) created on the leader by a login a moment ago.
-    // Catch up with the leader once, then decide.
-    let lagging = matches!(
-        refusal,
-        Refusal::Token(TokenError::UnknownKey) | Refusal::UserChanged | Refusal::SessionRevoked
-    );
-    let refusal = if lagging {
-        state.node.linearizable_barrier(state.deadline()).await?;
-        match verify_access_token(state, token) {
-            Ok(actor) => return Ok(Some(actor)),
-            Err(refusal) => refusal,
-        }
-    } else {
-        refusal
-    };
-    match refusal {
-        Refusal::Unavailable => Err(ApiError::new(
-            "unavailable",
-            "this node is installing a snapshot; retry shortly",
-        )),
-        Refusal::Storage(e) => Err(ApiError::internal(e)),
-        other => {
-            tracing::debug!(reason = %other, "access token refused");
-            Err(invalid_token())
-        }
-    }
+    state.authenticate(token).await.map(Some)
 }
 
 impl<S> FromRequestParts<S> for Caller
 where
     S: Send + Sync,
-    AppState: FromRef<S>,
+    App: FromRef<S>,
 {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let state = AppState::from_ref(state);
+        let state = App::from_ref(state);
         authenticate(&state, &parts.headers).await.map(Self)
     }
 }
@@ -203,12 +116,12 @@ where
 impl<S> FromRequestParts<S> for SignedIn
 where
     S: Send + Sync,
-    AppState: FromRef<S>,
+    App: FromRef<S>,
 {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let state = AppState::from_ref(state);
+        let state = App::from_ref(state);
         authenticate(&state, &parts.headers)
             .await?
             .map(Self)
@@ -219,9 +132,9 @@ where
 impl<S> FromRequestParts<S> for VendorOrAdmin
 where
     S: Send + Sync,
-    AppState: FromRef<S>,
+    App: FromRef<S>,
 {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let SignedIn(actor) = SignedIn::from_request_parts(parts, state).await?;
@@ -236,9 +149,9 @@ where
 impl<S> FromRequestParts<S> for AdminOnly
 where
     S: Send + Sync,
-    AppState: FromRef<S>,
+    App: FromRef<S>,
 {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let SignedIn(actor) = SignedIn::from_request_parts(parts, state).await?;
@@ -253,19 +166,19 @@ where
 impl<S> FromRequestParts<S> for Operator
 where
     S: Send + Sync,
-    AppState: FromRef<S>,
+    App: FromRef<S>,
 {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let app = AppState::from_ref(state);
+        let app = App::from_ref(state);
         if let Some(raw) = parts.headers.get(OPERATOR_TOKEN) {
             let presented = raw.to_str().unwrap_or("");
             return if app.auth.is_operator_token(presented) {
                 Ok(Self(None))
             } else {
                 tracing::debug!("operator token refused");
-                Err(ApiError::new(
+                Err(AppError::new(
                     "unauthenticated",
                     "the operator token is wrong",
                 ))

@@ -23,10 +23,10 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::auth::{Caller, SignedIn};
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{AppError, AppResult, ErrorBody};
 use super::extract::{AppJson, AppPath, AppQuery, Consistency, MutationMeta, ReadParams};
 use super::listings::MoneyDto;
-use super::{unexpected, AppState, Committed, Rendered};
+use super::{unexpected, App, Committed, Rendered};
 
 pub const CART_TOKEN: &str = "x-cart-token";
 
@@ -119,13 +119,13 @@ pub struct MergeBody {
 }
 
 /// The SHA-256 (hex) under which a guest cart token is stored.
-fn token_owner(token: &str) -> ApiResult<CartOwner> {
+fn token_owner(token: &str) -> AppResult<CartOwner> {
     let ok = (20..=128).contains(&token.len())
         && token
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !ok {
-        return Err(ApiError::new(
+        return Err(AppError::new(
             "invalid_header",
             "a cart token is 20 to 128 characters of A-Z a-z 0-9 - _",
         ));
@@ -148,7 +148,7 @@ pub struct CartRef {
 impl CartRef {
     /// From the authenticated caller, else a request's `X-Cart-Token` header
     /// (or gRPC metadata).
-    pub fn from_headers(caller: Option<Actor>, headers: &HeaderMap) -> ApiResult<Self> {
+    pub fn from_headers(caller: Option<Actor>, headers: &HeaderMap) -> AppResult<Self> {
         if let Some(actor) = caller {
             return Ok(Self {
                 owner: Some(CartOwner::User(actor.user_id)),
@@ -157,7 +157,7 @@ impl CartRef {
         let owner = match headers.get(CART_TOKEN) {
             None => None,
             Some(raw) => Some(token_owner(raw.to_str().map_err(|_| {
-                ApiError::new("invalid_header", "X-Cart-Token must be visible ASCII")
+                AppError::new("invalid_header", "X-Cart-Token must be visible ASCII")
             })?)?),
         };
         Ok(Self { owner })
@@ -173,18 +173,18 @@ impl CartRef {
     }
 
     /// The owner of a cart that must already exist (a guest without a token has none).
-    pub fn existing(self) -> ApiResult<CartOwner> {
+    pub fn existing(self) -> AppResult<CartOwner> {
         self.owner
-            .ok_or_else(|| ApiError::from(ecommerce_domains::DomainError::CartEmpty))
+            .ok_or_else(|| AppError::from(ecommerce_domains::DomainError::CartEmpty))
     }
 }
 
 impl<S> axum::extract::FromRequestParts<S> for CartRef
 where
     S: Send + Sync,
-    AppState: axum::extract::FromRef<S>,
+    App: axum::extract::FromRef<S>,
 {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Caller(actor) = Caller::from_request_parts(parts, state).await?;
@@ -194,10 +194,10 @@ where
 
 /// The cart of `owner` (none: an empty cart), priced now.
 pub async fn read_cart(
-    state: &AppState,
+    state: &App,
     owner: Option<&CartOwner>,
     consistency: Consistency,
-) -> ApiResult<PricedCart> {
+) -> AppResult<PricedCart> {
     let reader = state.read(consistency).await?;
     let stored = match owner {
         Some(o) => cart::get(&reader, o)?,
@@ -208,10 +208,10 @@ pub async fn read_cart(
 
 /// Proposes a cart change: the changed cart, priced now, or the refusal.
 pub async fn propose_change(
-    state: &AppState,
+    state: &App,
     command: CartCommand,
     tag: Option<ecommerce_domains::idempotency::IdempotencyTag>,
-) -> ApiResult<Rendered<PricedCart>> {
+) -> AppResult<Rendered<PricedCart>> {
     let committed: Committed = state.propose(Command::Cart(command), tag).await?;
     // The cart comes from the command's result; prices from this node's replica.
     let priced = match &committed.outcome {
@@ -229,11 +229,11 @@ pub async fn propose_change(
 
 /// Proposes a cart change and answers with the priced cart.
 async fn change(
-    state: &AppState,
+    state: &App,
     command: CartCommand,
     tag: Option<ecommerce_domains::idempotency::IdempotencyTag>,
     new_token: Option<String>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let token = new_token.clone();
     let mut response = propose_change(state, command, tag)
         .await?
@@ -255,10 +255,10 @@ async fn change(
     params(ReadParams, ("X-Cart-Token" = Option<String>, Header, description = "a guest cart's token")),
     responses((status = 200, body = CartDto), (status = 400, body = ErrorBody)))]
 pub async fn get_cart(
-    State(state): State<AppState>,
+    State(state): State<App>,
     cart: CartRef,
     AppQuery(params): AppQuery<ReadParams>,
-) -> ApiResult<Json<CartDto>> {
+) -> AppResult<Json<CartDto>> {
     let consistency = params.consistency.unwrap_or_default();
     Ok(Json(
         read_cart(&state, cart.owner.as_ref(), consistency)
@@ -272,11 +272,11 @@ pub async fn get_cart(
     params(("X-Cart-Token" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = CartDto), (status = 422, body = ErrorBody)))]
 pub async fn add_line(
-    State(state): State<AppState>,
+    State(state): State<App>,
     cart: CartRef,
     meta: MutationMeta,
     AppJson(body): AppJson<AddLineBody>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let tag = meta.tag(&cart.principal(), &body);
     let (command, token) = body.command(cart, tag.is_some())?;
     change(&state, command, tag, token).await
@@ -305,10 +305,10 @@ impl AddLineBody {
         &self,
         cart: CartRef,
         idempotent: bool,
-    ) -> ApiResult<(CartCommand, Option<String>)> {
+    ) -> AppResult<(CartCommand, Option<String>)> {
         let quantity = cart::parse_line_quantity(self.quantity)?;
         if quantity == 0 {
-            return Err(ApiError::from(ecommerce_domains::DomainError::validation(
+            return Err(AppError::from(ecommerce_domains::DomainError::validation(
                 "quantity",
                 "must be at least 1",
             )));
@@ -317,7 +317,7 @@ impl AddLineBody {
         let (owner, token) = match cart.owner {
             Some(owner) => (owner, None),
             None if idempotent => {
-                return Err(ApiError::from(ecommerce_domains::DomainError::validation(
+                return Err(AppError::from(ecommerce_domains::DomainError::validation(
                     "X-Cart-Token",
                     "a guest request with an Idempotency-Key needs a cart token: get one from POST /api/v1/cart/token",
                 )))
@@ -339,7 +339,7 @@ impl AddLineBody {
 
 impl SetLineBody {
     /// The command setting the quantity of `raw_sku` in `cart`.
-    pub fn command(&self, cart: CartRef, raw_sku: &str) -> ApiResult<CartCommand> {
+    pub fn command(&self, cart: CartRef, raw_sku: &str) -> AppResult<CartCommand> {
         Ok(CartCommand::SetLine {
             owner: cart.existing()?,
             sku: Sku::parse(raw_sku)?,
@@ -350,7 +350,7 @@ impl SetLineBody {
 }
 
 /// The command removing `raw_sku` from `cart`.
-pub fn remove_line_command(cart: CartRef, raw_sku: &str) -> ApiResult<CartCommand> {
+pub fn remove_line_command(cart: CartRef, raw_sku: &str) -> AppResult<CartCommand> {
     Ok(CartCommand::SetLine {
         owner: cart.existing()?,
         sku: Sku::parse(raw_sku)?,
@@ -364,12 +364,12 @@ pub fn remove_line_command(cart: CartRef, raw_sku: &str) -> ApiResult<CartComman
     params(("sku" = String, Path), ("X-Cart-Token" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = CartDto), (status = 422, body = ErrorBody)))]
 pub async fn set_line(
-    State(state): State<AppState>,
+    State(state): State<App>,
     cart: CartRef,
     AppPath(raw): AppPath<String>,
     meta: MutationMeta,
     AppJson(body): AppJson<SetLineBody>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let tag = meta.tag(&cart.principal(), &body);
     let command = body.command(cart, &raw)?;
     change(&state, command, tag, None).await
@@ -380,11 +380,11 @@ pub async fn set_line(
     params(("sku" = String, Path), ("X-Cart-Token" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = CartDto), (status = 422, body = ErrorBody)))]
 pub async fn remove_line(
-    State(state): State<AppState>,
+    State(state): State<App>,
     cart: CartRef,
     AppPath(raw): AppPath<String>,
     meta: MutationMeta,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let tag = meta.tag(&cart.principal(), &());
     let command = remove_line_command(cart, &raw)?;
     change(&state, command, tag, None).await
@@ -395,10 +395,10 @@ pub async fn remove_line(
     params(("X-Cart-Token" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = CartDto)))]
 pub async fn clear_cart(
-    State(state): State<AppState>,
+    State(state): State<App>,
     cart: CartRef,
     meta: MutationMeta,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let tag = meta.tag(&cart.principal(), &());
     let command = CartCommand::Clear {
         owner: cart.existing()?,
@@ -411,11 +411,11 @@ pub async fn clear_cart(
     params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = CartDto), (status = 401, body = ErrorBody)))]
 pub async fn merge_cart(
-    State(state): State<AppState>,
+    State(state): State<App>,
     SignedIn(actor): SignedIn,
     meta: MutationMeta,
     AppJson(body): AppJson<MergeBody>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let tag = meta.tag(&Principal::from(&actor), &body);
     let command = body.command(actor)?;
     change(&state, command, tag, None).await
@@ -423,9 +423,9 @@ pub async fn merge_cart(
 
 impl MergeBody {
     /// The command moving this guest cart into `actor`'s cart.
-    pub fn command(&self, actor: Actor) -> ApiResult<CartCommand> {
+    pub fn command(&self, actor: Actor) -> AppResult<CartCommand> {
         let guest = token_owner(&self.cart_token).map_err(|_| {
-            ApiError::from(ecommerce_domains::DomainError::validation(
+            AppError::from(ecommerce_domains::DomainError::validation(
                 "cart_token",
                 "is not a cart token",
             ))

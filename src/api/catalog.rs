@@ -23,10 +23,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{AdminOnly, VendorOrAdmin};
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{AppError, AppResult, ErrorBody};
 use super::extract::{AppJson, AppPath, AppQuery, Consistency, MutationMeta};
 use super::listings::MoneyDto;
-use super::{unexpected, AppState};
+use super::{unexpected, App};
 use crate::config::Settings;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -73,7 +73,7 @@ pub struct ProductBody {
 
 impl ProductBody {
     /// The validated draft of product `id`, as `actor` sends it.
-    pub fn draft(&self, id: &str, actor: &Actor) -> ApiResult<ProductDraft> {
+    pub fn draft(&self, id: &str, actor: &Actor) -> AppResult<ProductDraft> {
         let vendor_id = match (&self.vendor_id, actor.role) {
             (None, Role::Vendor) => Some(actor.user_id.clone()),
             (v, _) => v.clone(),
@@ -211,7 +211,7 @@ impl ProductDto {
     }
 }
 
-fn product_reply(settings: &Settings) -> impl FnOnce(Reply) -> ApiResult<ProductDto> + '_ {
+fn product_reply(settings: &Settings) -> impl FnOnce(Reply) -> AppResult<ProductDto> + '_ {
     move |reply| match reply {
         Reply::Product(p) => Ok(ProductDto::new(&p, settings)),
         other => Err(unexpected(other)),
@@ -224,12 +224,12 @@ fn product_reply(settings: &Settings) -> impl FnOnce(Reply) -> ApiResult<Product
     responses((status = 200, body = ProductDto), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn put_product(
-    State(state): State<AppState>,
+    State(state): State<App>,
     VendorOrAdmin(actor): VendorOrAdmin,
     AppPath(id): AppPath<String>,
     meta: MutationMeta,
     AppJson(body): AppJson<ProductBody>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let tag = meta.tag(&Principal::from(&actor), &body);
     let draft = body.draft(&id, &actor)?;
     let command = CatalogCommand::UpsertProduct { actor, draft };
@@ -242,11 +242,11 @@ pub async fn put_product(
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = ProductDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete_product(
-    State(state): State<AppState>,
+    State(state): State<App>,
     VendorOrAdmin(actor): VendorOrAdmin,
     AppPath(id): AppPath<String>,
     meta: MutationMeta,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let tag = meta.tag(&Principal::from(&actor), &());
     let command = CatalogCommand::DeleteProduct {
         actor,
@@ -265,10 +265,10 @@ pub struct BrowseParams {
 
 /// A product by id or slug, through the cache for stale reads.
 pub async fn find_product(
-    state: &AppState,
+    state: &App,
     by: ProductKey<'_>,
     consistency: Consistency,
-) -> ApiResult<Arc<Product>> {
+) -> AppResult<Arc<Product>> {
     let cache = &state.products;
     if consistency == Consistency::Stale {
         if let ProductKey::Id(id) = by {
@@ -288,7 +288,7 @@ pub async fn find_product(
         let raw = match by {
             ProductKey::Id(s) | ProductKey::Slug(s) => s,
         };
-        ApiError::from(DomainError::ProductNotFound(raw.to_string()))
+        AppError::from(DomainError::ProductNotFound(raw.to_string()))
     })?);
     cache.insert(product.clone(), generation);
     Ok(product)
@@ -304,10 +304,10 @@ pub enum ProductKey<'a> {
 #[utoipa::path(get, path = "/api/v1/products/{id}", tag = "catalog", params(("id" = String, Path), BrowseParams),
     responses((status = 200, body = ProductDto), (status = 404, body = ErrorBody)))]
 pub async fn get_product(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AppPath(id): AppPath<String>,
     AppQuery(params): AppQuery<BrowseParams>,
-) -> ApiResult<Json<ProductDto>> {
+) -> AppResult<Json<ProductDto>> {
     let consistency = params.consistency.unwrap_or(Consistency::Stale);
     let product = find_product(&state, ProductKey::Id(&id), consistency).await?;
     Ok(Json(ProductDto::new(&product, &state.settings)))
@@ -318,10 +318,10 @@ pub async fn get_product(
     params(("slug" = String, Path), BrowseParams),
     responses((status = 200, body = ProductDto), (status = 404, body = ErrorBody)))]
 pub async fn get_product_by_slug(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AppPath(slug): AppPath<String>,
     AppQuery(params): AppQuery<BrowseParams>,
-) -> ApiResult<Json<ProductDto>> {
+) -> AppResult<Json<ProductDto>> {
     let consistency = params.consistency.unwrap_or(Consistency::Stale);
     let product = find_product(&state, ProductKey::Slug(&slug), consistency).await?;
     Ok(Json(ProductDto::new(&product, &state.settings)))
@@ -353,12 +353,12 @@ pub struct ProductList {
 #[utoipa::path(get, path = "/api/v1/products", tag = "catalog", params(ProductListParams),
     responses((status = 200, body = ProductList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_products(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AppQuery(params): AppQuery<ProductListParams>,
-) -> ApiResult<Json<ProductList>> {
+) -> AppResult<Json<ProductList>> {
     let limit = params.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::new(
+        return Err(AppError::new(
             "invalid_query",
             "limit must be between 1 and 100",
         ));
@@ -449,7 +449,7 @@ impl From<Category> for CategoryDto {
     }
 }
 
-fn category_reply(reply: Reply) -> ApiResult<CategoryDto> {
+fn category_reply(reply: Reply) -> AppResult<CategoryDto> {
     match reply {
         Reply::Category(c) => Ok(c.into()),
         other => Err(unexpected(other)),
@@ -462,12 +462,12 @@ fn category_reply(reply: Reply) -> ApiResult<CategoryDto> {
     responses((status = 200, body = CategoryDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn put_category(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AdminOnly(admin): AdminOnly,
     AppPath(id): AppPath<String>,
     meta: MutationMeta,
     AppJson(body): AppJson<CategoryBody>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let tag = meta.tag(&Principal::from(&admin), &body);
     let name = listing::parse_name("name", &body.name)?;
     let slug = match &body.slug {
@@ -494,11 +494,11 @@ pub async fn put_category(
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = CategoryDto), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete_category(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AdminOnly(admin): AdminOnly,
     AppPath(id): AppPath<String>,
     meta: MutationMeta,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let tag = meta.tag(&Principal::from(&admin), &());
     let command = CatalogCommand::DeleteCategory {
         id: CatalogId::parse("id", &id)?,
@@ -517,9 +517,9 @@ pub struct CategoryTree {
 #[utoipa::path(get, path = "/api/v1/categories", tag = "catalog", params(BrowseParams),
     responses((status = 200, body = CategoryTree)))]
 pub async fn list_categories(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AppQuery(params): AppQuery<BrowseParams>,
-) -> ApiResult<Json<CategoryTree>> {
+) -> AppResult<Json<CategoryTree>> {
     let reader = state
         .read(params.consistency.unwrap_or(Consistency::Stale))
         .await?;
@@ -589,11 +589,11 @@ pub struct ImportReport {
     params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = ImportReport), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn import_products(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AdminOnly(actor): AdminOnly,
     meta: MutationMeta,
     AppJson(body): AppJson<ImportBody>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let tag = meta.tag(&Principal::from(&actor), &body);
     if body.products.is_empty() || body.products.len() > catalog::MAX_IMPORT_BATCH {
         return Err(DomainError::validation(

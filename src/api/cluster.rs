@@ -3,7 +3,6 @@
 //! member accepts these; changes are forwarded to the leader.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -12,13 +11,12 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use ecommerce_raft::{ClusterStatus, MembershipOp, NodeInfo};
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 use utoipa::ToSchema;
 
 use super::auth::Operator;
-use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{AppJson, Consistency};
-use super::AppState;
+use super::error::{AppError, AppResult, ErrorBody};
+use super::extract::AppJson;
+use super::App;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MemberDto {
@@ -80,8 +78,8 @@ pub fn cluster_dto(cluster_id: &str, s: ClusterStatus) -> ClusterDto {
 
 /// The cluster as this node sees it.
 #[utoipa::path(get, path = "/cluster", tag = "cluster", responses((status = 200, body = ClusterDto)))]
-pub async fn status(State(state): State<AppState>) -> Json<ClusterDto> {
-    Json(cluster_dto(&state.cluster_id, state.node.status()))
+pub async fn status(State(state): State<App>) -> Json<ClusterDto> {
+    Json(cluster_dto(&state.cluster_id, state.cluster_status()))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -100,22 +98,9 @@ pub struct NodeIdBody {
     pub node_id: u64,
 }
 
-fn check_addr(field: &str, addr: &str) -> ApiResult<()> {
-    addr.parse::<std::net::SocketAddr>()
-        .map(|_| ())
-        .map_err(|_| {
-            ApiError::from(ecommerce_domains::DomainError::validation(
-                field,
-                "must be an ip:port socket address",
-            ))
-        })
-}
-
-async fn change(state: &AppState, op: MembershipOp) -> ApiResult<Json<ClusterDto>> {
-    let deadline =
-        Instant::now() + Duration::from_millis(state.settings.http.membership_timeout_ms);
-    state.node.change_membership(op, deadline).await?;
-    Ok(Json(cluster_dto(&state.cluster_id, state.node.status())))
+async fn change(state: &App, op: MembershipOp) -> AppResult<Json<ClusterDto>> {
+    let status = state.change_membership(op).await?;
+    Ok(Json(cluster_dto(&state.cluster_id, status)))
 }
 
 /// Add a node as a learner (it receives the log but does not vote); returns
@@ -123,17 +108,10 @@ async fn change(state: &AppState, op: MembershipOp) -> ApiResult<Json<ClusterDto
 #[utoipa::path(post, path = "/cluster/learners", tag = "cluster", request_body = AddLearnerBody,
     responses((status = 200, body = ClusterDto), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn add_learner(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Operator(_by): Operator,
     AppJson(body): AppJson<AddLearnerBody>,
-) -> ApiResult<Json<ClusterDto>> {
-    if body.node_id == 0 {
-        return Err(
-            ecommerce_domains::DomainError::validation("node_id", "must be at least 1").into(),
-        );
-    }
-    check_addr("http_addr", &body.http_addr)?;
-    check_addr("peer_addr", &body.peer_addr)?;
+) -> AppResult<Json<ClusterDto>> {
     let info = NodeInfo {
         http_addr: body.http_addr,
         peer_addr: body.peer_addr,
@@ -152,10 +130,10 @@ pub async fn add_learner(
 #[utoipa::path(post, path = "/cluster/promote", tag = "cluster", request_body = NodeIdBody,
     responses((status = 200, body = ClusterDto), (status = 409, body = ErrorBody)))]
 pub async fn promote(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Operator(_by): Operator,
     AppJson(body): AppJson<NodeIdBody>,
-) -> ApiResult<Json<ClusterDto>> {
+) -> AppResult<Json<ClusterDto>> {
     change(
         &state,
         MembershipOp::Promote {
@@ -169,10 +147,10 @@ pub async fn promote(
 #[utoipa::path(post, path = "/cluster/remove", tag = "cluster", request_body = NodeIdBody,
     responses((status = 200, body = ClusterDto), (status = 409, body = ErrorBody)))]
 pub async fn remove(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Operator(_by): Operator,
     AppJson(body): AppJson<NodeIdBody>,
-) -> ApiResult<Json<ClusterDto>> {
+) -> AppResult<Json<ClusterDto>> {
     change(
         &state,
         MembershipOp::Remove {
@@ -186,10 +164,10 @@ pub async fn remove(
 #[utoipa::path(post, path = "/cluster/transfer-leader", tag = "cluster", request_body = NodeIdBody,
     responses((status = 200, body = ClusterDto), (status = 409, body = ErrorBody)))]
 pub async fn transfer_leader(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Operator(_by): Operator,
     AppJson(body): AppJson<NodeIdBody>,
-) -> ApiResult<Json<ClusterDto>> {
+) -> AppResult<Json<ClusterDto>> {
     change(
         &state,
         MembershipOp::TransferLeader {
@@ -203,26 +181,9 @@ pub async fn transfer_leader(
 /// every write acknowledged before the request.
 #[utoipa::path(get, path = "/cluster/backup", tag = "cluster",
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 503, body = ErrorBody)))]
-pub async fn backup(State(state): State<AppState>, Operator(_by): Operator) -> ApiResult<Response> {
-    state.read(Consistency::Linearizable).await?;
-    let dir = state.settings.data_dir.join("backups");
-    let path = dir.join(format!("backup-{}.snap", uuid::Uuid::new_v4()));
-    let storage = state.node.storage().clone();
-    let file = tokio::task::spawn_blocking(move || -> anyhow::Result<std::fs::File> {
-        std::fs::create_dir_all(&dir)?;
-        if let Err(e) = ecommerce_raft::write_snapshot(&storage, &path) {
-            let _ = std::fs::remove_file(&path);
-            return Err(e.into());
-        }
-        let file = std::fs::File::open(&path)?;
-        // The open handle keeps the data readable; nothing is left behind.
-        std::fs::remove_file(&path)?;
-        Ok(file)
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
-    let len = file.metadata().map_err(ApiError::internal)?.len();
+pub async fn backup(State(state): State<App>, Operator(_by): Operator) -> AppResult<Response> {
+    let file = state.backup().await?;
+    let len = file.metadata().map_err(AppError::internal)?.len();
     let stream =
         tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), 1 << 16);
     Ok((
@@ -258,28 +219,22 @@ pub struct DigestCache(tokio::sync::Mutex<Option<DigestDto>>);
 
 impl DigestCache {
     /// The digest of `state`'s replica at its current applied index.
-    async fn get(&self, state: &AppState) -> ApiResult<DigestDto> {
+    async fn get(&self, state: &App) -> AppResult<DigestDto> {
         let mut last = self.0.lock().await;
         // Read after taking the lock: a call that waited for another's
         // computation finds it here if nothing was applied meanwhile. The
         // state machine publishes this right after writing each apply.
-        let applied = *state.node.subscribe_applied().borrow();
+        let applied = state.applied_index();
         if let Some(hit) = last
             .as_ref()
             .filter(|d| d.applied_index.unwrap_or(0) == applied)
         {
             return Ok(hit.clone());
         }
-        let storage = state.node.storage().clone();
-        let (applied_index, digest) = tokio::task::spawn_blocking(move || {
-            ecommerce_raft::state_digest(&storage).map_err(anyhow::Error::from)
-        })
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+        let (applied_index, digest) = state.state_digest().await?;
         metrics::counter!("cluster_digest_computations_total").increment(1);
         let computed = DigestDto {
-            node_id: state.node.id,
+            node_id: state.node_id(),
             applied_index,
             digest,
         };
@@ -298,9 +253,9 @@ impl DigestCache {
     responses((status = 200, body = DigestDto), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn digest(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Operator(_by): Operator,
     Extension(cache): Extension<Arc<DigestCache>>,
-) -> ApiResult<Json<DigestDto>> {
+) -> AppResult<Json<DigestDto>> {
     cache.get(&state).await.map(Json)
 }

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::AdminOnly;
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{AppError, AppResult, ErrorBody};
 use super::extract::{AppQuery, Consistency};
-use super::AppState;
+use super::App;
 
 /// Longest a long-poll waits (`wait_ms` above it is cut to it).
 pub const MAX_WAIT_MS: u64 = 30_000;
@@ -66,13 +66,13 @@ pub struct EventPage {
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventParams),
     responses((status = 200, body = EventPage), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn list_events(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AdminOnly(_admin): AdminOnly,
     AppQuery(params): AppQuery<EventParams>,
-) -> ApiResult<Json<EventPage>> {
+) -> AppResult<Json<EventPage>> {
     let limit = params.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(
+        return Err(AppError::new(
             "invalid_query",
             "limit must be between 1 and 1000",
         ));
@@ -80,10 +80,10 @@ pub async fn list_events(
     let wait = Duration::from_millis(params.wait_ms.unwrap_or(0).min(MAX_WAIT_MS));
     let after = params.after.unwrap_or(0);
     state.read(params.consistency.unwrap_or_default()).await?;
-    let mut applied = state.node.subscribe_applied();
+    let mut applied = state.subscribe_applied();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let records = state.node.events_after(after, limit)?;
+        let records = state.events_after(after, limit)?;
         if !records.is_empty() || tokio::time::Instant::now() >= deadline {
             let last_id = records.last().map_or(after, |r| r.id);
             return Ok(Json(EventPage {

@@ -14,16 +14,16 @@ use axum::http::HeaderMap;
 use ecommerce_domains::idempotency::{IdempotencyKey, IdempotencyTag, Principal};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
-use super::error::ApiError;
+use super::error::AppError;
 
 /// A JSON body; rejections become `malformed_json`, `invalid_body`,
 /// `unsupported_media_type` or `payload_too_large`.
 pub struct AppJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
@@ -33,26 +33,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> ApiError {
+fn json_rejection(rejection: JsonRejection) -> AppError {
     match rejection {
-        JsonRejection::JsonSyntaxError(e) => ApiError::new(
+        JsonRejection::JsonSyntaxError(e) => AppError::new(
             "malformed_json",
             format!("the body is not valid JSON: {}", e.body_text()),
         ),
-        JsonRejection::JsonDataError(e) => ApiError::new("invalid_body", e.body_text()),
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+        JsonRejection::JsonDataError(e) => AppError::new("invalid_body", e.body_text()),
+        JsonRejection::MissingJsonContentType(_) => AppError::new(
             "unsupported_media_type",
             "expected a body with Content-Type: application/json",
         ),
         JsonRejection::BytesRejection(e)
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
         {
-            ApiError::new(
+            AppError::new(
                 "payload_too_large",
                 "the body is larger than this node accepts",
             )
         }
-        other => ApiError::new("invalid_body", other.body_text()),
+        other => AppError::new("invalid_body", other.body_text()),
     }
 }
 
@@ -60,13 +60,13 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 pub struct AppPath<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for AppPath<T> {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| Self(p.0))
-            .map_err(|e: PathRejection| ApiError::new("invalid_path", e.body_text()))
+            .map_err(|e: PathRejection| AppError::new("invalid_path", e.body_text()))
     }
 }
 
@@ -74,13 +74,13 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for AppPath
 pub struct AppQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for AppQuery<T> {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Self(q.0))
-            .map_err(|e: QueryRejection| ApiError::new("invalid_query", e.body_text()))
+            .map_err(|e: QueryRejection| AppError::new("invalid_query", e.body_text()))
     }
 }
 
@@ -96,7 +96,7 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
 impl<S: Send + Sync> FromRequestParts<S> for MutationMeta {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         // The public path (`/api/v1/checkout`), not the one a nested router
@@ -114,16 +114,16 @@ impl<S: Send + Sync> FromRequestParts<S> for MutationMeta {
 }
 
 /// The `Idempotency-Key` of a request's headers (or gRPC metadata), if any.
-pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, AppError> {
     let Some(raw) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
     let raw = raw
         .to_str()
-        .map_err(|_| ApiError::new("invalid_header", "Idempotency-Key must be visible ASCII"))?;
+        .map_err(|_| AppError::new("invalid_header", "Idempotency-Key must be visible ASCII"))?;
     IdempotencyKey::parse(raw)
         .map(Some)
-        .map_err(|e| ApiError::new("invalid_header", e.to_string()))
+        .map_err(|e| AppError::new("invalid_header", e.to_string()))
 }
 
 /// The tag `principal`'s request with client key `key` is recorded under:
@@ -158,10 +158,10 @@ impl MutationMeta {
 
     /// Refuses an `Idempotency-Key` on a route that cannot honour one
     /// (`why`, for the client), rather than ignoring it.
-    pub fn refuse_key(&self, why: &str) -> Result<(), ApiError> {
+    pub fn refuse_key(&self, why: &str) -> Result<(), AppError> {
         match self.key {
             None => Ok(()),
-            Some(_) => Err(ApiError::new(
+            Some(_) => Err(AppError::new(
                 "invalid_header",
                 format!("this route does not take an Idempotency-Key: {why}"),
             )),
@@ -169,16 +169,7 @@ impl MutationMeta {
     }
 }
 
-/// Read consistency requested by a client.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Consistency {
-    /// Read-index: reflects every write acknowledged before the read began.
-    #[default]
-    Linearizable,
-    /// This node's local replica, possibly behind the leader.
-    Stale,
-}
+pub use crate::app::Consistency;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::AdminOnly;
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{AppError, AppResult, ErrorBody};
 use super::extract::{AppJson, AppPath, AppQuery, Consistency, MutationMeta, ReadParams};
-use super::{unexpected, AppState};
+use super::{unexpected, App};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -127,15 +127,15 @@ pub struct SkuStockDto {
     pub warehouses: Vec<StockLevelDto>,
 }
 
-fn warehouse_id(raw: &str) -> ApiResult<WarehouseId> {
+fn warehouse_id(raw: &str) -> AppResult<WarehouseId> {
     Ok(WarehouseId::parse(raw)?)
 }
 
-fn sku(raw: &str) -> ApiResult<Sku> {
+fn sku(raw: &str) -> AppResult<Sku> {
     Ok(Sku::parse(raw)?)
 }
 
-fn stock_reply(reply: Reply) -> ApiResult<StockLevelDto> {
+fn stock_reply(reply: Reply) -> AppResult<StockLevelDto> {
     match reply {
         Reply::Stock(level) => Ok(level.view().into()),
         other => Err(unexpected(other)),
@@ -146,12 +146,12 @@ fn stock_reply(reply: Reply) -> ApiResult<StockLevelDto> {
 #[utoipa::path(get, path = "/api/v1/warehouses", tag = "inventory", params(ListParams),
     responses((status = 200, body = WarehouseList), (status = 400, body = ErrorBody)))]
 pub async fn list_warehouses(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AppQuery(params): AppQuery<ListParams>,
-) -> ApiResult<Json<WarehouseList>> {
+) -> AppResult<Json<WarehouseList>> {
     let limit = params.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(
+        return Err(AppError::new(
             "invalid_query",
             "limit must be between 1 and 1000",
         ));
@@ -172,14 +172,14 @@ pub async fn list_warehouses(
 #[utoipa::path(get, path = "/api/v1/warehouses/{id}", tag = "inventory", params(("id" = String, Path), ReadParams),
     responses((status = 200, body = WarehouseDto), (status = 404, body = ErrorBody)))]
 pub async fn get_warehouse(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AppPath(id): AppPath<String>,
     AppQuery(params): AppQuery<ReadParams>,
-) -> ApiResult<Json<WarehouseDto>> {
+) -> AppResult<Json<WarehouseDto>> {
     let id = warehouse_id(&id)?;
     let reader = state.read(params.consistency.unwrap_or_default()).await?;
     let warehouse = inventory::get_warehouse(&reader, &id)?.ok_or_else(|| {
-        ApiError::from(ecommerce_domains::DomainError::WarehouseNotFound(
+        AppError::from(ecommerce_domains::DomainError::WarehouseNotFound(
             id.as_str().into(),
         ))
     })?;
@@ -192,17 +192,17 @@ pub async fn get_warehouse(
     responses((status = 200, body = WarehouseDto), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 pub async fn put_warehouse(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AdminOnly(admin): AdminOnly,
     AppPath(id): AppPath<String>,
     meta: MutationMeta,
     AppJson(body): AppJson<WarehouseBody>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let tag = meta.tag(&Principal::from(&admin), &body);
     let id = warehouse_id(&id)?;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::from(ecommerce_domains::DomainError::validation(
+        return Err(AppError::from(ecommerce_domains::DomainError::validation(
             "name",
             "must be 1 to 200 characters",
         )));
@@ -225,10 +225,10 @@ pub async fn put_warehouse(
 #[utoipa::path(get, path = "/api/v1/inventory/{sku}", tag = "inventory", params(("sku" = String, Path), ReadParams),
     responses((status = 200, body = SkuStockDto), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn get_stock(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AppPath(raw): AppPath<String>,
     AppQuery(params): AppQuery<ReadParams>,
-) -> ApiResult<Json<SkuStockDto>> {
+) -> AppResult<Json<SkuStockDto>> {
     let stock = find_stock(&state, &raw, params.consistency.unwrap_or_default()).await?;
     Ok(Json(stock.into()))
 }
@@ -247,14 +247,14 @@ impl From<inventory::SkuStock> for SkuStockDto {
 
 /// Stock of SKU `raw` over all warehouses, or `sku_not_found`.
 pub async fn find_stock(
-    state: &AppState,
+    state: &App,
     raw: &str,
     consistency: Consistency,
-) -> ApiResult<inventory::SkuStock> {
+) -> AppResult<inventory::SkuStock> {
     let sku = sku(raw)?;
     let reader = state.read(consistency).await?;
     inventory::sku_stock(&reader, &sku)?.ok_or_else(|| {
-        ApiError::from(ecommerce_domains::DomainError::SkuNotFound(
+        AppError::from(ecommerce_domains::DomainError::SkuNotFound(
             sku.as_str().into(),
         ))
     })
@@ -267,12 +267,12 @@ pub async fn find_stock(
     responses((status = 200, body = StockLevelDto), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn set_stock(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AdminOnly(admin): AdminOnly,
     AppPath((raw_sku, raw_warehouse)): AppPath<(String, String)>,
     meta: MutationMeta,
     AppJson(body): AppJson<SetStockBody>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let tag = meta.tag(&Principal::from(&admin), &body);
     let command = InventoryCommand::SetStock {
         sku: sku(&raw_sku)?,
@@ -291,12 +291,12 @@ pub async fn set_stock(
     responses((status = 200, body = StockLevelDto), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn adjust_stock(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AdminOnly(admin): AdminOnly,
     AppPath((raw_sku, raw_warehouse)): AppPath<(String, String)>,
     meta: MutationMeta,
     AppJson(body): AppJson<AdjustBody>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let tag = meta.tag(&Principal::from(&admin), &body);
     if body.delta.unsigned_abs() > inventory::MAX_QUANTITY {
         return Err(ecommerce_domains::DomainError::validation("delta", "is out of range").into());
@@ -347,12 +347,12 @@ pub struct ThresholdDto {
     responses((status = 200, body = ThresholdDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 pub async fn set_threshold(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AdminOnly(admin): AdminOnly,
     AppPath(raw_sku): AppPath<String>,
     meta: MutationMeta,
     AppJson(body): AppJson<ThresholdBody>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let tag = meta.tag(&Principal::from(&admin), &body);
     let command = body.command(&raw_sku)?;
     let committed = state.propose(Command::Inventory(command), tag).await?;
@@ -373,7 +373,7 @@ impl From<inventory::Threshold> for ThresholdDto {
 
 impl ThresholdBody {
     /// The command setting (or removing) the low-stock threshold of `raw_sku`.
-    pub fn command(&self, raw_sku: &str) -> ApiResult<InventoryCommand> {
+    pub fn command(&self, raw_sku: &str) -> AppResult<InventoryCommand> {
         Ok(InventoryCommand::SetThreshold {
             sku: sku(raw_sku)?,
             warehouse_id: self.warehouse_id.as_deref().map(warehouse_id).transpose()?,
@@ -386,7 +386,7 @@ impl ThresholdBody {
 }
 
 /// The threshold a threshold command answered.
-pub fn threshold_reply(reply: Reply) -> ApiResult<inventory::Threshold> {
+pub fn threshold_reply(reply: Reply) -> AppResult<inventory::Threshold> {
     match reply {
         Reply::Threshold(t) => Ok(t),
         other => Err(unexpected(other)),
@@ -414,10 +414,10 @@ pub struct LowStockList {
 #[utoipa::path(get, path = "/api/v1/inventory/low-stock", tag = "inventory", params(ListParams),
     responses((status = 200, body = LowStockList), (status = 403, body = ErrorBody)))]
 pub async fn low_stock(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AdminOnly(_admin): AdminOnly,
     AppQuery(params): AppQuery<ListParams>,
-) -> ApiResult<Json<LowStockList>> {
+) -> AppResult<Json<LowStockList>> {
     let (items, next_after) = low_stock_page(&state, &params).await?;
     Ok(Json(LowStockList {
         items: items.into_iter().map(Into::into).collect(),
@@ -440,12 +440,12 @@ impl From<inventory::LowStock> for LowStockDto {
 /// A page of what is below its low-stock threshold, and the `after` of the
 /// next page (`sku` or `sku/warehouse_id`).
 pub async fn low_stock_page(
-    state: &AppState,
+    state: &App,
     params: &ListParams,
-) -> ApiResult<(Vec<inventory::LowStock>, Option<String>)> {
+) -> AppResult<(Vec<inventory::LowStock>, Option<String>)> {
     let limit = params.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(
+        return Err(AppError::new(
             "invalid_query",
             "limit must be between 1 and 1000",
         ));

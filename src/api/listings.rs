@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::SignedIn;
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{AppError, AppResult, ErrorBody};
 use super::extract::{AppJson, AppPath, AppQuery, Consistency, MutationMeta, ReadParams};
-use super::{unexpected, AppState};
+use super::{unexpected, App};
 
 /// An amount in minor units (cents) and its ISO 4217 currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -75,12 +75,12 @@ impl From<Listing> for ListingDto {
     responses((status = 200, body = ListingDto), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 pub async fn put_listing(
-    State(state): State<AppState>,
+    State(state): State<App>,
     SignedIn(actor): SignedIn,
     AppPath(raw): AppPath<String>,
     meta: MutationMeta,
     AppJson(body): AppJson<ListingBody>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let tag = meta.tag(&Principal::from(&actor), &body);
     let command = body.command(actor, &raw)?;
     let committed = state.propose(Command::Listing(command), tag).await?;
@@ -92,7 +92,7 @@ pub async fn put_listing(
 
 impl ListingBody {
     /// The command creating or replacing the listing of `raw_sku`.
-    pub fn command(&self, actor: Actor, raw_sku: &str) -> ApiResult<ListingCommand> {
+    pub fn command(&self, actor: Actor, raw_sku: &str) -> AppResult<ListingCommand> {
         Ok(ListingCommand::Upsert {
             actor,
             sku: Sku::parse(raw_sku)?,
@@ -105,7 +105,7 @@ impl ListingBody {
 }
 
 /// The listing a listing command answered.
-pub fn listing_reply(reply: Reply) -> ApiResult<Listing> {
+pub fn listing_reply(reply: Reply) -> AppResult<Listing> {
     match reply {
         Reply::Listing(l) => Ok(l),
         other => Err(unexpected(other)),
@@ -116,22 +116,18 @@ pub fn listing_reply(reply: Reply) -> ApiResult<Listing> {
 #[utoipa::path(get, path = "/api/v1/listings/{sku}", tag = "catalog", params(("sku" = String, Path), ReadParams),
     responses((status = 200, body = ListingDto), (status = 404, body = ErrorBody)))]
 pub async fn get_listing(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AppPath(raw): AppPath<String>,
     AppQuery(params): AppQuery<ReadParams>,
-) -> ApiResult<Json<ListingDto>> {
+) -> AppResult<Json<ListingDto>> {
     let consistency = params.consistency.unwrap_or_default();
     Ok(Json(find_listing(&state, &raw, consistency).await?.into()))
 }
 
 /// The listing of SKU `raw`, or `listing_not_found`.
-pub async fn find_listing(
-    state: &AppState,
-    raw: &str,
-    consistency: Consistency,
-) -> ApiResult<Listing> {
+pub async fn find_listing(state: &App, raw: &str, consistency: Consistency) -> AppResult<Listing> {
     let sku = Sku::parse(raw)?;
     let reader = state.read(consistency).await?;
     listing::get(&reader, &sku)?
-        .ok_or_else(|| ApiError::from(DomainError::ListingNotFound(raw.to_string())))
+        .ok_or_else(|| AppError::from(DomainError::ListingNotFound(raw.to_string())))
 }

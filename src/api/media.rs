@@ -24,9 +24,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{forbidden, SignedIn};
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{AppError, AppResult, ErrorBody};
 use super::extract::{AppPath, AppQuery, Consistency, MutationMeta, IDEMPOTENT_REPLAYED};
-use super::{unexpected, AppState};
+use super::{unexpected, App};
 use crate::config::Settings;
 use crate::media::imaging::{self, THUMBNAIL_SIZES};
 use crate::media::{blobs, media_url, thumbnail_url, MediaError};
@@ -97,7 +97,7 @@ impl MediaDto {
     }
 }
 
-impl From<MediaError> for ApiError {
+impl From<MediaError> for AppError {
     fn from(e: MediaError) -> Self {
         match e {
             MediaError::Unavailable(_) => Self::new("unavailable", e.to_string()),
@@ -107,29 +107,29 @@ impl From<MediaError> for ApiError {
     }
 }
 
-fn too_large(max: usize) -> ApiError {
-    ApiError::new(
+fn too_large(max: usize) -> AppError {
+    AppError::new(
         "payload_too_large",
         format!("the image is larger than {max} bytes"),
     )
     .with_details(serde_json::json!({ "max_bytes": max }))
 }
 
-fn multipart_error(e: MultipartError, max: usize) -> ApiError {
+fn multipart_error(e: MultipartError, max: usize) -> AppError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         too_large(max)
     } else if super::timeouts::is_body_timeout(&e) {
-        ApiError::new(
+        AppError::new(
             "request_timeout",
             "the upload stalled: no data arrived for http.body_read_timeout_ms",
         )
     } else {
-        ApiError::new("invalid_body", e.body_text())
+        AppError::new("invalid_body", e.body_text())
     }
 }
 
-fn invalid_form(message: &str) -> ApiError {
-    ApiError::new(
+fn invalid_form(message: &str) -> AppError {
+    AppError::new(
         "invalid_body",
         format!("{message}; send multipart/form-data with one file field named `file`"),
     )
@@ -138,7 +138,7 @@ fn invalid_form(message: &str) -> ApiError {
 /// Reads the one `file` field, at most `max` bytes. An oversized file is
 /// refused after the rest of the body (up to the route's limit) is read, so
 /// the client sees the answer instead of a reset connection.
-async fn read_file(multipart: &mut Multipart, max: usize) -> ApiResult<Bytes> {
+async fn read_file(multipart: &mut Multipart, max: usize) -> AppResult<Bytes> {
     let mut file: Option<Vec<u8>> = None;
     let mut oversized = false;
     while let Some(mut field) = multipart
@@ -189,17 +189,17 @@ async fn read_file(multipart: &mut Multipart, max: usize) -> ApiResult<Bytes> {
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody, description = "Not a JPEG, PNG, WebP or GIF"),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn upload(
-    State(state): State<AppState>,
+    State(state): State<App>,
     SignedIn(actor): SignedIn,
     meta: MutationMeta,
     multipart: Result<Multipart, MultipartRejection>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let principal = Principal::from(&actor);
     if !media::may_upload(&actor) {
         return Err(forbidden());
     }
     let mut multipart = multipart.map_err(|_| {
-        ApiError::new(
+        AppError::new(
             "unsupported_media_type",
             "expected a multipart/form-data body with one file field named `file`",
         )
@@ -208,7 +208,7 @@ pub async fn upload(
     let bytes = read_file(&mut multipart, max).await?;
     let Some(content_type) = ImageType::sniff(&bytes) else {
         let accepted: Vec<_> = ImageType::ALL.iter().map(|t| t.mime()).collect();
-        return Err(ApiError::new(
+        return Err(AppError::new(
             "unsupported_media_type",
             "the file is not a JPEG, PNG, WebP or GIF image",
         )
@@ -222,9 +222,9 @@ pub async fn upload(
         )
     })
     .await
-    .map_err(ApiError::internal)?;
+    .map_err(AppError::internal)?;
     let (width, height) = dimensions.map_err(|e| {
-        ApiError::new(
+        AppError::new(
             "media_undecodable",
             format!("the {} image cannot be read: {e}", content_type.mime()),
         )
@@ -240,7 +240,7 @@ pub async fn upload(
         width,
         height,
         uploaded_by: actor,
-        origin_node: state.node.id,
+        origin_node: state.node_id(),
     });
     let tag = meta.tag(&principal, &serde_json::json!({ "sha256": hash }));
     let rendered = state
@@ -277,8 +277,8 @@ pub async fn upload(
 
 /// The record of the image `raw`: from this node's replica when it has it
 /// (records never change), else after a linearizable read, else 404.
-pub async fn find_media(state: &AppState, raw: &str) -> ApiResult<MediaRecord> {
-    let hash = ContentHash::parse(raw).map_err(|e| ApiError::new("invalid_path", e.to_string()))?;
+pub async fn find_media(state: &App, raw: &str) -> AppResult<MediaRecord> {
+    let hash = ContentHash::parse(raw).map_err(|e| AppError::new("invalid_path", e.to_string()))?;
     for consistency in [Consistency::Stale, Consistency::Linearizable] {
         let reader = state.read(consistency).await?;
         if let Some(record) = media::get(&reader, &hash)? {
@@ -334,10 +334,10 @@ fn image_response(etag: String, body: Option<(Bytes, ImageType)>) -> Response {
         (status = 304, description = "Not modified"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn get_media(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AppPath(raw): AppPath<String>,
     headers: HeaderMap,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let record = find_media(&state, &raw).await?;
     let etag = format!("\"{}\"", record.hash);
     if matches_etag(&headers, &etag) {
@@ -365,13 +365,13 @@ pub struct ThumbnailParams {
         (status = 422, body = ErrorBody, description = "Size not offered, or the image cannot be decoded"),
         (status = 503, body = ErrorBody)))]
 pub async fn get_thumbnail(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AppPath(raw): AppPath<String>,
     AppQuery(params): AppQuery<ThumbnailParams>,
     headers: HeaderMap,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     if !THUMBNAIL_SIZES.contains(&params.size) {
-        return Err(ApiError::from(DomainError::validation(
+        return Err(AppError::from(DomainError::validation(
             "size",
             format!("must be one of {THUMBNAIL_SIZES:?}"),
         ))
@@ -390,9 +390,9 @@ pub async fn get_thumbnail(
 #[utoipa::path(get, path = "/api/v1/media/{hash}/meta", tag = "media", params(("hash" = String, Path)),
     responses((status = 200, body = MediaDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_meta(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AppPath(raw): AppPath<String>,
-) -> ApiResult<Json<MediaDto>> {
+) -> AppResult<Json<MediaDto>> {
     let record = find_media(&state, &raw).await?;
     Ok(Json(MediaDto::new(&state.settings, record)))
 }
@@ -418,9 +418,9 @@ mod tests {
 
     #[test]
     fn media_errors_keep_their_codes() {
-        let e = ApiError::from(MediaError::Unavailable("x".into()));
+        let e = AppError::from(MediaError::Unavailable("x".into()));
         assert_eq!((e.status.as_u16(), e.body.code), (503, "unavailable"));
-        let e = ApiError::from(MediaError::Undecodable("x".into()));
+        let e = AppError::from(MediaError::Undecodable("x".into()));
         assert_eq!((e.status.as_u16(), e.body.code), (422, "media_undecodable"));
     }
 }

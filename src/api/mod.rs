@@ -1,9 +1,9 @@
 //! The REST API: routes, shared state, and the helpers every handler uses to
 //! propose a command or read the replicated state.
 //!
-//! Architecture invariant: handlers parse request DTOs into domain types, then
-//! either propose one command ([`AppState::propose`]) or read through
-//! [`AppState::read`]; they never touch storage or Raft directly.
+//! Architecture invariant: handlers parse request DTOs into domain types, call
+//! the application layer (`app/`) and render its answer; they never touch
+//! storage or Raft.
 
 pub mod auth;
 pub mod carts;
@@ -33,130 +33,25 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Extension, Router};
-use ecommerce_domains::idempotency::IdempotencyTag;
-use ecommerce_domains::{Command, Envelope};
-use ecommerce_raft::{RaftNode, Reader};
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
-use tokio::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::config::Settings;
-use error::{ApiError, ApiResult};
-use extract::{Consistency, IDEMPOTENT_REPLAYED};
+use error::{AppError, AppResult};
+use extract::IDEMPOTENT_REPLAYED;
 
-/// State shared by every handler.
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
-
-pub struct Inner {
-    pub node: Arc<RaftNode>,
-    pub settings: Settings,
-    pub cluster_id: String,
-    pub prometheus: PrometheusHandle,
-    pub auth: Arc<crate::auth::Auth>,
-    /// Image blobs on this node, peer fetching, thumbnails.
-    pub media: Arc<crate::media::Media>,
-    /// Hot products for stale reads, invalidated from the event log.
-    pub products: Arc<crate::projections::products::ProductCache>,
-    /// This node's product search index, kept up to date by `search::indexer::run`.
-    pub search: Arc<crate::search::SearchIndex>,
-    /// Search queries running at once (`search.max_concurrent_queries`):
-    /// they run on the blocking pool, and unbounded they would take the
-    /// cores from the runtime that serves every other request and Raft.
-    pub search_queries: Arc<tokio::sync::Semaphore>,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-/// A committed command's result, ready to become an HTTP response.
-pub struct Committed {
-    pub outcome: ecommerce_domains::Outcome,
-    pub replayed: bool,
-}
-
-impl AppState {
-    pub fn new(inner: Inner) -> Self {
-        Self(Arc::new(inner))
-    }
-
-    pub fn deadline(&self) -> Instant {
-        Instant::now() + Duration::from_millis(self.settings.http.request_timeout_ms)
-    }
-
-    /// Proposes `command` through Raft and waits for its result.
-    pub async fn propose(
-        &self,
-        command: Command,
-        idempotency: Option<IdempotencyTag>,
-    ) -> ApiResult<Committed> {
-        let envelope = Envelope {
-            // Stamped by the leader when it proposes the command.
-            now_ms: 0,
-            idempotency,
-            command,
-        };
-        let applied = self.node.write(envelope, self.deadline()).await?;
-        Ok(Committed {
-            outcome: applied.outcome,
-            replayed: applied.replayed,
-        })
-    }
-
-    /// A view of the state at the requested consistency.
-    pub async fn read(&self, consistency: Consistency) -> ApiResult<Reader<'_>> {
-        if consistency == Consistency::Linearizable {
-            self.node.linearizable_barrier(self.deadline()).await?;
-        }
-        Reader::new(self.node.storage()).ok_or_else(|| ecommerce_raft::Error::Installing.into())
-    }
-}
+pub use crate::app::{unexpected, App, Committed, Rendered};
 
 impl Committed {
-    /// The outcome as `render(response)`, or the domain's refusal; either way
-    /// with whether it replays a stored outcome. Transport-neutral: REST
-    /// answers it with [`Rendered::into_response`], gRPC with its own reply.
-    pub fn render<T>(
-        self,
-        render: impl FnOnce(ecommerce_domains::Response) -> ApiResult<T>,
-    ) -> Rendered<T> {
-        Rendered {
-            result: self.outcome.map_err(ApiError::from).and_then(render),
-            replayed: self.replayed,
-        }
-    }
-
     /// Renders the outcome: 200 with `render(response)` as JSON, or the domain
     /// error; marks replays of a stored outcome with `Idempotent-Replayed: true`.
     pub fn respond<T: Serialize>(
         self,
-        render: impl FnOnce(ecommerce_domains::Response) -> ApiResult<T>,
+        render: impl FnOnce(ecommerce_domains::Response) -> AppResult<T>,
     ) -> Response {
         self.render(render).into_response()
-    }
-}
-
-/// A committed command's result, rendered for the caller.
-pub struct Rendered<T> {
-    pub result: ApiResult<T>,
-    /// True when the result is a stored one replayed for a repeated idempotency key.
-    pub replayed: bool,
-}
-
-impl<T> Rendered<T> {
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Rendered<U> {
-        Rendered {
-            result: self.result.map(f),
-            replayed: self.replayed,
-        }
     }
 }
 
@@ -177,15 +72,10 @@ impl<T: Serialize> Rendered<T> {
     }
 }
 
-/// An unexpected command response: a bug, answered as a 500.
-pub fn unexpected(response: ecommerce_domains::Response) -> ApiError {
-    ApiError::internal(format!("unexpected command response {response:?}"))
-}
-
 /// Every route of the node with what wraps every request: request ids,
 /// tracing, panics as 500, body limits and timeouts, metrics, admission
 /// (`shed`). What `startup` serves.
-pub fn service(state: AppState) -> Router {
+pub fn service(state: App) -> Router {
     let http = &state.settings.http;
     let admission = shed::Admission::new(http, state.auth.clone());
     let body_read_timeout = Duration::from_millis(http.body_read_timeout_ms);
@@ -201,7 +91,7 @@ pub fn service(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(crate::telemetry::track_http))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(CatchPanicLayer::custom(|_| {
-            ApiError::new("internal", "internal error").into_response()
+            AppError::new("internal", "internal error").into_response()
         }))
         .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
             "x-request-id",
@@ -215,7 +105,7 @@ pub fn service(state: AppState) -> Router {
 
 /// Every route of the node, each with its budget (`timeouts`): ordinary
 /// routes `http.request_timeout_ms`; the few that wait on purpose their own.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: App) -> Router {
     let settings = &state.settings;
     let request_budget = Duration::from_millis(settings.http.request_timeout_ms);
     let api = Router::new()

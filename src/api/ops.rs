@@ -8,8 +8,8 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::error::ApiError;
-use super::AppState;
+use super::error::AppError;
+use super::App;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -34,8 +34,8 @@ pub struct Readiness {
 /// index it knows.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
-pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    let status = state.node.status();
+pub async fn ready(State(state): State<App>) -> impl IntoResponse {
+    let status = state.cluster_status();
     let caught_up = status.applied_index >= status.commit_index;
     let ready = status.leader_id.is_some() && caught_up;
     let body = Readiness {
@@ -54,8 +54,8 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, body = String, content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    crate::telemetry::record_node_gauges(&state.node);
+pub async fn metrics(State(state): State<App>) -> impl IntoResponse {
+    state.record_node_gauges();
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -65,12 +65,12 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-pub async fn route_not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::new("route_not_found", format!("no route for {}", uri.path()))
+pub async fn route_not_found(uri: axum::http::Uri) -> AppError {
+    AppError::new("route_not_found", format!("no route for {}", uri.path()))
 }
 
-pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> AppError {
+    AppError::new(
         "method_not_allowed",
         format!("{method} is not allowed on {}", uri.path()),
     )

@@ -17,11 +17,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::SignedIn;
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{AppError, AppResult, ErrorBody};
 use super::extract::{AppJson, AppPath, AppQuery, Consistency, MutationMeta, ReadParams};
 use super::inventory::LocationDto;
 use super::listings::MoneyDto;
-use super::{unexpected, AppState, Rendered};
+use super::{unexpected, App, Rendered};
 use crate::config::CommerceSettings;
 use crate::payments::sandbox;
 
@@ -40,7 +40,7 @@ pub struct AddressDto {
 }
 
 impl AddressDto {
-    fn parse(self) -> ApiResult<Address> {
+    fn parse(self) -> AppResult<Address> {
         let location = self
             .location
             .map(|l| Location::parse(l.lat, l.lon))
@@ -331,7 +331,7 @@ impl From<Order> for OrderDto {
 }
 
 /// The order a command answered, as `actor` may see it.
-pub fn visible_order(actor: &Actor) -> impl FnOnce(Reply) -> ApiResult<Order> + '_ {
+pub fn visible_order(actor: &Actor) -> impl FnOnce(Reply) -> AppResult<Order> + '_ {
     move |reply| match reply {
         Reply::Order(o) => o
             .visible_to(actor)
@@ -342,11 +342,11 @@ pub fn visible_order(actor: &Actor) -> impl FnOnce(Reply) -> ApiResult<Order> + 
 
 /// Proposes an order command: the order as `actor` may see it, or the refusal.
 pub async fn propose_order(
-    state: &AppState,
+    state: &App,
     actor: &Actor,
     command: OrderCommand,
     tag: Option<ecommerce_domains::idempotency::IdempotencyTag>,
-) -> ApiResult<Rendered<Order>> {
+) -> AppResult<Rendered<Order>> {
     let committed = state.propose(Command::Order(command), tag).await?;
     Ok(committed.render(visible_order(actor)))
 }
@@ -368,7 +368,7 @@ fn this_month() -> (u32, u32) {
     (year as u32, month as u32)
 }
 
-fn payment_method(body: &PaymentBody) -> ApiResult<PaymentMethod> {
+fn payment_method(body: &PaymentBody) -> AppResult<PaymentMethod> {
     match (&body.card, &body.method) {
         (Some(card), None) => sandbox::tokenize(
             &card.number,
@@ -377,13 +377,13 @@ fn payment_method(body: &PaymentBody) -> ApiResult<PaymentMethod> {
             &card.cvc,
             this_month(),
         )
-        .map_err(|e| ApiError::new("invalid_card", e.to_string())),
+        .map_err(|e| AppError::new("invalid_card", e.to_string())),
         (None, Some(method)) if sandbox::METHODS.contains(&method.as_str()) => Ok(PaymentMethod {
             provider: sandbox::NAME.to_string(),
             reference: method.clone(),
             display: method.clone(),
         }),
-        (None, Some(_)) => Err(ApiError::new("invalid_card", "unknown payment method")),
+        (None, Some(_)) => Err(AppError::new("invalid_card", "unknown payment method")),
         _ => Err(DomainError::validation("payment", "give exactly one of card or method").into()),
     }
 }
@@ -397,11 +397,11 @@ fn payment_method(body: &PaymentBody) -> ApiResult<PaymentMethod> {
         (status = 409, body = ErrorBody, description = "insufficient_stock: details.lines lists every short line"),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
 pub async fn checkout(
-    State(state): State<AppState>,
+    State(state): State<App>,
     SignedIn(actor): SignedIn,
     meta: MutationMeta,
     AppJson(body): AppJson<CheckoutBody>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let command = body.command(&state.settings.commerce, &actor)?;
     let mut response = propose_order(
         &state,
@@ -419,7 +419,7 @@ pub async fn checkout(
 }
 
 /// A hold length in ms, from `secs` between 1 and `max_secs`.
-fn hold_ttl_ms(field: &str, secs: u64, max_secs: u64) -> ApiResult<u64> {
+fn hold_ttl_ms(field: &str, secs: u64, max_secs: u64) -> AppResult<u64> {
     if !(1..=max_secs).contains(&secs) {
         return Err(
             DomainError::validation(field, format!("must be between 1 and {max_secs}")).into(),
@@ -430,7 +430,7 @@ fn hold_ttl_ms(field: &str, secs: u64, max_secs: u64) -> ApiResult<u64> {
 
 impl CheckoutBody {
     /// The command placing `actor`'s cart as an order.
-    pub fn command(&self, settings: &CommerceSettings, actor: &Actor) -> ApiResult<OrderCommand> {
+    pub fn command(&self, settings: &CommerceSettings, actor: &Actor) -> AppResult<OrderCommand> {
         let strategy = match self.allocation_strategy.as_deref() {
             None => Strategy::default(),
             Some(raw) => Strategy::parse(raw).ok_or_else(|| {
@@ -495,7 +495,7 @@ pub struct OrderList {
     pub next_after: Option<String>,
 }
 
-fn order_id(raw: &str) -> ApiResult<OrderId> {
+fn order_id(raw: &str) -> AppResult<OrderId> {
     raw.parse()
         .map_err(|_| DomainError::OrderNotFound(0).into())
         .and_then(|id: OrderId| {
@@ -512,10 +512,10 @@ fn order_id(raw: &str) -> ApiResult<OrderId> {
 #[utoipa::path(get, path = "/api/v1/orders", tag = "orders", params(OrderListParams),
     responses((status = 200, body = OrderList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list_orders(
-    State(state): State<AppState>,
+    State(state): State<App>,
     SignedIn(actor): SignedIn,
     AppQuery(params): AppQuery<OrderListParams>,
-) -> ApiResult<Json<OrderList>> {
+) -> AppResult<Json<OrderList>> {
     let (orders, next) = list_visible(&state, &actor, &params).await?;
     Ok(Json(OrderList {
         items: orders.into_iter().map(OrderDto::from).collect(),
@@ -526,13 +526,13 @@ pub async fn list_orders(
 /// A page of the orders `actor` may see (each as it may see it), newest
 /// first, and the id to continue after.
 pub async fn list_visible(
-    state: &AppState,
+    state: &App,
     actor: &Actor,
     params: &OrderListParams,
-) -> ApiResult<(Vec<Order>, Option<OrderId>)> {
+) -> AppResult<(Vec<Order>, Option<OrderId>)> {
     let limit = params.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::new(
+        return Err(AppError::new(
             "invalid_query",
             "limit must be between 1 and 100",
         ));
@@ -542,7 +542,7 @@ pub async fn list_visible(
         .as_deref()
         .map(|s| {
             OrderStatus::parse(s).ok_or_else(|| {
-                ApiError::new(
+                AppError::new(
                     "invalid_query",
                     "status must be draft, confirmed, paid, shipped, delivered or cancelled",
                 )
@@ -554,7 +554,7 @@ pub async fn list_visible(
         .as_deref()
         .map(|a| {
             a.parse::<OrderId>()
-                .map_err(|_| ApiError::new("invalid_query", "after must be an order id"))
+                .map_err(|_| AppError::new("invalid_query", "after must be an order id"))
         })
         .transpose()?;
     let scope = match (actor.role, params.customer_id.as_deref()) {
@@ -579,11 +579,11 @@ pub async fn list_visible(
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", params(("id" = String, Path), ReadParams),
     responses((status = 200, body = OrderDto), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_order(
-    State(state): State<AppState>,
+    State(state): State<App>,
     SignedIn(actor): SignedIn,
     AppPath(raw): AppPath<String>,
     AppQuery(params): AppQuery<ReadParams>,
-) -> ApiResult<Json<OrderDto>> {
+) -> AppResult<Json<OrderDto>> {
     let consistency = params.consistency.unwrap_or_default();
     let order = find_order(&state, &actor, &raw, consistency).await?;
     Ok(Json(order.into()))
@@ -591,11 +591,11 @@ pub async fn get_order(
 
 /// Order `raw_id` as `actor` may see it; `order_not_found` if it may not.
 pub async fn find_order(
-    state: &AppState,
+    state: &App,
     actor: &Actor,
     raw_id: &str,
     consistency: Consistency,
-) -> ApiResult<Order> {
+) -> AppResult<Order> {
     let id = order_id(raw_id)?;
     let reader = state.read(consistency).await?;
     order::get(&reader, id)?
@@ -625,16 +625,16 @@ pub struct ExtendHoldBody {
 }
 
 async fn transition(
-    state: &AppState,
+    state: &App,
     actor: &Actor,
     command: OrderCommand,
     tag: Option<ecommerce_domains::idempotency::IdempotencyTag>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let rendered = propose_order(state, actor, command, tag).await?;
     Ok(rendered.map(OrderDto::from).into_response())
 }
 
-fn short_text(field: &str, raw: &str, max: usize) -> ApiResult<String> {
+fn short_text(field: &str, raw: &str, max: usize) -> AppResult<String> {
     let t = raw.trim();
     if t.is_empty() || t.chars().count() > max {
         return Err(
@@ -650,12 +650,12 @@ fn short_text(field: &str, raw: &str, max: usize) -> ApiResult<String> {
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = OrderDto), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn cancel_order(
-    State(state): State<AppState>,
+    State(state): State<App>,
     SignedIn(actor): SignedIn,
     AppPath(raw): AppPath<String>,
     meta: MutationMeta,
     AppJson(body): AppJson<CancelBody>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let command = body.command(&actor, &raw)?;
     transition(
         &state,
@@ -668,7 +668,7 @@ pub async fn cancel_order(
 
 impl CancelBody {
     /// The command cancelling order `raw_id`.
-    pub fn command(&self, actor: &Actor, raw_id: &str) -> ApiResult<OrderCommand> {
+    pub fn command(&self, actor: &Actor, raw_id: &str) -> AppResult<OrderCommand> {
         let reason = match &self.reason {
             Some(r) => short_text("reason", r, 500)?,
             None => String::new(),
@@ -687,12 +687,12 @@ impl CancelBody {
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = OrderDto), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn extend_hold(
-    State(state): State<AppState>,
+    State(state): State<App>,
     SignedIn(actor): SignedIn,
     AppPath(raw): AppPath<String>,
     meta: MutationMeta,
     AppJson(body): AppJson<ExtendHoldBody>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let command = body.command(&state.settings.commerce, &actor, &raw)?;
     transition(
         &state,
@@ -710,7 +710,7 @@ impl ExtendHoldBody {
         settings: &CommerceSettings,
         actor: &Actor,
         raw_id: &str,
-    ) -> ApiResult<OrderCommand> {
+    ) -> AppResult<OrderCommand> {
         let ttl_ms = hold_ttl_ms("ttl_secs", self.ttl_secs, settings.max_hold_ttl_secs)?;
         Ok(OrderCommand::ExtendHold {
             actor: actor.clone(),
@@ -727,12 +727,12 @@ impl ExtendHoldBody {
     responses((status = 200, body = OrderDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
 pub async fn ship_order(
-    State(state): State<AppState>,
+    State(state): State<App>,
     SignedIn(actor): SignedIn,
     AppPath(raw): AppPath<String>,
     meta: MutationMeta,
     AppJson(body): AppJson<ShipBody>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let command = body.command(&actor, &raw)?;
     transition(
         &state,
@@ -745,7 +745,7 @@ pub async fn ship_order(
 
 impl ShipBody {
     /// The command shipping order `raw_id`.
-    pub fn command(&self, actor: &Actor, raw_id: &str) -> ApiResult<OrderCommand> {
+    pub fn command(&self, actor: &Actor, raw_id: &str) -> AppResult<OrderCommand> {
         Ok(OrderCommand::Ship {
             actor: actor.clone(),
             order_id: order_id(raw_id)?,
@@ -761,11 +761,11 @@ impl ShipBody {
     responses((status = 200, body = OrderDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
 pub async fn deliver_order(
-    State(state): State<AppState>,
+    State(state): State<App>,
     SignedIn(actor): SignedIn,
     AppPath(raw): AppPath<String>,
     meta: MutationMeta,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let command = deliver_command(&actor, &raw)?;
     transition(
         &state,
@@ -777,7 +777,7 @@ pub async fn deliver_order(
 }
 
 /// The command marking order `raw_id` delivered.
-pub fn deliver_command(actor: &Actor, raw_id: &str) -> ApiResult<OrderCommand> {
+pub fn deliver_command(actor: &Actor, raw_id: &str) -> AppResult<OrderCommand> {
     Ok(OrderCommand::Deliver {
         actor: actor.clone(),
         order_id: order_id(raw_id)?,

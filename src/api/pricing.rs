@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::{AdminOnly, VendorOrAdmin};
-use super::error::{ApiResult, ErrorBody};
+use super::error::{AppResult, ErrorBody};
 use super::extract::{AppJson, AppPath, AppQuery, MutationMeta, ReadParams};
 use super::listings::MoneyDto;
-use super::{unexpected, AppState};
+use super::{unexpected, App};
 
 fn money(field: &str, m: &MoneyDto) -> Result<Money, DomainError> {
     Money::parse(field, m.amount, &m.currency)
@@ -171,12 +171,12 @@ impl From<Promotion> for PromotionDto {
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = PromotionDto), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn put_promotion(
-    State(state): State<AppState>,
+    State(state): State<App>,
     VendorOrAdmin(actor): VendorOrAdmin,
     AppPath(id): AppPath<String>,
     meta: MutationMeta,
     AppJson(body): AppJson<PromotionBody>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let tag = meta.tag(&Principal::from(&actor), &body);
     let command = PricingCommand::UpsertPromotion {
         actor,
@@ -198,9 +198,9 @@ pub struct PromotionList {
 #[utoipa::path(get, path = "/api/v1/promotions", tag = "pricing", params(ReadParams),
     responses((status = 200, body = PromotionList)))]
 pub async fn list_promotions(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AppQuery(params): AppQuery<ReadParams>,
-) -> ApiResult<Json<PromotionList>> {
+) -> AppResult<Json<PromotionList>> {
     let reader = state.read(params.consistency.unwrap_or_default()).await?;
     let items = pricing::promotions(&reader)?
         .into_iter()
@@ -264,7 +264,7 @@ impl From<Coupon> for CouponDto {
     }
 }
 
-fn coupon_reply(reply: Reply) -> ApiResult<CouponDto> {
+fn coupon_reply(reply: Reply) -> AppResult<CouponDto> {
     match reply {
         Reply::Coupon(c) => Ok(c.into()),
         other => Err(unexpected(other)),
@@ -276,12 +276,12 @@ fn coupon_reply(reply: Reply) -> ApiResult<CouponDto> {
     params(("code" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = CouponDto), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn put_coupon(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AdminOnly(admin): AdminOnly,
     AppPath(code): AppPath<String>,
     meta: MutationMeta,
     AppJson(body): AppJson<CouponBody>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let tag = meta.tag(&Principal::from(&admin), &body);
     let kind = match (body.percent_bp, &body.amount_off) {
         (Some(bp), None) if (1..=pricing::FULL).contains(&bp) => {
@@ -327,11 +327,11 @@ pub async fn put_coupon(
 #[utoipa::path(get, path = "/api/v1/coupons/{code}", tag = "pricing", params(("code" = String, Path), ReadParams),
     responses((status = 200, body = CouponDto), (status = 404, body = ErrorBody)))]
 pub async fn get_coupon(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AdminOnly(_admin): AdminOnly,
     AppPath(code): AppPath<String>,
     AppQuery(params): AppQuery<ReadParams>,
-) -> ApiResult<Json<CouponDto>> {
+) -> AppResult<Json<CouponDto>> {
     let code = pricing::parse_code(&code)?;
     let reader = state.read(params.consistency.unwrap_or_default()).await?;
     let coupon = pricing::get_coupon(&reader, &code)?.ok_or(DomainError::CouponNotFound(code))?;

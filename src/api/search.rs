@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::catalog::{find_product, ProductDto, ProductKey};
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{AppError, AppResult, ErrorBody};
 use super::extract::{AppQuery, Consistency};
-use super::AppState;
+use super::App;
 use crate::search::query::{Cursor, FacetCount};
 use crate::search::{SearchError, SearchRequest, SortBy, PRICE_BUCKETS};
 
@@ -29,13 +29,13 @@ const MAX_SUGGESTIONS: usize = 20;
 /// Longest query text.
 const MAX_TEXT: usize = 500;
 
-impl From<SearchError> for ApiError {
+impl From<SearchError> for AppError {
     fn from(e: SearchError) -> Self {
         match e {
-            SearchError::Invalid(message) => ApiError::new("invalid_query", message),
+            SearchError::Invalid(message) => AppError::new("invalid_query", message),
             SearchError::Raft(e) => e.into(),
             SearchError::Store(e) => e.into(),
-            other => ApiError::internal(other),
+            other => AppError::internal(other),
         }
     }
 }
@@ -139,11 +139,11 @@ pub struct SearchResponse {
     pub indexed_event_id: u64,
 }
 
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new("invalid_query", message)
+fn invalid(message: impl Into<String>) -> AppError {
+    AppError::new("invalid_query", message)
 }
 
-fn parse_u64(key: &str, value: &str) -> ApiResult<u64> {
+fn parse_u64(key: &str, value: &str) -> AppResult<u64> {
     value.parse().map_err(|_| {
         invalid(format!(
             "{key} must be a non-negative integer (minor units)"
@@ -153,7 +153,7 @@ fn parse_u64(key: &str, value: &str) -> ApiResult<u64> {
 
 /// The request a query string asks for; `category` is returned separately
 /// because its path is read from the state.
-fn parse_request(pairs: Vec<(String, String)>) -> ApiResult<(SearchRequest, Option<String>)> {
+fn parse_request(pairs: Vec<(String, String)>) -> AppResult<(SearchRequest, Option<String>)> {
     let mut req = SearchRequest::browse(20);
     let mut sort = None;
     let mut category = None;
@@ -218,18 +218,18 @@ fn parse_request(pairs: Vec<(String, String)>) -> ApiResult<(SearchRequest, Opti
 /// Runs `query` on the blocking pool once one of the node's search permits
 /// is free (see `Inner::search_queries`).
 async fn run_query<T: Send + 'static>(
-    state: &AppState,
+    state: &App,
     query: impl FnOnce(&crate::search::SearchIndex) -> T + Send + 'static,
-) -> ApiResult<T> {
+) -> AppResult<T> {
     let _permit = state
         .search_queries
         .acquire()
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(AppError::internal)?;
     let index = state.search.clone();
     tokio::task::spawn_blocking(move || query(&index))
         .await
-        .map_err(ApiError::internal)
+        .map_err(AppError::internal)
 }
 
 /// Search products: full text with typo tolerance, filters, facets, sorting,
@@ -238,9 +238,9 @@ async fn run_query<T: Send + 'static>(
     responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody),
         (status = 404, description = "unknown category", body = ErrorBody)))]
 pub async fn search(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AppQuery(pairs): AppQuery<Vec<(String, String)>>,
-) -> ApiResult<Json<SearchResponse>> {
+) -> AppResult<Json<SearchResponse>> {
     let (mut req, category) = parse_request(pairs)?;
     if let Some(raw) = category {
         let id = CatalogId::parse("category", &raw)?;
@@ -341,9 +341,9 @@ pub struct SuggestResponse {
 #[utoipa::path(get, path = "/api/v1/search/suggest", tag = "search", params(SuggestParams),
     responses((status = 200, body = SuggestResponse), (status = 400, body = ErrorBody)))]
 pub async fn suggest(
-    State(state): State<AppState>,
+    State(state): State<App>,
     AppQuery(params): AppQuery<SuggestParams>,
-) -> ApiResult<Json<SuggestResponse>> {
+) -> AppResult<Json<SuggestResponse>> {
     let limit = params.limit.unwrap_or(10);
     if !(1..=MAX_SUGGESTIONS).contains(&limit) {
         return Err(invalid(format!(
@@ -381,8 +381,8 @@ pub struct SearchStatus {
 /// How far this node's search index is behind its replica.
 #[utoipa::path(get, path = "/api/v1/search/status", tag = "search",
     responses((status = 200, body = SearchStatus)))]
-pub async fn status(State(state): State<AppState>) -> ApiResult<Json<SearchStatus>> {
-    let applied = state.node.last_event_id()?;
+pub async fn status(State(state): State<App>) -> AppResult<Json<SearchStatus>> {
+    let applied = state.last_event_id()?;
     let indexed = state.search.indexed_event_id();
     Ok(Json(SearchStatus {
         indexed_event_id: indexed,

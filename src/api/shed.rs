@@ -51,7 +51,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::sync::Semaphore;
 
 use super::auth::OPERATOR_TOKEN;
-use super::error::ApiError;
+use super::error::AppError;
 use super::timeouts;
 use crate::auth::Auth;
 use crate::config::HttpSettings;
@@ -98,7 +98,7 @@ impl Admission {
     async fn read_body(&self, request: Request) -> Result<Request, Response> {
         let (parts, body) = request.into_parts();
         let too_large = || {
-            let mut response = ApiError::new(
+            let mut response = AppError::new(
                 "payload_too_large",
                 "the body is larger than this node accepts",
             )
@@ -122,7 +122,7 @@ impl Admission {
                 Err(timeouts::body_too_slow(self.body_read_timeout))
             }
             // The client went away or sent a broken encoding: nobody to tell much.
-            Ok(Err(e)) => Err(ApiError::new(
+            Ok(Err(e)) => Err(AppError::new(
                 "invalid_body",
                 format!("the body could not be read: {e}"),
             )
@@ -159,7 +159,7 @@ pub async fn admit(State(admission): State<Admission>, request: Request, next: N
         Ok(_permit) => next.run(request).await,
         Err(_) => {
             metrics::counter!("http_requests_shed_total").increment(1);
-            ApiError::new(
+            AppError::new(
                 "overloaded",
                 "the node is serving as many requests as it admits; retry shortly",
             )

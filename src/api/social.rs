@@ -15,22 +15,14 @@ use axum::http::header::{ACCEPT, CACHE_CONTROL, LOCATION};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ecommerce_domains::users::{PendingSocialLogin, Secret, UserCommand, UsersResponse};
-use ecommerce_domains::{Command, DomainError};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{AppResult, ErrorBody};
 use super::extract::{AppPath, AppQuery};
-use super::users::{
-    check_ip, propose_session, unexpected_users, users_reply, ClientIp, TokenResponse,
-};
-use super::AppState;
-use crate::auth::social::{printable, SocialError};
-use crate::auth::tokens;
-
-/// Longest `code` or `state` accepted from a callback.
-const MAX_PARAM_LEN: usize = 2048;
+use super::users::{ClientIp, TokenResponse};
+use super::App;
+use crate::app::sessions::SocialCallback;
 
 /// Where to send the browser to sign in with the provider.
 #[derive(Debug, Serialize, ToSchema)]
@@ -50,37 +42,11 @@ pub struct CallbackParams {
     pub error: Option<String>,
 }
 
-impl From<SocialError> for ApiError {
-    fn from(e: SocialError) -> Self {
-        match e {
-            SocialError::NotConfigured => ApiError::new("provider_not_configured", e.to_string()),
-            SocialError::Refused(reason) => ApiError::new(
-                "social_login_failed",
-                "the provider did not confirm the sign-in",
-            )
-            .with_details(serde_json::json!({ "reason": reason })),
-            SocialError::Unavailable(reason) => {
-                ApiError::new("provider_unavailable", "the provider could not be asked")
-                    .with_details(serde_json::json!({ "reason": reason }))
-            }
-        }
-    }
-}
-
 fn wants_json(headers: &HeaderMap) -> bool {
     headers
         .get(ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/json"))
-}
-
-/// A required, bounded query parameter.
-fn param<'a>(value: &'a Option<String>, name: &str) -> ApiResult<&'a str> {
-    match value.as_deref() {
-        Some(v) if !v.is_empty() && v.len() <= MAX_PARAM_LEN => Ok(v),
-        Some(v) if !v.is_empty() => Err(DomainError::validation(name, "is too long").into()),
-        _ => Err(DomainError::validation(name, "is required").into()),
-    }
 }
 
 /// Start a social sign-in: redirects to the provider.
@@ -91,32 +57,12 @@ fn param<'a>(value: &'a Option<String>, name: &str) -> ApiResult<&'a str> {
         (status = 200, body = SocialAuthorization, description = "With `Accept: application/json`"),
         (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn begin(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ip: ClientIp,
     AppPath(provider): AppPath<String>,
     headers: HeaderMap,
-) -> ApiResult<Response> {
-    check_ip(&state, &ip)?;
-    let social = &state.auth.social;
-    let provider = social.provider(&provider)?;
-    let authorization = provider.authorization();
-    let command = UserCommand::BeginSocialLogin {
-        state_hash: tokens::digest(&authorization.state),
-        pending: PendingSocialLogin {
-            provider: provider.name().to_string(),
-            verifier: Secret(authorization.verifier),
-            nonce: authorization.nonce,
-            expires_ms: 0,
-        },
-        ttl_ms: social.state_ttl.as_millis() as u64,
-    };
-    let committed = state
-        .propose(Command::Users(Box::new(command)), None)
-        .await?;
-    match users_reply(committed.outcome?)? {
-        UsersResponse::SocialLoginBegun => {}
-        other => return Err(unexpected_users(other)),
-    }
+) -> AppResult<Response> {
+    let authorization = state.begin_social_login(ip.0, &provider).await?;
     if wants_json(&headers) {
         return Ok(Json(SocialAuthorization {
             authorization_url: authorization.url,
@@ -145,43 +91,16 @@ pub async fn begin(
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
         (status = 502, body = ErrorBody)))]
 pub async fn callback(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ip: ClientIp,
     AppPath(provider): AppPath<String>,
     AppQuery(params): AppQuery<CallbackParams>,
-) -> ApiResult<Json<TokenResponse>> {
-    check_ip(&state, &ip)?;
-    let provider = state.auth.social.provider(&provider)?;
-    let sign_in_state = param(&params.state, "state")
-        .map_err(|_| ApiError::from(DomainError::InvalidSocialState))?;
-    let take = UserCommand::TakeSocialLogin {
-        state_hash: tokens::digest(sign_in_state),
-        provider: provider.name().to_string(),
+) -> AppResult<Json<TokenResponse>> {
+    let callback = SocialCallback {
+        code: params.code.as_deref(),
+        state: params.state.as_deref(),
+        error: params.error.as_deref(),
     };
-    let committed = state.propose(Command::Users(Box::new(take)), None).await?;
-    let pending = match users_reply(committed.outcome?)? {
-        UsersResponse::SocialLoginTaken(pending) => pending,
-        other => return Err(unexpected_users(other)),
-    };
-    if let Some(error) = &params.error {
-        return Err(SocialError::Refused(format!(
-            "the sign-in was declined at the provider: {}",
-            printable(error)
-        ))
-        .into());
-    }
-    let code = param(&params.code, "code")?;
-    let identity = provider
-        .identify(code, &pending.verifier.0, &pending.nonce)
-        .await?;
-    let family_id = uuid::Uuid::new_v4().simple().to_string();
-    let refresh_token = tokens::new_refresh_token(&family_id);
-    let command = UserCommand::SocialSignIn {
-        identity,
-        new_user_id: uuid::Uuid::new_v4().to_string(),
-        family_id,
-        token_hash: tokens::digest(&refresh_token),
-        ttl_ms: state.auth.settings.refresh_token_ttl_secs * 1000,
-    };
-    Ok(Json(propose_session(&state, command, refresh_token).await?))
+    let tokens = state.finish_social_login(ip.0, &provider, callback).await?;
+    Ok(Json(tokens.into()))
 }

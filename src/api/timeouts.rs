@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use tower::util::MapResponseLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use super::error::ApiError;
+use super::error::AppError;
 
 /// What [`TimeoutLayer`] answers with when a budget runs out: a bare status,
 /// which [`as_timeout_error`] turns into the `timeout` error.
@@ -45,7 +45,7 @@ fn as_timeout_error(response: Response) -> Response {
     if response.status() == BUDGET_EXCEEDED
         && !response.headers().contains_key(header::CONTENT_TYPE)
     {
-        ApiError::from(ecommerce_raft::Error::Timeout).into_response()
+        AppError::from(ecommerce_raft::Error::Timeout).into_response()
     } else {
         response
     }
@@ -54,7 +54,7 @@ fn as_timeout_error(response: Response) -> Response {
 /// 408 `request_timeout`: the body did not arrive in time. The connection is
 /// closed after it (the rest of the body is never read).
 pub fn body_too_slow(limit: Duration) -> Response {
-    let mut response = ApiError::new(
+    let mut response = AppError::new(
         "request_timeout",
         format!(
             "the request body did not arrive within {} ms",
@@ -103,7 +103,7 @@ mod tests {
             )
             .route(
                 "/own-504",
-                get(|| async { ApiError::from(ecommerce_raft::Error::Timeout) }),
+                get(|| async { AppError::from(ecommerce_raft::Error::Timeout) }),
             )
             .route("/fast", get(|| async { "fast" }))
             .layer(budget(Duration::from_millis(50)));

@@ -10,8 +10,7 @@ use ecommerce_domains::{Actor, Role};
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
-use crate::api::auth::verify_access_token;
-use crate::api::AppState;
+use crate::app::App;
 
 /// The bearer token of the metadata: `Ok(None)` without one.
 fn bearer<T>(request: &Request<T>) -> Result<Option<String>, Status> {
@@ -30,8 +29,8 @@ fn bearer<T>(request: &Request<T>) -> Result<Option<String>, Status> {
 }
 
 /// The caller of a verified token, or the refusal.
-fn verify(state: &AppState, token: &str) -> Result<Actor, Status> {
-    verify_access_token(state, token).map_err(|refusal| {
+fn verify(state: &App, token: &str) -> Result<Actor, Status> {
+    state.verify_access_token(token).map_err(|refusal| {
         tracing::debug!(reason = %refusal, "gRPC access token refused");
         Status::unauthenticated("the access token is invalid, expired or revoked")
     })
@@ -41,7 +40,7 @@ fn verify(state: &AppState, token: &str) -> Result<Actor, Status> {
 /// caller's [`Actor`] in the request's extensions.
 #[derive(Clone)]
 pub struct Authenticate {
-    pub state: AppState,
+    pub state: App,
 }
 
 impl Interceptor for Authenticate {
@@ -58,7 +57,7 @@ impl Interceptor for Authenticate {
 /// caller's [`Actor`] is put in the request's extensions.
 #[derive(Clone)]
 pub struct RequireRole {
-    pub state: AppState,
+    pub state: App,
     pub roles: &'static [Role],
 }
 

@@ -5,7 +5,7 @@
 //! the idempotency tag (`idempotency-key`, scoped to the caller and
 //! fingerprinted as the REST request the RPC stands for, so both transports
 //! share one record per key); and the way back: an
-//! [`ApiError`] as a [`Status`], a [`Rendered`] result as a reply.
+//! [`AppError`] as a [`Status`], a [`Rendered`] result as a reply.
 //!
 //! Nothing here parses a request body or knows a rule of the domain: that
 //! stays in `api/`.
@@ -21,30 +21,30 @@ use tonic::{Code, Request, Response, Status};
 use super::proto;
 use crate::api::auth::{admin_only, signed_in};
 use crate::api::carts::CartRef;
-use crate::api::error::{ApiError, ApiResult};
 use crate::api::extract::{idempotency_key, idempotency_tag, Consistency, IDEMPOTENT_REPLAYED};
 use crate::api::Rendered;
+use crate::app::{AppError, AppResult};
 
 /// Metadata key of the stable error code on every error status.
 pub const ERROR_CODE: &str = "x-error-code";
 
 /// The caller, if any.
-fn caller<T>(request: &Request<T>) -> ApiResult<Option<Actor>> {
+fn caller<T>(request: &Request<T>) -> AppResult<Option<Actor>> {
     Ok(request.extensions().get::<Actor>().cloned())
 }
 
 /// A signed-in caller, else `unauthenticated`.
-pub fn signed_in_caller<T>(request: &Request<T>) -> ApiResult<Actor> {
+pub fn signed_in_caller<T>(request: &Request<T>) -> AppResult<Actor> {
     signed_in(caller(request)?)
 }
 
 /// A signed-in admin, else `unauthenticated` or `forbidden`.
-pub fn admin_caller<T>(request: &Request<T>) -> ApiResult<Actor> {
+pub fn admin_caller<T>(request: &Request<T>) -> AppResult<Actor> {
     admin_only(caller(request)?)
 }
 
 /// Whose cart the call is about: the caller's, else `x-cart-token`'s.
-pub fn cart<T>(request: &Request<T>) -> ApiResult<CartRef> {
+pub fn cart<T>(request: &Request<T>) -> AppResult<CartRef> {
     CartRef::from_headers(caller(request)?, request.metadata().as_ref())
 }
 
@@ -58,7 +58,7 @@ pub fn tag<T, B: serde::Serialize>(
     method: &str,
     path: &str,
     body: &B,
-) -> ApiResult<Option<IdempotencyTag>> {
+) -> AppResult<Option<IdempotencyTag>> {
     let key = idempotency_key(request.metadata().as_ref())?;
     Ok(key.map(|key| idempotency_tag(principal, &key, method, path, body)))
 }
@@ -72,13 +72,13 @@ pub fn consistency(raw: i32) -> Consistency {
 }
 
 /// A field the REST API requires of its body, absent from a message.
-pub fn required<T>(field: &str, value: Option<T>) -> ApiResult<T> {
+pub fn required<T>(field: &str, value: Option<T>) -> AppResult<T> {
     value.ok_or_else(|| DomainError::validation(field, "is required").into())
 }
 
 /// The gRPC status of an API error: a code fitting its HTTP status, the
 /// stable error code in the message and in the metadata [`ERROR_CODE`].
-pub fn status(e: ApiError) -> Status {
+pub fn status(e: AppError) -> Status {
     let code = match e.status {
         StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => Code::InvalidArgument,
         StatusCode::UNAUTHORIZED => Code::Unauthenticated,
@@ -99,7 +99,7 @@ pub fn status(e: ApiError) -> Status {
 }
 
 /// Answers a read: its value, or the error as a status.
-pub async fn read<T>(value: impl Future<Output = ApiResult<T>>) -> Result<Response<T>, Status> {
+pub async fn read<T>(value: impl Future<Output = AppResult<T>>) -> Result<Response<T>, Status> {
     value.await.map(Response::new).map_err(status)
 }
 
@@ -107,7 +107,7 @@ pub async fn read<T>(value: impl Future<Output = ApiResult<T>>) -> Result<Respon
 /// of a stored outcome is marked with `idempotent-replayed: true`, on a value
 /// or an error alike.
 pub async fn write<T>(
-    rendered: impl Future<Output = ApiResult<Rendered<T>>>,
+    rendered: impl Future<Output = AppResult<Rendered<T>>>,
 ) -> Result<Response<T>, Status> {
     let rendered = rendered.await.map_err(status)?;
     let mark = |metadata: &mut MetadataMap| {
@@ -147,7 +147,7 @@ mod tests {
             ("timeout", Code::DeadlineExceeded),
             ("internal", Code::Internal),
         ] {
-            let status = status(ApiError::new(code, "m"));
+            let status = status(AppError::new(code, "m"));
             assert_eq!(status.code(), expected, "{code}");
             assert_eq!(status.message(), format!("{code}: m"));
             assert_eq!(status.metadata().get(ERROR_CODE).unwrap(), code);

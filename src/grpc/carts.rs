@@ -11,8 +11,8 @@ use crate::api::carts::{
     propose_change, read_cart, remove_line_command, AddLineBody, CartDto, MergeBody, SetLineBody,
     CART_TOKEN,
 };
-use crate::api::error::ApiResult;
 use crate::api::Rendered;
+use crate::app::AppResult;
 use ecommerce_domains::cart::{CartCommand, PricedCart};
 use ecommerce_domains::idempotency::{IdempotencyTag, Principal};
 
@@ -47,7 +47,7 @@ impl Commerce {
         &self,
         command: CartCommand,
         tag: Option<IdempotencyTag>,
-    ) -> ApiResult<Rendered<proto::Cart>> {
+    ) -> AppResult<Rendered<proto::Cart>> {
         Ok(propose_change(&self.state, command, tag).await?.map(priced))
     }
 }

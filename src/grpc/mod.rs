@@ -16,14 +16,12 @@ mod orders;
 
 use std::pin::Pin;
 
-use ecommerce_raft::RaftNode;
 use futures::Stream;
-use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::api::inventory::LocationDto;
 use crate::api::listings::MoneyDto;
-use crate::api::AppState;
+use crate::app::App;
 
 pub mod proto {
     //! Generated code of `proto/ecommerce/v1/api.proto`.
@@ -40,8 +38,7 @@ use proto::order_service_server::OrderServiceServer;
 
 #[derive(Clone)]
 pub struct PublicGrpc {
-    pub node: Arc<RaftNode>,
-    pub cluster_id: String,
+    pub state: App,
 }
 
 impl PublicGrpc {
@@ -56,11 +53,11 @@ impl PublicGrpc {
 /// The commerce services: carts, checkout and orders, inventory, listings.
 #[derive(Clone)]
 pub struct Commerce {
-    state: AppState,
+    state: App,
 }
 
 impl Commerce {
-    pub fn new(state: AppState) -> Self {
+    pub fn new(state: App) -> Self {
         Self { state }
     }
     pub fn cart_service(&self) -> CartServiceServer<Self> {
@@ -110,7 +107,7 @@ impl ClusterService for PublicGrpc {
         &self,
         _request: Request<proto::ClusterStatusRequest>,
     ) -> Result<Response<proto::ClusterStatusReply>, Status> {
-        let s = self.node.status();
+        let s = self.state.cluster_status();
         Ok(Response::new(proto::ClusterStatusReply {
             node_id: s.node_id,
             leader_id: s.leader_id,
@@ -118,7 +115,7 @@ impl ClusterService for PublicGrpc {
             last_log_index: s.last_log_index,
             commit_index: s.commit_index,
             applied_index: s.applied_index,
-            cluster_id: self.cluster_id.clone(),
+            cluster_id: self.state.cluster_id.clone(),
             state: s.state,
             members: s
                 .members
@@ -149,7 +146,7 @@ impl EventService for PublicGrpc {
         &self,
         request: Request<proto::SubscribeRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        let node = self.node.clone();
+        let node = self.state.clone();
         let mut after = request.into_inner().after;
         let mut applied = node.subscribe_applied();
         let stream = async_stream(move |tx| async move {
@@ -157,7 +154,7 @@ impl EventService for PublicGrpc {
                 let records = match node.events_after(after, PAGE) {
                     Ok(r) => r,
                     Err(e) => {
-                        let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                        let _ = tx.send(Err(call::status(e))).await;
                         return;
                     }
                 };

@@ -5,12 +5,12 @@
 use tonic::{Request, Response, Status};
 
 use super::{call, enum_name, enum_value, location, money, proto, Commerce};
-use crate::api::error::ApiResult;
 use crate::api::orders::{
     deliver_command, find_order, list_visible, propose_order, AddressDto, CancelBody, CardDto,
     CheckoutBody, ExtendHoldBody, OrderDto, OrderListParams, PaymentBody, ShipBody,
 };
 use crate::api::Rendered;
+use crate::app::AppResult;
 use ecommerce_domains::idempotency::{IdempotencyTag, Principal};
 use ecommerce_domains::order::{Order, OrderCommand};
 use ecommerce_domains::Actor;
@@ -35,7 +35,7 @@ fn address_body(a: proto::Address) -> AddressDto {
     }
 }
 
-fn checkout_body(r: &proto::CheckoutRequest) -> ApiResult<CheckoutBody> {
+fn checkout_body(r: &proto::CheckoutRequest) -> AppResult<CheckoutBody> {
     let address = call::required("shipping_address", r.shipping_address.clone())?;
     let (card, method) = match r.payment.clone().and_then(|p| p.source) {
         Some(proto::payment_input::Source::Card(c)) => (
@@ -159,9 +159,9 @@ impl Commerce {
         &self,
         request: &Request<T>,
         route: (&str, &str),
-        body: impl FnOnce(&T) -> ApiResult<B>,
-        command: impl FnOnce(&Actor, &B) -> ApiResult<OrderCommand>,
-    ) -> ApiResult<Rendered<proto::Order>> {
+        body: impl FnOnce(&T) -> AppResult<B>,
+        command: impl FnOnce(&Actor, &B) -> AppResult<OrderCommand>,
+    ) -> AppResult<Rendered<proto::Order>> {
         let actor = call::signed_in_caller(request)?;
         let body = body(request.get_ref())?;
         let (method, path) = route;

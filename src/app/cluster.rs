@@ -1,0 +1,91 @@
+//! Cluster administration: status, membership changes, backups and the
+//! digest of the replicated state. Membership changes are forwarded to the
+//! leader by the node; the caller (operator or admin) is checked by the
+//! transport before these run.
+
+use std::time::Duration;
+
+use ecommerce_domains::DomainError;
+use ecommerce_raft::{ClusterStatus, MembershipOp};
+use tokio::time::Instant;
+
+use super::{App, AppError, AppResult, Consistency};
+
+impl App {
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.node().id
+    }
+
+    /// The cluster as this node sees it.
+    pub fn cluster_status(&self) -> ClusterStatus {
+        self.node().status()
+    }
+
+    /// Records this node's Raft gauges for the metrics endpoint.
+    pub fn record_node_gauges(&self) {
+        crate::telemetry::record_node_gauges(self.node());
+    }
+
+    /// Adds, promotes, removes a node or moves leadership; answers the
+    /// cluster as it is afterwards.
+    pub async fn change_membership(&self, op: MembershipOp) -> AppResult<ClusterStatus> {
+        if let MembershipOp::AddLearner { node_id, info } = &op {
+            if *node_id == 0 {
+                return Err(DomainError::validation("node_id", "must be at least 1").into());
+            }
+            check_addr("http_addr", &info.http_addr)?;
+            check_addr("peer_addr", &info.peer_addr)?;
+        }
+        let deadline =
+            Instant::now() + Duration::from_millis(self.settings.http.membership_timeout_ms);
+        self.node().change_membership(op, deadline).await?;
+        Ok(self.node().status())
+    }
+
+    /// A consistent snapshot of the whole state, including every write
+    /// acknowledged before the call, as an open file (already unlinked: the
+    /// handle keeps the data readable and nothing is left behind).
+    pub async fn backup(&self) -> AppResult<std::fs::File> {
+        self.read(Consistency::Linearizable).await?;
+        let dir = self.settings.data_dir.join("backups");
+        let path = dir.join(format!("backup-{}.snap", uuid::Uuid::new_v4()));
+        let storage = self.node().storage().clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<std::fs::File> {
+            std::fs::create_dir_all(&dir)?;
+            if let Err(e) = ecommerce_raft::write_snapshot(&storage, &path) {
+                let _ = std::fs::remove_file(&path);
+                return Err(e.into());
+            }
+            let file = std::fs::File::open(&path)?;
+            std::fs::remove_file(&path)?;
+            Ok(file)
+        })
+        .await
+        .map_err(AppError::internal)?
+        .map_err(AppError::internal)
+    }
+
+    /// The last log index this replica applied.
+    pub fn applied_index(&self) -> u64 {
+        *self.node().subscribe_applied().borrow()
+    }
+
+    /// SHA-256 (hex) of every state-machine table, with the applied index it
+    /// reflects, read from one consistent view of this replica.
+    pub async fn state_digest(&self) -> AppResult<(Option<u64>, String)> {
+        let storage = self.node().storage().clone();
+        tokio::task::spawn_blocking(move || {
+            ecommerce_raft::state_digest(&storage).map_err(anyhow::Error::from)
+        })
+        .await
+        .map_err(AppError::internal)?
+        .map_err(AppError::internal)
+    }
+}
+
+fn check_addr(field: &str, addr: &str) -> AppResult<()> {
+    addr.parse::<std::net::SocketAddr>()
+        .map(|_| ())
+        .map_err(|_| DomainError::validation(field, "must be an ip:port socket address").into())
+}

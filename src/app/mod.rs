@@ -1,0 +1,193 @@
+//! The application layer: the node's use cases, one function each, called by
+//! REST (`api/`) and gRPC (`grpc/`) alike. A use case takes domain types and
+//! the caller, checks what the caller may do, proposes commands or reads the
+//! replicated state, and returns domain types or an [`AppError`]; the
+//! transports only parse, call and render.
+//!
+//! Architecture invariant: only this module reaches the Raft node
+//! ([`App`] keeps it private); `api/` and `grpc/` never name `RaftNode`,
+//! RocksDB or openraft (checked by a test in `tests/integration`).
+
+pub mod accounts;
+pub mod cluster;
+pub mod error;
+pub mod events;
+pub mod sessions;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ecommerce_domains::idempotency::IdempotencyTag;
+use ecommerce_domains::{Command, Envelope};
+use ecommerce_raft::{RaftNode, Reader};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
+use tokio::time::Instant;
+use utoipa::ToSchema;
+
+use crate::config::Settings;
+pub use error::{AppError, AppResult};
+
+/// Read consistency requested by a client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    /// Read-index: reflects every write acknowledged before the read began.
+    #[default]
+    Linearizable,
+    /// This node's local replica, possibly behind the leader.
+    Stale,
+}
+
+/// The node's use cases and what they share; cheap to clone.
+#[derive(Clone)]
+pub struct App(Arc<Inner>);
+
+struct Inner {
+    /// Private to `app`: the layers above propose and read through `App`.
+    node: Arc<RaftNode>,
+    services: Services,
+}
+
+/// What the use cases share besides the replicated state.
+pub struct Services {
+    pub settings: Settings,
+    pub cluster_id: String,
+    pub prometheus: PrometheusHandle,
+    pub auth: Arc<crate::auth::Auth>,
+    /// Image blobs on this node, peer fetching, thumbnails.
+    pub media: Arc<crate::media::Media>,
+    /// Hot products for stale reads, invalidated from the event log.
+    pub products: Arc<crate::projections::products::ProductCache>,
+    /// This node's product search index, kept up to date by `search::indexer::run`.
+    pub search: Arc<crate::search::SearchIndex>,
+    /// Search queries running at once (`search.max_concurrent_queries`):
+    /// they run on the blocking pool, and unbounded they would take the
+    /// cores from the runtime that serves every other request and Raft.
+    pub search_queries: Arc<tokio::sync::Semaphore>,
+}
+
+impl std::ops::Deref for App {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0.services
+    }
+}
+
+/// A committed command's result.
+pub struct Committed {
+    pub outcome: ecommerce_domains::Outcome,
+    pub replayed: bool,
+}
+
+impl App {
+    pub fn new(node: Arc<RaftNode>, services: Services) -> Self {
+        Self(Arc::new(Inner { node, services }))
+    }
+
+    fn node(&self) -> &RaftNode {
+        &self.0.node
+    }
+
+    pub fn deadline(&self) -> Instant {
+        Instant::now() + Duration::from_millis(self.settings.http.request_timeout_ms)
+    }
+
+    /// Proposes `command` through Raft and waits for its result.
+    pub async fn propose(
+        &self,
+        command: Command,
+        idempotency: Option<IdempotencyTag>,
+    ) -> AppResult<Committed> {
+        let envelope = Envelope {
+            // Stamped by the leader when it proposes the command.
+            now_ms: 0,
+            idempotency,
+            command,
+        };
+        let applied = self.node().write(envelope, self.deadline()).await?;
+        Ok(Committed {
+            outcome: applied.outcome,
+            replayed: applied.replayed,
+        })
+    }
+
+    /// A view of the state at the requested consistency.
+    pub async fn read(&self, consistency: Consistency) -> AppResult<Reader<'_>> {
+        if consistency == Consistency::Linearizable {
+            self.node().linearizable_barrier(self.deadline()).await?;
+        }
+        Reader::new(self.node().storage()).ok_or_else(|| ecommerce_raft::Error::Installing.into())
+    }
+}
+
+impl Committed {
+    /// The outcome as `render(response)`, or the domain's refusal; either way
+    /// with whether it replays a stored outcome. Transport-neutral: REST
+    /// answers it with [`Rendered::into_response`], gRPC with its own reply.
+    pub fn render<T>(
+        self,
+        render: impl FnOnce(ecommerce_domains::Response) -> AppResult<T>,
+    ) -> Rendered<T> {
+        Rendered {
+            result: self.outcome.map_err(AppError::from).and_then(render),
+            replayed: self.replayed,
+        }
+    }
+}
+
+/// A committed command's result, rendered for the caller.
+pub struct Rendered<T> {
+    pub result: AppResult<T>,
+    /// True when the result is a stored one replayed for a repeated idempotency key.
+    pub replayed: bool,
+}
+
+impl<T> Rendered<T> {
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Rendered<U> {
+        Rendered {
+            result: self.result.map(f),
+            replayed: self.replayed,
+        }
+    }
+}
+
+/// An unexpected command response: a bug, answered as a 500.
+pub fn unexpected(response: ecommerce_domains::Response) -> AppError {
+    AppError::internal(format!("unexpected command response {response:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The transports reach the replicated state only through `App`: no file
+    /// of `api/` or `grpc/` names the Raft node, openraft or RocksDB.
+    #[test]
+    fn the_transports_never_name_the_node_openraft_or_rocksdb() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut offenders = Vec::new();
+        for dir in ["api", "grpc"] {
+            for entry in walk(&root.join(dir)) {
+                let text = std::fs::read_to_string(&entry).unwrap();
+                for word in ["RaftNode", "openraft", "rocksdb", "ecommerce_storage"] {
+                    if text.contains(word) {
+                        offenders.push(format!("{} names {word}", entry.display()));
+                    }
+                }
+            }
+        }
+        assert!(offenders.is_empty(), "{offenders:#?}");
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.extend(walk(&path));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+        files
+    }
+}
