@@ -37,7 +37,8 @@ pub struct Envelope {
 
 /// Every command the state machine understands. Variants are only ever
 /// appended: the log stores their index (bincode), so inserting one would make
-/// existing entries decode as another command.
+/// existing entries decode as another command (pinned by the golden test
+/// `domains/tests/persisted_format.rs`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     Inventory(InventoryCommand),
