@@ -234,6 +234,9 @@ impl Application {
                 search_queries: Arc::new(tokio::sync::Semaphore::new(
                     settings.search.query_concurrency(),
                 )),
+                payments: Arc::new(crate::payments::sandbox::Sandbox {
+                    delay: Duration::from_millis(settings.payments.sandbox_delay_ms),
+                }),
             },
         );
         Ok(Self {
@@ -369,9 +372,7 @@ impl Application {
         let http_task = tokio::spawn(http);
         let grpc_task = tokio::spawn(grpc);
         let peer_task = tokio::spawn(peer);
-        let provider = std::sync::Arc::new(crate::payments::sandbox::Sandbox {
-            delay: Duration::from_millis(self.settings.payments.sandbox_delay_ms),
-        });
+        let provider = self.state.payments.clone();
         let mut workers = crate::workers::spawn(self.node.clone(), self.settings.clone(), provider);
         workers.push(product_cache);
         workers.push(tokio::spawn(exit_when_raft_stops(self.node.clone())));

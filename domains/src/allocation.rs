@@ -81,7 +81,8 @@ fn rank(candidates: &mut [Candidate], strategy: Strategy, destination: Option<Lo
                 .cmp(&a.available)
                 .then_with(|| a.warehouse_id.cmp(&b.warehouse_id))
         }),
-        // Nearest without a destination falls back to priority.
+        // Nearest without a destination (refused at checkout by
+        // `order::check_strategy`) sorts as priority: allocation stays total.
         (Strategy::Priority | Strategy::Nearest, _) => candidates.sort_by(|a, b| {
             a.priority
                 .cmp(&b.priority)

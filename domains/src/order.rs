@@ -193,6 +193,26 @@ pub enum Hold {
     Released,
 }
 
+impl Hold {
+    /// Its name in the APIs: `held`, `committed`, `consumed` or `released`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Hold::Held { .. } => "held",
+            Hold::Committed => "committed",
+            Hold::Consumed => "consumed",
+            Hold::Released => "released",
+        }
+    }
+
+    /// When a held reservation returns to stock.
+    pub fn expires_at_ms(&self) -> Option<u64> {
+        match self {
+            Hold::Held { expires_at_ms } => Some(*expires_at_ms),
+            _ => None,
+        }
+    }
+}
+
 /// What the customer pays with: a provider and the provider's reference to a
 /// payment method (never a card number).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,6 +250,44 @@ pub enum PaymentStatus {
         operation: PaymentOp,
         reason: String,
     },
+}
+
+impl PaymentStatus {
+    /// Its name in the APIs: `pending`, `authorized`, `captured`,
+    /// `declined`, `failed`, `voided`, `refunded` or `action_failed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Authorized { .. } => "authorized",
+            Self::Captured { .. } => "captured",
+            Self::Declined { .. } => "declined",
+            Self::Failed { .. } => "failed",
+            Self::Voided => "voided",
+            Self::Refunded { .. } => "refunded",
+            Self::ActionFailed { .. } => "action_failed",
+        }
+    }
+
+    /// The provider's authorization, while it stands.
+    pub fn authorization(&self) -> Option<&str> {
+        match self {
+            Self::Authorized { authorization } | Self::Captured { authorization, .. } => {
+                Some(authorization)
+            }
+            _ => None,
+        }
+    }
+
+    /// Why the payment did not go through, for people.
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            Self::Declined { reason } | Self::Failed { reason } => Some(reason.clone()),
+            Self::ActionFailed { operation, reason } => {
+                Some(format!("{operation:?} failed: {reason}").to_lowercase())
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -471,12 +529,17 @@ impl OrderCommand {
                 actor,
                 cart,
                 shipping_address,
+                strategy,
+                hold_ttl_ms,
                 payment_method,
                 coupon,
-                ..
             } => {
                 check::opaque("user_id", &actor.user_id)?;
                 cart.check()?;
+                check_strategy(*strategy, shipping_address)?;
+                if *hold_ttl_ms == 0 {
+                    return Err(DomainError::validation("hold_ttl_ms", "must be at least 1"));
+                }
                 if let Some(l) = &shipping_address.location {
                     l.check()?;
                 }
@@ -496,12 +559,39 @@ impl OrderCommand {
                 check::text("carrier", carrier, 100)?;
                 check::text("tracking_number", tracking_number, 100)
             }
+            Self::ExtendHold { ttl_ms: 0, .. } => {
+                Err(DomainError::validation("ttl_ms", "must be at least 1"))
+            }
             Self::ExtendHold { .. }
             | Self::Deliver { .. }
             | Self::PaymentResult { .. }
             | Self::ExpireHolds => Ok(()),
         }
     }
+}
+
+/// A hold length in ms from `secs`, which must be between 1 and `max_secs`
+/// (the shop's `commerce.max_hold_ttl_secs`); `field` names it in the error.
+pub fn hold_ttl_ms(field: &str, secs: u64, max_secs: u64) -> Result<u64, DomainError> {
+    if !(1..=max_secs).contains(&secs) {
+        return Err(DomainError::validation(
+            field,
+            format!("must be between 1 and {max_secs}"),
+        ));
+    }
+    Ok(secs.saturating_mul(1000))
+}
+
+/// The `nearest` strategy needs to know where the parcel goes: without the
+/// address's location it is refused rather than quietly run as `priority`.
+pub fn check_strategy(strategy: Strategy, address: &Address) -> Result<(), DomainError> {
+    if strategy == Strategy::Nearest && address.location.is_none() {
+        return Err(DomainError::validation(
+            "shipping_address.location",
+            "the nearest strategy needs the address's location",
+        ));
+    }
+    Ok(())
 }
 
 pub fn get(store: &dyn Store, id: OrderId) -> Result<Option<Order>, StoreFault> {

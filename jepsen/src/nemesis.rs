@@ -311,9 +311,12 @@ impl Nemesis {
         let p = self
             .rec
             .invoke("nemesis", "member", Some(slot), json!({"remove": old_id}));
+        // Membership routes are the operator's.
+        let operator = crate::auth::operator_header();
         let removed = self
             .http
             .post(format!("{via}/cluster/remove"))
+            .header(operator.0, operator.1)
             .json(&json!({"node_id": old_id}))
             .timeout(Duration::from_secs(20))
             .send()

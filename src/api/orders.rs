@@ -6,13 +6,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use ecommerce_domains::allocation::Strategy;
-use ecommerce_domains::cart::CartOwner;
 use ecommerce_domains::idempotency::Principal;
 use ecommerce_domains::inventory::Location;
-use ecommerce_domains::order::{
-    self, Address, Hold, Order, OrderCommand, OrderId, OrderStatus, PaymentMethod, PaymentStatus,
-};
-use ecommerce_domains::{Actor, Command, DomainError, Response as Reply, Role};
+use ecommerce_domains::order::{self, Address, Order, OrderId, OrderStatus};
+use ecommerce_domains::DomainError;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -21,9 +18,11 @@ use super::error::{AppError, AppResult, ErrorBody};
 use super::extract::{AppJson, AppPath, AppQuery, Consistency, MutationMeta, ReadParams};
 use super::inventory::LocationDto;
 use super::listings::MoneyDto;
-use super::{unexpected, App, Rendered};
-use crate::config::CommerceSettings;
-use crate::payments::sandbox;
+use super::{App, Rendered};
+use crate::app::orders::{
+    order_id, CancelRequest, CheckoutRequest, ExtendHoldRequest, OrderQuery, ShipRequest,
+};
+use crate::payments::PaymentInput;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -223,49 +222,21 @@ pub struct OrderDto {
 }
 
 fn payment_dto(p: order::Payment) -> PaymentDto {
-    let (status, authorization, reason) = match p.status {
-        PaymentStatus::Pending => ("pending", None, None),
-        PaymentStatus::Authorized { authorization } => ("authorized", Some(authorization), None),
-        PaymentStatus::Captured { authorization, .. } => ("captured", Some(authorization), None),
-        PaymentStatus::Declined { reason } => ("declined", None, Some(reason)),
-        PaymentStatus::Failed { reason } => ("failed", None, Some(reason)),
-        PaymentStatus::Voided => ("voided", None, None),
-        PaymentStatus::Refunded { .. } => ("refunded", None, None),
-        PaymentStatus::ActionFailed { operation, reason } => (
-            "action_failed",
-            None,
-            Some(format!("{operation:?} failed: {reason}").to_lowercase()),
-        ),
-    };
     PaymentDto {
+        status: p.status.name(),
+        authorization: p.status.authorization().map(str::to_string),
+        reason: p.status.reason(),
         provider: p.method.provider,
         method: p.method.display,
         amount: p.amount.into(),
-        status,
-        authorization,
-        reason,
     }
 }
 
 impl From<Order> for OrderDto {
     fn from(o: Order) -> Self {
-        let hold = match o.hold {
-            Hold::Held { expires_at_ms } => HoldDto {
-                state: "held",
-                expires_at_ms: Some(expires_at_ms),
-            },
-            Hold::Committed => HoldDto {
-                state: "committed",
-                expires_at_ms: None,
-            },
-            Hold::Consumed => HoldDto {
-                state: "consumed",
-                expires_at_ms: None,
-            },
-            Hold::Released => HoldDto {
-                state: "released",
-                expires_at_ms: None,
-            },
+        let hold = HoldDto {
+            state: o.hold.name(),
+            expires_at_ms: o.hold.expires_at_ms(),
         };
         Self {
             id: o.id.to_string(),
@@ -330,62 +301,54 @@ impl From<Order> for OrderDto {
     }
 }
 
-/// The order a command answered, as `actor` may see it.
-pub fn visible_order(actor: &Actor) -> impl FnOnce(Reply) -> AppResult<Order> + '_ {
-    move |reply| match reply {
-        Reply::Order(o) => o
-            .visible_to(actor)
-            .ok_or_else(|| DomainError::OrderNotFound(o.id).into()),
-        other => Err(unexpected(other)),
+impl PaymentBody {
+    /// The payment input: exactly one of card or method.
+    pub fn input(&self) -> AppResult<PaymentInput> {
+        match (&self.card, &self.method) {
+            (Some(card), None) => Ok(PaymentInput::Card {
+                number: card.number.clone(),
+                exp_month: card.exp_month,
+                exp_year: card.exp_year,
+                cvc: card.cvc.clone(),
+            }),
+            (None, Some(method)) => Ok(PaymentInput::Method(method.clone())),
+            _ => {
+                Err(DomainError::validation("payment", "give exactly one of card or method").into())
+            }
+        }
     }
 }
 
-/// Proposes an order command: the order as `actor` may see it, or the refusal.
-pub async fn propose_order(
-    state: &App,
-    actor: &Actor,
-    command: OrderCommand,
-    tag: Option<ecommerce_domains::idempotency::IdempotencyTag>,
-) -> AppResult<Rendered<Order>> {
-    let committed = state.propose(Command::Order(command), tag).await?;
-    Ok(committed.render(visible_order(actor)))
-}
-
-/// (year, month) of the node's clock, for card expiry.
-fn this_month() -> (u32, u32) {
-    let days = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 86_400) as i64;
-    // Civil-from-days (H. Hinnant), valid for the proleptic Gregorian calendar.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year as u32, month as u32)
-}
-
-fn payment_method(body: &PaymentBody) -> AppResult<PaymentMethod> {
-    match (&body.card, &body.method) {
-        (Some(card), None) => sandbox::tokenize(
-            &card.number,
-            card.exp_month,
-            card.exp_year,
-            &card.cvc,
-            this_month(),
-        )
-        .map_err(|e| AppError::new("invalid_card", e.to_string())),
-        (None, Some(method)) if sandbox::METHODS.contains(&method.as_str()) => Ok(PaymentMethod {
-            provider: sandbox::NAME.to_string(),
-            reference: method.clone(),
-            display: method.clone(),
+/// An allocation strategy by name; the default when absent.
+pub fn strategy(raw: Option<&str>) -> AppResult<Strategy> {
+    match raw {
+        None => Ok(Strategy::default()),
+        Some(raw) => Strategy::parse(raw).ok_or_else(|| {
+            DomainError::validation(
+                "allocation_strategy",
+                "must be priority, nearest or highest_stock",
+            )
+            .into()
         }),
-        (None, Some(_)) => Err(AppError::new("invalid_card", "unknown payment method")),
-        _ => Err(DomainError::validation("payment", "give exactly one of card or method").into()),
     }
+}
+
+impl CheckoutBody {
+    /// The checkout this body asks for.
+    pub fn request(self) -> AppResult<CheckoutRequest> {
+        Ok(CheckoutRequest {
+            strategy: strategy(self.allocation_strategy.as_deref())?,
+            shipping_address: self.shipping_address.parse()?,
+            hold_ttl_secs: self.hold_ttl_secs,
+            payment: self.payment.input()?,
+            coupon: self.coupon,
+        })
+    }
+}
+
+/// An order as rendered for REST.
+fn order_response(rendered: Rendered<Order>) -> Response {
+    rendered.map(OrderDto::from).into_response()
 }
 
 /// Place an order from the caller's cart: price it, reserve stock across
@@ -402,71 +365,13 @@ pub async fn checkout(
     meta: MutationMeta,
     AppJson(body): AppJson<CheckoutBody>,
 ) -> AppResult<Response> {
-    let command = body.command(&state.settings.commerce, &actor)?;
-    let mut response = propose_order(
-        &state,
-        &actor,
-        command,
-        meta.tag(&Principal::from(&actor), &body),
-    )
-    .await?
-    .map(OrderDto::from)
-    .into_response();
+    let request = body.request()?;
+    let tag = meta.tag(&Principal::from(&actor), &request);
+    let mut response = order_response(state.checkout(&actor, request, tag).await?);
     if response.status() == StatusCode::OK {
         *response.status_mut() = StatusCode::CREATED;
     }
     Ok(response)
-}
-
-/// A hold length in ms, from `secs` between 1 and `max_secs`.
-fn hold_ttl_ms(field: &str, secs: u64, max_secs: u64) -> AppResult<u64> {
-    if !(1..=max_secs).contains(&secs) {
-        return Err(
-            DomainError::validation(field, format!("must be between 1 and {max_secs}")).into(),
-        );
-    }
-    Ok(secs * 1000)
-}
-
-impl CheckoutBody {
-    /// The command placing `actor`'s cart as an order.
-    pub fn command(&self, settings: &CommerceSettings, actor: &Actor) -> AppResult<OrderCommand> {
-        let strategy = match self.allocation_strategy.as_deref() {
-            None => Strategy::default(),
-            Some(raw) => Strategy::parse(raw).ok_or_else(|| {
-                DomainError::validation(
-                    "allocation_strategy",
-                    "must be priority, nearest or highest_stock",
-                )
-            })?,
-        };
-        let hold_ttl_ms = hold_ttl_ms(
-            "hold_ttl_secs",
-            self.hold_ttl_secs.unwrap_or(settings.hold_ttl_secs),
-            settings.max_hold_ttl_secs,
-        )?;
-        let shipping_address = self.shipping_address.clone().parse()?;
-        if strategy == Strategy::Nearest && shipping_address.location.is_none() {
-            return Err(DomainError::validation(
-                "shipping_address.location",
-                "the nearest strategy needs the address's location",
-            )
-            .into());
-        }
-        Ok(OrderCommand::Checkout {
-            actor: actor.clone(),
-            cart: CartOwner::User(actor.user_id.clone()),
-            shipping_address,
-            strategy,
-            hold_ttl_ms,
-            payment_method: payment_method(&self.payment)?,
-            coupon: self
-                .coupon
-                .as_deref()
-                .map(ecommerce_domains::pricing::parse_code)
-                .transpose()?,
-        })
-    }
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -495,18 +400,6 @@ pub struct OrderList {
     pub next_after: Option<String>,
 }
 
-fn order_id(raw: &str) -> AppResult<OrderId> {
-    raw.parse()
-        .map_err(|_| DomainError::OrderNotFound(0).into())
-        .and_then(|id: OrderId| {
-            if id == 0 {
-                Err(DomainError::OrderNotFound(0).into())
-            } else {
-                Ok(id)
-            }
-        })
-}
-
 /// List orders, newest first: a customer's own, a vendor's (only its lines),
 /// or, for admins, everyone's.
 #[utoipa::path(get, path = "/api/v1/orders", tag = "orders", params(OrderListParams),
@@ -516,63 +409,46 @@ pub async fn list_orders(
     SignedIn(actor): SignedIn,
     AppQuery(params): AppQuery<OrderListParams>,
 ) -> AppResult<Json<OrderList>> {
-    let (orders, next) = list_visible(&state, &actor, &params).await?;
+    let (orders, next) = state.list_orders(&actor, &params.query()?).await?;
     Ok(Json(OrderList {
         items: orders.into_iter().map(OrderDto::from).collect(),
         next_after: next.map(|id| id.to_string()),
     }))
 }
 
-/// A page of the orders `actor` may see (each as it may see it), newest
-/// first, and the id to continue after.
-pub async fn list_visible(
-    state: &App,
-    actor: &Actor,
-    params: &OrderListParams,
-) -> AppResult<(Vec<Order>, Option<OrderId>)> {
-    let limit = params.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(AppError::new(
-            "invalid_query",
-            "limit must be between 1 and 100",
-        ));
-    }
-    let status = params
-        .status
-        .as_deref()
-        .map(|s| {
-            OrderStatus::parse(s).ok_or_else(|| {
-                AppError::new(
-                    "invalid_query",
-                    "status must be draft, confirmed, paid, shipped, delivered or cancelled",
-                )
+impl OrderListParams {
+    /// The listing these parameters ask for.
+    pub fn query(&self) -> AppResult<OrderQuery> {
+        let status = self
+            .status
+            .as_deref()
+            .map(|s| {
+                OrderStatus::parse(s).ok_or_else(|| {
+                    AppError::new(
+                        "invalid_query",
+                        "status must be draft, confirmed, paid, shipped, delivered or cancelled",
+                    )
+                })
             })
+            .transpose()?;
+        let after = self
+            .after
+            .as_deref()
+            .map(|a| {
+                a.parse::<OrderId>()
+                    .map_err(|_| AppError::new("invalid_query", "after must be an order id"))
+            })
+            .transpose()?;
+        Ok(OrderQuery {
+            status,
+            from_ms: self.from_ms,
+            to_ms: self.to_ms,
+            customer_id: self.customer_id.clone(),
+            after,
+            limit: self.limit.unwrap_or(20),
+            consistency: self.consistency.unwrap_or_default(),
         })
-        .transpose()?;
-    let after = params
-        .after
-        .as_deref()
-        .map(|a| {
-            a.parse::<OrderId>()
-                .map_err(|_| AppError::new("invalid_query", "after must be an order id"))
-        })
-        .transpose()?;
-    let scope = match (actor.role, params.customer_id.as_deref()) {
-        (Role::Admin, Some(c)) => order::Scope::Customer(c),
-        (Role::Admin, None) => order::Scope::All,
-        (_, Some(_)) => return Err(super::auth::forbidden()),
-        (Role::Vendor, None) => order::Scope::Vendor(&actor.user_id),
-        (Role::Customer, None) => order::Scope::Customer(&actor.user_id),
-    };
-    let filter = order::Filter {
-        status,
-        created_from_ms: params.from_ms,
-        created_to_ms: params.to_ms,
-    };
-    let reader = state.read(params.consistency.unwrap_or_default()).await?;
-    let (orders, next) = order::list(&reader, scope, &filter, after, limit)?;
-    let visible = orders.iter().filter_map(|o| o.visible_to(actor)).collect();
-    Ok((visible, next))
+    }
 }
 
 /// Read one order with its lines, allocations, payment and timeline.
@@ -585,22 +461,10 @@ pub async fn get_order(
     AppQuery(params): AppQuery<ReadParams>,
 ) -> AppResult<Json<OrderDto>> {
     let consistency = params.consistency.unwrap_or_default();
-    let order = find_order(&state, &actor, &raw, consistency).await?;
+    let order = state
+        .find_order(&actor, order_id(&raw)?, consistency)
+        .await?;
     Ok(Json(order.into()))
-}
-
-/// Order `raw_id` as `actor` may see it; `order_not_found` if it may not.
-pub async fn find_order(
-    state: &App,
-    actor: &Actor,
-    raw_id: &str,
-    consistency: Consistency,
-) -> AppResult<Order> {
-    let id = order_id(raw_id)?;
-    let reader = state.read(consistency).await?;
-    order::get(&reader, id)?
-        .and_then(|o| o.visible_to(actor))
-        .ok_or_else(|| DomainError::OrderNotFound(id).into())
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -624,26 +488,6 @@ pub struct ExtendHoldBody {
     pub ttl_secs: u64,
 }
 
-async fn transition(
-    state: &App,
-    actor: &Actor,
-    command: OrderCommand,
-    tag: Option<ecommerce_domains::idempotency::IdempotencyTag>,
-) -> AppResult<Response> {
-    let rendered = propose_order(state, actor, command, tag).await?;
-    Ok(rendered.map(OrderDto::from).into_response())
-}
-
-fn short_text(field: &str, raw: &str, max: usize) -> AppResult<String> {
-    let t = raw.trim();
-    if t.is_empty() || t.chars().count() > max {
-        return Err(
-            DomainError::validation(field, format!("must be 1 to {max} characters")).into(),
-        );
-    }
-    Ok(t.to_string())
-}
-
 /// Cancel an order (draft, confirmed or paid): its stock is released and a
 /// payment is voided or refunded. Cancelling again is a no-op.
 #[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", request_body = CancelBody,
@@ -656,29 +500,14 @@ pub async fn cancel_order(
     meta: MutationMeta,
     AppJson(body): AppJson<CancelBody>,
 ) -> AppResult<Response> {
-    let command = body.command(&actor, &raw)?;
-    transition(
-        &state,
-        &actor,
-        command,
-        meta.tag(&Principal::from(&actor), &body),
-    )
-    .await
-}
-
-impl CancelBody {
-    /// The command cancelling order `raw_id`.
-    pub fn command(&self, actor: &Actor, raw_id: &str) -> AppResult<OrderCommand> {
-        let reason = match &self.reason {
-            Some(r) => short_text("reason", r, 500)?,
-            None => String::new(),
-        };
-        Ok(OrderCommand::Cancel {
-            actor: actor.clone(),
-            order_id: order_id(raw_id)?,
-            reason,
-        })
-    }
+    let request = CancelRequest {
+        reason: body.reason,
+    };
+    let tag = meta.tag(&Principal::from(&actor), &request);
+    let rendered = state
+        .cancel_order(&actor, order_id(&raw)?, &request, tag)
+        .await?;
+    Ok(order_response(rendered))
 }
 
 /// Keep a confirmed order's stock reserved for `ttl_secs` more (e.g. while a
@@ -693,31 +522,14 @@ pub async fn extend_hold(
     meta: MutationMeta,
     AppJson(body): AppJson<ExtendHoldBody>,
 ) -> AppResult<Response> {
-    let command = body.command(&state.settings.commerce, &actor, &raw)?;
-    transition(
-        &state,
-        &actor,
-        command,
-        meta.tag(&Principal::from(&actor), &body),
-    )
-    .await
-}
-
-impl ExtendHoldBody {
-    /// The command extending the hold of order `raw_id`.
-    pub fn command(
-        &self,
-        settings: &CommerceSettings,
-        actor: &Actor,
-        raw_id: &str,
-    ) -> AppResult<OrderCommand> {
-        let ttl_ms = hold_ttl_ms("ttl_secs", self.ttl_secs, settings.max_hold_ttl_secs)?;
-        Ok(OrderCommand::ExtendHold {
-            actor: actor.clone(),
-            order_id: order_id(raw_id)?,
-            ttl_ms,
-        })
-    }
+    let request = ExtendHoldRequest {
+        ttl_secs: body.ttl_secs,
+    };
+    let tag = meta.tag(&Principal::from(&actor), &request);
+    let rendered = state
+        .extend_hold(&actor, order_id(&raw)?, &request, tag)
+        .await?;
+    Ok(order_response(rendered))
 }
 
 /// Ship a paid order (admins, or the vendor selling every line): its units
@@ -733,26 +545,15 @@ pub async fn ship_order(
     meta: MutationMeta,
     AppJson(body): AppJson<ShipBody>,
 ) -> AppResult<Response> {
-    let command = body.command(&actor, &raw)?;
-    transition(
-        &state,
-        &actor,
-        command,
-        meta.tag(&Principal::from(&actor), &body),
-    )
-    .await
-}
-
-impl ShipBody {
-    /// The command shipping order `raw_id`.
-    pub fn command(&self, actor: &Actor, raw_id: &str) -> AppResult<OrderCommand> {
-        Ok(OrderCommand::Ship {
-            actor: actor.clone(),
-            order_id: order_id(raw_id)?,
-            carrier: short_text("carrier", &self.carrier, 100)?,
-            tracking_number: short_text("tracking_number", &self.tracking_number, 100)?,
-        })
-    }
+    let request = ShipRequest {
+        carrier: body.carrier,
+        tracking_number: body.tracking_number,
+    };
+    let tag = meta.tag(&Principal::from(&actor), &request);
+    let rendered = state
+        .ship_order(&actor, order_id(&raw)?, &request, tag)
+        .await?;
+    Ok(order_response(rendered))
 }
 
 /// Mark a shipped order delivered.
@@ -766,20 +567,7 @@ pub async fn deliver_order(
     AppPath(raw): AppPath<String>,
     meta: MutationMeta,
 ) -> AppResult<Response> {
-    let command = deliver_command(&actor, &raw)?;
-    transition(
-        &state,
-        &actor,
-        command,
-        meta.tag(&Principal::from(&actor), &()),
-    )
-    .await
-}
-
-/// The command marking order `raw_id` delivered.
-pub fn deliver_command(actor: &Actor, raw_id: &str) -> AppResult<OrderCommand> {
-    Ok(OrderCommand::Deliver {
-        actor: actor.clone(),
-        order_id: order_id(raw_id)?,
-    })
+    let tag = meta.tag(&Principal::from(&actor), &());
+    let rendered = state.deliver_order(&actor, order_id(&raw)?, tag).await?;
+    Ok(order_response(rendered))
 }

@@ -12,6 +12,7 @@ pub mod accounts;
 pub mod cluster;
 pub mod error;
 pub mod events;
+pub mod orders;
 pub mod sessions;
 
 use std::sync::Arc;
@@ -65,6 +66,9 @@ pub struct Services {
     /// they run on the blocking pool, and unbounded they would take the
     /// cores from the runtime that serves every other request and Raft.
     pub search_queries: Arc<tokio::sync::Semaphore>,
+    /// The payment provider's port: how a checkout's payment input becomes
+    /// a stored payment method (the payment worker calls the rest of it).
+    pub payments: Arc<dyn crate::payments::PaymentProvider>,
 }
 
 impl std::ops::Deref for App {

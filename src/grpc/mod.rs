@@ -19,7 +19,6 @@ use std::pin::Pin;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::api::inventory::LocationDto;
 use crate::api::listings::MoneyDto;
 use crate::app::App;
 
@@ -78,13 +77,6 @@ fn money(m: MoneyDto) -> proto::Money {
     proto::Money {
         amount: m.amount,
         currency: m.currency,
-    }
-}
-
-fn location(l: LocationDto) -> proto::Location {
-    proto::Location {
-        lat: l.lat,
-        lon: l.lon,
     }
 }
 

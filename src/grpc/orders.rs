@@ -1,75 +1,135 @@
-//! `OrderService`: checkout and the order workflow over gRPC. Requests become
-//! the REST bodies and go through their constructors (so every rule is the
-//! REST one); orders are answered as the REST view ([`OrderDto`]) in message form.
+//! `OrderService`: checkout and the order workflow over gRPC. Messages
+//! become the application layer's requests (`app::orders`) and orders are
+//! answered from the domain's [`Order`]; every rule is the one REST obeys
+//! because both call the same use cases.
 
+use ecommerce_domains::allocation::Strategy;
+use ecommerce_domains::idempotency::Principal;
+use ecommerce_domains::inventory::Location;
+use ecommerce_domains::money::Money;
+use ecommerce_domains::order::{Address, Order, OrderStatus};
+use ecommerce_domains::DomainError;
 use tonic::{Request, Response, Status};
 
-use super::{call, enum_name, enum_value, location, money, proto, Commerce};
-use crate::api::orders::{
-    deliver_command, find_order, list_visible, propose_order, AddressDto, CancelBody, CardDto,
-    CheckoutBody, ExtendHoldBody, OrderDto, OrderListParams, PaymentBody, ShipBody,
+use super::{call, enum_name, enum_value, proto, Commerce};
+use crate::app::orders::{
+    order_id, CancelRequest, CheckoutRequest, ExtendHoldRequest, OrderQuery, ShipRequest,
 };
-use crate::api::Rendered;
-use crate::app::AppResult;
-use ecommerce_domains::idempotency::{IdempotencyTag, Principal};
-use ecommerce_domains::order::{Order, OrderCommand};
-use ecommerce_domains::Actor;
+use crate::app::{AppError, AppResult, Rendered};
+use crate::payments::PaymentInput;
 
-/// The REST path of order `id`'s workflow route `action`.
+/// The REST path of order `id`'s workflow route `action`: with the method,
+/// part of the idempotency fingerprint, so a key retried over either
+/// transport finds the same record.
 fn order_path(id: &str, action: &str) -> String {
     format!("/api/v1/orders/{id}/{action}")
 }
 
-fn address_body(a: proto::Address) -> AddressDto {
-    AddressDto {
+fn money(m: Money) -> proto::Money {
+    proto::Money {
+        amount: m.amount,
+        currency: m.currency.as_str().to_string(),
+    }
+}
+
+fn address(a: proto::Address) -> AppResult<Address> {
+    let location = a
+        .location
+        .map(|l| Location::parse(l.lat, l.lon))
+        .transpose()?;
+    Ok(Address {
         name: a.name,
         line1: a.line1,
         line2: a.line2,
         city: a.city,
         postal_code: a.postal_code,
         country: a.country,
-        location: a.location.map(|l| crate::api::inventory::LocationDto {
-            lat: l.lat,
-            lon: l.lon,
-        }),
+        location,
     }
+    .validate()?)
 }
 
-fn checkout_body(r: &proto::CheckoutRequest) -> AppResult<CheckoutBody> {
-    let address = call::required("shipping_address", r.shipping_address.clone())?;
-    let (card, method) = match r.payment.clone().and_then(|p| p.source) {
-        Some(proto::payment_input::Source::Card(c)) => (
-            Some(CardDto {
-                number: c.number,
-                exp_month: c.exp_month,
-                exp_year: c.exp_year,
-                cvc: c.cvc,
-            }),
-            None,
-        ),
-        Some(proto::payment_input::Source::Method(m)) => (None, Some(m)),
-        None => (None, None),
+fn strategy(raw: i32) -> AppResult<Strategy> {
+    let name = match proto::AllocationStrategy::try_from(raw) {
+        Ok(proto::AllocationStrategy::Unspecified) => return Ok(Strategy::default()),
+        Ok(s) => enum_name(s.as_str_name(), "ALLOCATION_STRATEGY_"),
+        Err(_) => raw.to_string(),
     };
-    Ok(CheckoutBody {
-        shipping_address: address_body(address),
-        payment: PaymentBody { card, method },
-        // Unspecified: the default; an unknown value fails like an unknown name.
-        allocation_strategy: match proto::AllocationStrategy::try_from(r.allocation_strategy) {
-            Ok(proto::AllocationStrategy::Unspecified) => None,
-            Ok(s) => Some(enum_name(s.as_str_name(), "ALLOCATION_STRATEGY_")),
-            Err(_) => Some(r.allocation_strategy.to_string()),
+    Strategy::parse(&name).ok_or_else(|| {
+        DomainError::validation(
+            "allocation_strategy",
+            "must be priority, nearest or highest_stock",
+        )
+        .into()
+    })
+}
+
+fn checkout_request(r: &proto::CheckoutRequest) -> AppResult<CheckoutRequest> {
+    let payment = match r.payment.clone().and_then(|p| p.source) {
+        Some(proto::payment_input::Source::Card(c)) => PaymentInput::Card {
+            number: c.number,
+            exp_month: c.exp_month,
+            exp_year: c.exp_year,
+            cvc: c.cvc,
         },
+        Some(proto::payment_input::Source::Method(m)) => PaymentInput::Method(m),
+        None => {
+            return Err(
+                DomainError::validation("payment", "give exactly one of card or method").into(),
+            )
+        }
+    };
+    Ok(CheckoutRequest {
+        shipping_address: address(call::required(
+            "shipping_address",
+            r.shipping_address.clone(),
+        )?)?,
+        strategy: strategy(r.allocation_strategy)?,
         hold_ttl_secs: r.hold_ttl_secs,
+        payment,
         coupon: r.coupon.clone(),
     })
 }
 
-fn order_message(o: OrderDto) -> proto::Order {
+const STATUS_VALUES: &str =
+    "status must be draft, confirmed, paid, shipped, delivered or cancelled";
+
+fn list_query(r: &proto::ListOrdersRequest) -> AppResult<OrderQuery> {
+    let status = match proto::OrderStatus::try_from(r.status) {
+        Ok(proto::OrderStatus::Unspecified) => None,
+        Ok(s) => Some(
+            OrderStatus::parse(&enum_name(s.as_str_name(), "ORDER_STATUS_"))
+                .ok_or_else(|| AppError::new("invalid_query", STATUS_VALUES))?,
+        ),
+        Err(_) => return Err(AppError::new("invalid_query", STATUS_VALUES)),
+    };
+    let after = r
+        .after
+        .as_deref()
+        .map(|a| {
+            a.parse()
+                .map_err(|_| AppError::new("invalid_query", "after must be an order id"))
+        })
+        .transpose()?;
+    Ok(OrderQuery {
+        status,
+        from_ms: r.from_ms,
+        to_ms: r.to_ms,
+        customer_id: r.customer_id.clone(),
+        after,
+        limit: r
+            .limit
+            .map_or(20, |l| usize::try_from(l).unwrap_or(usize::MAX)),
+        consistency: call::consistency(r.consistency),
+    })
+}
+
+fn order(o: Order) -> proto::Order {
     let status = |s: &str| enum_value(s, "ORDER_STATUS_", proto::OrderStatus::from_str_name);
     proto::Order {
-        id: o.id,
+        id: o.id.to_string(),
         customer_id: o.customer_id,
-        status: status(o.status),
+        status: status(o.status.as_str()),
         lines: o
             .lines
             .into_iter()
@@ -96,32 +156,39 @@ fn order_message(o: OrderDto) -> proto::Order {
             city: o.shipping_address.city,
             postal_code: o.shipping_address.postal_code,
             country: o.shipping_address.country,
-            location: o.shipping_address.location.map(location),
+            location: o.shipping_address.location.map(|l| proto::Location {
+                lat: l.lat,
+                lon: l.lon,
+            }),
         }),
         allocations: o
             .allocations
             .into_iter()
             .map(|a| proto::Allocation {
-                sku: a.sku,
-                warehouse_id: a.warehouse_id,
+                sku: a.sku.as_str().to_string(),
+                warehouse_id: a.warehouse_id.as_str().to_string(),
                 quantity: a.quantity,
             })
             .collect(),
         hold: Some(proto::Hold {
-            state: enum_value(o.hold.state, "HOLD_STATE_", proto::HoldState::from_str_name),
-            expires_at_ms: o.hold.expires_at_ms,
+            state: enum_value(
+                o.hold.name(),
+                "HOLD_STATE_",
+                proto::HoldState::from_str_name,
+            ),
+            expires_at_ms: o.hold.expires_at_ms(),
         }),
         payment: Some(proto::Payment {
-            provider: o.payment.provider,
-            method: o.payment.method,
-            amount: Some(money(o.payment.amount)),
             status: enum_value(
-                o.payment.status,
+                o.payment.status.name(),
                 "PAYMENT_STATUS_",
                 proto::PaymentStatus::from_str_name,
             ),
-            authorization: o.payment.authorization,
-            reason: o.payment.reason,
+            authorization: o.payment.status.authorization().map(str::to_string),
+            reason: o.payment.status.reason(),
+            provider: o.payment.method.provider,
+            method: o.payment.method.display,
+            amount: Some(money(o.payment.amount)),
         }),
         fulfilment: o.fulfilment.map(|f| proto::Fulfilment {
             carrier: f.carrier,
@@ -135,8 +202,8 @@ fn order_message(o: OrderDto) -> proto::Order {
             .map(|t| proto::Transition {
                 at_ms: t.at_ms,
                 by: t.by,
-                from: t.from.map_or(0, status),
-                to: status(t.to),
+                from: t.from.map_or(0, |s| status(s.as_str())),
+                to: status(t.to.as_str()),
                 reason: t.reason,
             })
             .collect(),
@@ -146,31 +213,30 @@ fn order_message(o: OrderDto) -> proto::Order {
     }
 }
 
-fn order(o: Order) -> proto::Order {
-    order_message(o.into())
-}
-
 impl Commerce {
-    /// Proposes an order command for the signed-in caller: `body` makes the
-    /// REST body of the message, `command` the command from it; `route` is
-    /// the REST method and path the RPC stands for, and with the body the
-    /// request's idempotency fingerprint.
-    async fn order_write<T, B: serde::Serialize>(
+    /// Runs an order write for the signed-in caller: `request` is the
+    /// application request the message stands for and, with the REST
+    /// `route` it mirrors, the idempotency fingerprint.
+    async fn order_write<T, R, F>(
         &self,
-        request: &Request<T>,
+        message: &Request<T>,
         route: (&str, &str),
-        body: impl FnOnce(&T) -> AppResult<B>,
-        command: impl FnOnce(&Actor, &B) -> AppResult<OrderCommand>,
-    ) -> AppResult<Rendered<proto::Order>> {
-        let actor = call::signed_in_caller(request)?;
-        let body = body(request.get_ref())?;
+        request: AppResult<R>,
+        run: impl FnOnce(
+            ecommerce_domains::Actor,
+            R,
+            Option<ecommerce_domains::idempotency::IdempotencyTag>,
+        ) -> F,
+    ) -> AppResult<Rendered<proto::Order>>
+    where
+        R: serde::Serialize,
+        F: std::future::Future<Output = AppResult<Rendered<Order>>>,
+    {
+        let actor = call::signed_in_caller(message)?;
+        let request = request?;
         let (method, path) = route;
-        let principal = Principal::from(&actor);
-        let tag: Option<IdempotencyTag> = call::tag(request, &principal, method, path, &body)?;
-        let command = command(&actor, &body)?;
-        Ok(propose_order(&self.state, &actor, command, tag)
-            .await?
-            .map(order))
+        let tag = call::tag(message, &Principal::from(&actor), method, path, &request)?;
+        Ok(run(actor, request, tag).await?.map(order))
     }
 }
 
@@ -180,13 +246,14 @@ impl proto::order_service_server::OrderService for Commerce {
         &self,
         request: Request<proto::CheckoutRequest>,
     ) -> Result<Response<proto::Order>, Status> {
-        let settings = &self.state.settings.commerce;
-        let route = ("POST", "/api/v1/checkout");
-        call::write(
-            self.order_write(&request, route, checkout_body, |actor, body| {
-                body.command(settings, actor)
-            }),
-        )
+        let checkout = checkout_request(request.get_ref());
+        let app = &self.state;
+        call::write(self.order_write(
+            &request,
+            ("POST", "/api/v1/checkout"),
+            checkout,
+            |actor, r, tag| async move { app.checkout(&actor, r, tag).await },
+        ))
         .await
     }
 
@@ -196,21 +263,8 @@ impl proto::order_service_server::OrderService for Commerce {
     ) -> Result<Response<proto::OrderPage>, Status> {
         call::read(async {
             let actor = call::signed_in_caller(&request)?;
-            let r = request.get_ref();
-            let params = OrderListParams {
-                status: match proto::OrderStatus::try_from(r.status) {
-                    Ok(proto::OrderStatus::Unspecified) => None,
-                    Ok(s) => Some(enum_name(s.as_str_name(), "ORDER_STATUS_")),
-                    Err(_) => Some(r.status.to_string()),
-                },
-                from_ms: r.from_ms,
-                to_ms: r.to_ms,
-                customer_id: r.customer_id.clone(),
-                after: r.after.clone(),
-                limit: r.limit.map(|l| l as usize),
-                consistency: Some(call::consistency(r.consistency)),
-            };
-            let (orders, next) = list_visible(&self.state, &actor, &params).await?;
+            let query = list_query(request.get_ref())?;
+            let (orders, next) = self.state.list_orders(&actor, &query).await?;
             Ok(proto::OrderPage {
                 items: orders.into_iter().map(order).collect(),
                 next_after: next.map(|id| id.to_string()),
@@ -227,9 +281,8 @@ impl proto::order_service_server::OrderService for Commerce {
             let actor = call::signed_in_caller(&request)?;
             let r = request.get_ref();
             let consistency = call::consistency(r.consistency);
-            Ok(order(
-                find_order(&self.state, &actor, &r.id, consistency).await?,
-            ))
+            let id = order_id(&r.id)?;
+            Ok(order(self.state.find_order(&actor, id, consistency).await?))
         })
         .await
     }
@@ -240,16 +293,13 @@ impl proto::order_service_server::OrderService for Commerce {
     ) -> Result<Response<proto::Order>, Status> {
         let r = request.get_ref();
         let path = order_path(&r.id, "cancel");
-        let body = |r: &proto::CancelOrderRequest| {
-            Ok(CancelBody {
-                reason: r.reason.clone(),
-            })
-        };
-        call::write(
-            self.order_write(&request, ("POST", &path), body, |actor, body| {
-                body.command(actor, &r.id)
-            }),
-        )
+        let cancel = Ok(CancelRequest {
+            reason: r.reason.clone(),
+        });
+        let app = &self.state;
+        call::write(self.order_write(&request, ("POST", &path), cancel, |actor, c, tag| async move {
+            app.cancel_order(&actor, order_id(&r.id)?, &c, tag).await
+        }))
         .await
     }
 
@@ -257,19 +307,18 @@ impl proto::order_service_server::OrderService for Commerce {
         &self,
         request: Request<proto::ExtendHoldRequest>,
     ) -> Result<Response<proto::Order>, Status> {
-        let settings = &self.state.settings.commerce;
         let r = request.get_ref();
         let path = order_path(&r.id, "extend-hold");
-        let body = |r: &proto::ExtendHoldRequest| {
-            Ok(ExtendHoldBody {
-                ttl_secs: r.ttl_secs,
-            })
-        };
-        call::write(
-            self.order_write(&request, ("POST", &path), body, |actor, body| {
-                body.command(settings, actor, &r.id)
-            }),
-        )
+        let extend = Ok(ExtendHoldRequest {
+            ttl_secs: r.ttl_secs,
+        });
+        let app = &self.state;
+        call::write(self.order_write(
+            &request,
+            ("POST", &path),
+            extend,
+            |actor, e, tag| async move { app.extend_hold(&actor, order_id(&r.id)?, &e, tag).await },
+        ))
         .await
     }
 
@@ -279,17 +328,17 @@ impl proto::order_service_server::OrderService for Commerce {
     ) -> Result<Response<proto::Order>, Status> {
         let r = request.get_ref();
         let path = order_path(&r.id, "ship");
-        let body = |r: &proto::ShipOrderRequest| {
-            Ok(ShipBody {
-                carrier: r.carrier.clone(),
-                tracking_number: r.tracking_number.clone(),
-            })
-        };
-        call::write(
-            self.order_write(&request, ("POST", &path), body, |actor, body| {
-                body.command(actor, &r.id)
-            }),
-        )
+        let ship = Ok(ShipRequest {
+            carrier: r.carrier.clone(),
+            tracking_number: r.tracking_number.clone(),
+        });
+        let app = &self.state;
+        call::write(self.order_write(
+            &request,
+            ("POST", &path),
+            ship,
+            |actor, s, tag| async move { app.ship_order(&actor, order_id(&r.id)?, &s, tag).await },
+        ))
         .await
     }
 
@@ -299,11 +348,12 @@ impl proto::order_service_server::OrderService for Commerce {
     ) -> Result<Response<proto::Order>, Status> {
         let id = &request.get_ref().id;
         let path = order_path(id, "deliver");
+        let app = &self.state;
         call::write(self.order_write(
             &request,
             ("POST", &path),
-            |_| Ok(()),
-            |actor, ()| deliver_command(actor, id),
+            Ok(()),
+            |actor, (), tag| async move { app.deliver_order(&actor, order_id(id)?, tag).await },
         ))
         .await
     }

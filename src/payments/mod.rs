@@ -43,10 +43,47 @@ pub enum ProviderError {
 
 pub type ProviderResult = Result<ProviderAnswer, ProviderError>;
 
+/// How a customer pays at checkout, as the client sent it.
+#[derive(Clone, serde::Serialize)]
+pub enum PaymentInput {
+    /// Card details (the sandbox's test cards). Only a reference and the
+    /// last four digits are kept.
+    Card {
+        number: String,
+        exp_month: u32,
+        exp_year: u32,
+        cvc: String,
+    },
+    /// A payment method the provider already knows.
+    Method(String),
+}
+
+impl std::fmt::Debug for PaymentInput {
+    /// Never prints card details.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Card { .. } => f.write_str("Card(..)"),
+            Self::Method(m) => f.debug_tuple("Method").field(m).finish(),
+        }
+    }
+}
+
+/// Why a provider would not take a payment input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidPayment(pub String);
+
 /// A payment provider.
 pub trait PaymentProvider: Send + Sync + 'static {
     /// The name stored with payment methods (`PaymentMethod::provider`).
     fn name(&self) -> &'static str;
+    /// The payment method a checkout stores for `input`; `today` is (year,
+    /// month) by the node's clock, for card expiry.
+    fn payment_method(
+        &self,
+        input: &PaymentInput,
+        today: (u32, u32),
+    ) -> Result<PaymentMethod, InvalidPayment>;
     fn authorize(&self, request: PaymentRequest) -> BoxFuture<'_, ProviderResult>;
     fn capture(&self, request: PaymentRequest) -> BoxFuture<'_, ProviderResult>;
     fn void(&self, request: PaymentRequest) -> BoxFuture<'_, ProviderResult>;

@@ -20,7 +20,9 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use sha2::{Digest, Sha256};
 
-use super::{PaymentProvider, PaymentRequest, ProviderAnswer, ProviderResult};
+use super::{
+    InvalidPayment, PaymentInput, PaymentProvider, PaymentRequest, ProviderAnswer, ProviderResult,
+};
 
 pub const NAME: &str = "sandbox";
 
@@ -155,6 +157,29 @@ impl Sandbox {
 impl PaymentProvider for Sandbox {
     fn name(&self) -> &'static str {
         NAME
+    }
+    fn payment_method(
+        &self,
+        input: &PaymentInput,
+        today: (u32, u32),
+    ) -> Result<PaymentMethod, InvalidPayment> {
+        match input {
+            PaymentInput::Card {
+                number,
+                exp_month,
+                exp_year,
+                cvc,
+            } => tokenize(number, *exp_month, *exp_year, cvc, today)
+                .map_err(|e| InvalidPayment(e.to_string())),
+            PaymentInput::Method(method) if METHODS.contains(&method.as_str()) => {
+                Ok(PaymentMethod {
+                    provider: NAME.to_string(),
+                    reference: method.clone(),
+                    display: method.clone(),
+                })
+            }
+            PaymentInput::Method(_) => Err(InvalidPayment("unknown payment method".into())),
+        }
     }
     fn authorize(&self, request: PaymentRequest) -> BoxFuture<'_, ProviderResult> {
         self.answer("auth", request)

@@ -684,3 +684,49 @@ proptest! {
         prop_assert_eq!(&order.payment.amount, &order.totals.total);
     }
 }
+
+#[test]
+fn nearest_needs_a_location_and_holds_are_bounded_in_the_domain() {
+    let mut at = address();
+    at.location = None;
+    assert_eq!(
+        check_strategy(Strategy::Nearest, &at).unwrap_err().code(),
+        "validation_failed"
+    );
+    assert!(check_strategy(Strategy::Priority, &at).is_ok());
+    at.location = Some(Location::parse(48.85, 2.35).unwrap());
+    assert!(check_strategy(Strategy::Nearest, &at).is_ok());
+
+    assert_eq!(hold_ttl_ms("hold_ttl_secs", 30, 600).unwrap(), 30_000);
+    for secs in [0, 601] {
+        assert!(hold_ttl_ms("hold_ttl_secs", secs, 600).is_err());
+    }
+
+    // A checkout command built without the API's checks is refused at apply.
+    let mut checkout = OrderCommand::Checkout {
+        actor: customer("c"),
+        cart: CartOwner::User("c".into()),
+        shipping_address: address(),
+        strategy: Strategy::Nearest,
+        hold_ttl_ms: 1000,
+        payment_method: card("approve"),
+        coupon: None,
+    };
+    if let OrderCommand::Checkout {
+        shipping_address, ..
+    } = &mut checkout
+    {
+        shipping_address.location = None;
+    }
+    assert!(checkout.validate().is_err());
+    if let OrderCommand::Checkout {
+        shipping_address,
+        hold_ttl_ms,
+        ..
+    } = &mut checkout
+    {
+        shipping_address.location = Some(Location::parse(48.85, 2.35).unwrap());
+        *hold_ttl_ms = 0;
+    }
+    assert!(checkout.validate().is_err());
+}
