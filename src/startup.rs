@@ -54,6 +54,8 @@ pub struct Application {
 /// The certificate clients see, for each client listener.
 struct ClientTls {
     rest: Arc<rustls::ServerConfig>,
+    /// REST's certificate, reloaded when its files change.
+    rest_cert: Arc<crate::tls::ReloadingCert>,
     grpc: ServerTlsConfig,
 }
 
@@ -62,12 +64,17 @@ impl ClientTls {
         let (Some(cert), Some(key)) = (&settings.tls.cert, &settings.tls.key) else {
             return Ok(None);
         };
-        let rest = crate::tls::rest_server_config(cert, key)?;
+        let rest_cert = Arc::new(crate::tls::ReloadingCert::load(cert, key)?);
+        let rest = crate::tls::rest_server_config(rest_cert.clone());
         let read = |p: &std::path::Path| {
             std::fs::read(p).with_context(|| format!("reading {}", p.display()))
         };
         let grpc = ServerTlsConfig::new().identity(TlsIdentity::from_pem(read(cert)?, read(key)?));
-        Ok(Some(Self { rest, grpc }))
+        Ok(Some(Self {
+            rest,
+            rest_cert,
+            grpc,
+        }))
     }
 }
 
@@ -278,9 +285,9 @@ impl Application {
 
         let router = api::service(self.state.clone());
         let rest_tls_on = self.client_tls.is_some();
-        let (rest_tls, grpc_tls) = match self.client_tls {
-            Some(tls) => (Some(tls.rest), Some(tls.grpc)),
-            None => (None, None),
+        let (rest_tls, grpc_tls, rest_cert) = match self.client_tls {
+            Some(tls) => (Some(tls.rest), Some(tls.grpc), Some(tls.rest_cert)),
+            None => (None, None, None),
         };
         let http = crate::serve::serve_http(
             self.http_listener,
@@ -375,6 +382,9 @@ impl Application {
         let provider = self.state.payments.clone();
         let mut workers = crate::workers::spawn(self.node.clone(), self.settings.clone(), provider);
         workers.push(product_cache);
+        if let Some(cert) = rest_cert {
+            workers.push(tokio::spawn(cert.watch(crate::tls::RELOAD_CHECK_INTERVAL)));
+        }
         workers.push(tokio::spawn(exit_when_raft_stops(self.node.clone())));
         let m = &self.settings.media;
         workers.push(tokio::spawn(crate::media::fetch::replicate(

@@ -11,6 +11,9 @@
 //! Client-facing TLS (REST and client gRPC) uses any certificate and key
 //! the operator gives (`tls.cert`, `tls.key`); a node certificate made here
 //! also works for it, with the host names given to `certs init --hosts`.
+//! REST serves a renewed certificate without a restart ([`ReloadingCert`]:
+//! the files are checked every [`RELOAD_CHECK_INTERVAL`]); client gRPC reads
+//! them at start.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -243,8 +246,43 @@ pub fn own_ca(data_dir: &Path, node_id: u64, cluster_id: &str) -> anyhow::Result
     Ok(files)
 }
 
-/// A rustls server configuration for client-facing HTTPS (HTTP/2 and 1.1).
-pub fn rest_server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+/// How often the client-facing certificate files are checked for a change.
+pub const RELOAD_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A rustls server configuration for client-facing HTTPS (HTTP/2 and 1.1),
+/// serving the certificate of `resolver`.
+pub fn rest_server_config(resolver: Arc<ReloadingCert>) -> Arc<rustls::ServerConfig> {
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// The client-facing certificate and key, read again from their files when
+/// they change, so that a renewed certificate (certbot, cert-manager) is
+/// served to new connections without a restart. A change that does not load
+/// (a half-written file, a key that does not match) is logged and the
+/// previous certificate kept.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    cert: PathBuf,
+    key: PathBuf,
+    current: std::sync::RwLock<Loaded>,
+}
+
+#[derive(Debug)]
+struct Loaded {
+    key: Arc<rustls::sign::CertifiedKey>,
+    /// Modification times of (cert, key) when loaded.
+    stamp: (Option<std::time::SystemTime>, Option<std::time::SystemTime>),
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn certified_key(cert: &Path, key: &Path) -> anyhow::Result<rustls::sign::CertifiedKey> {
     let certs = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("reading {}", cert.display()))?
         .collect::<Result<Vec<_>, _>>()
@@ -252,12 +290,79 @@ pub fn rest_server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls:
     ensure!(!certs.is_empty(), "{} holds no certificate", cert.display());
     let key = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("reading a private key from {}", key.display()))?;
-    let mut config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("the TLS certificate and key do not match")?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+    rustls::sign::CertifiedKey::from_der(certs, key, &provider)
+        .context("the TLS certificate and key do not match")
+}
+
+impl ReloadingCert {
+    /// Loads the certificate and key; fails if they do not load.
+    pub fn load(cert: &Path, key: &Path) -> anyhow::Result<Self> {
+        let stamp = (modified(cert), modified(key));
+        let loaded = certified_key(cert, key)?;
+        Ok(Self {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            current: std::sync::RwLock::new(Loaded {
+                key: Arc::new(loaded),
+                stamp,
+            }),
+        })
+    }
+
+    /// Loads the files again if either changed since the last load. True
+    /// when a new certificate is now served.
+    pub fn reload_if_changed(&self) -> bool {
+        let stamp = (modified(&self.cert), modified(&self.key));
+        let unchanged = self.current.read().map_or(true, |c| c.stamp == stamp);
+        if unchanged {
+            return false;
+        }
+        match certified_key(&self.cert, &self.key) {
+            Ok(key) => {
+                if let Ok(mut current) = self.current.write() {
+                    *current = Loaded {
+                        key: Arc::new(key),
+                        stamp,
+                    };
+                }
+                tracing::info!(cert = %self.cert.display(), "client TLS certificate reloaded");
+                metrics::counter!("tls_certificate_reloads_total").increment(1);
+                true
+            }
+            Err(e) => {
+                // Keep serving the previous one; try again at the next change.
+                if let Ok(mut current) = self.current.write() {
+                    current.stamp = stamp;
+                }
+                tracing::warn!(error = %format!("{e:#}"), "the changed TLS certificate does not load; keeping the previous one");
+                false
+            }
+        }
+    }
+
+    /// Checks the files every `interval` for as long as the node runs.
+    pub async fn watch(self: Arc<Self>, interval: std::time::Duration) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let this = self.clone();
+            // File reads and key parsing: off the runtime's threads.
+            let _ = tokio::task::spawn_blocking(move || this.reload_if_changed()).await;
+        }
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadingCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.current.read().ok().map(|c| c.key.clone())
+    }
 }
 
 #[cfg(test)]
@@ -304,6 +409,36 @@ mod tests {
             let mode = std::fs::metadata(&files.key).unwrap().permissions().mode();
             assert_eq!(mode & 0o077, 0, "the key is readable by its owner only");
         }
+    }
+
+    #[test]
+    fn a_renewed_client_certificate_is_served_without_a_restart() {
+        use rustls::server::ResolvesServerCert as _;
+        install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        init_dir(dir.path(), None, &[1, 2], &["127.0.0.1".into()]).unwrap();
+        let (cert, key) = (dir.path().join("serve.pem"), dir.path().join("serve.key"));
+        let install = |node: u64| {
+            std::fs::copy(dir.path().join(node_cert_file(node)), &cert).unwrap();
+            std::fs::copy(dir.path().join(node_key_file(node)), &key).unwrap();
+        };
+        install(1);
+        let resolver = ReloadingCert::load(&cert, &key).unwrap();
+        let served = |r: &ReloadingCert| r.current.read().unwrap().key.cert[0].clone();
+        let first = served(&resolver);
+        assert!(!resolver.reload_if_changed(), "nothing changed");
+        // Renewed: another certificate and key. (Coarse file times: make sure
+        // the modification time moves.)
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        install(2);
+        assert!(resolver.reload_if_changed());
+        assert_ne!(served(&resolver), first);
+        // A broken renewal keeps the previous certificate.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        std::fs::write(&key, b"not a key").unwrap();
+        assert!(!resolver.reload_if_changed());
+        assert_ne!(served(&resolver), first);
+        let _ = resolver.only_raw_public_keys();
     }
 
     #[test]

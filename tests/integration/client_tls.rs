@@ -168,3 +168,46 @@ async fn plain_text_off_loopback_needs_an_explicit_flag() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("plain text"), "a warning in the log: {log}");
 }
+
+#[tokio::test]
+async fn a_renewed_rest_certificate_is_served_without_a_restart() {
+    let certs = loopback_certs();
+    let mut node = Node::with_client_tls(1, &[], certs.path().to_path_buf());
+    node.start(None, false).await;
+    // The operator renews the certificate in place, from another CA.
+    let renewed = loopback_certs();
+    for file in [
+        ecommerce::tls::node_cert_file(1),
+        ecommerce::tls::node_key_file(1),
+    ] {
+        std::fs::copy(renewed.path().join(&file), certs.path().join(&file)).unwrap();
+    }
+    let trusting_new = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(
+                &std::fs::read(renewed.path().join(ecommerce::tls::CA_CERT)).unwrap(),
+            )
+            .unwrap(),
+        )
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    // Files are checked every 10 s: the new certificate is served within that.
+    let deadline = Instant::now() + ecommerce::tls::RELOAD_CHECK_INTERVAL + Duration::from_secs(15);
+    loop {
+        let reply = trusting_new
+            .get(format!("{}/health", node.url()))
+            .send()
+            .await;
+        if reply.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was not served without a restart"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The same process served it: no restart happened.
+    node.assert_alive();
+}
