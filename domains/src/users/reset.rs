@@ -1,0 +1,69 @@
+//! Password reset: a single-use token with a deadline, announced by an event.
+
+use super::*;
+
+pub(super) fn request_password_reset(
+    ctx: &ApplyContext,
+    store: &mut dyn StoreMut,
+    user_id: &str,
+    token_hash: &str,
+    token: &Secret<String>,
+    ttl_ms: &u64,
+) -> Result<Outcome, StoreFault> {
+    let Ok(_) = check_live(store, user_id)? else {
+        // Deleted meanwhile: answer as if done (no enumeration).
+        return ok(UsersResponse::ResetRequested);
+    };
+    let expires_ms = ctx.now_ms.saturating_add(*ttl_ms);
+    store::put(
+        store,
+        RESET_TOKENS,
+        &[KeyPart::Str(token_hash)],
+        &ResetToken {
+            user_id: user_id.to_string(),
+            expires_ms,
+            used: false,
+        },
+    )?;
+    index_expiry(store, RESET_TOKENS, token_hash, expires_ms)?;
+    store.emit(Event::User(UserEvent::PasswordResetRequested {
+        user_id: user_id.to_string(),
+        token: token.clone(),
+        expires_ms,
+    }));
+    ok(UsersResponse::ResetRequested)
+}
+
+pub(super) fn reset_password(
+    ctx: &ApplyContext,
+    store: &mut dyn StoreMut,
+    token_hash: &str,
+    password_hash: &Secret<String>,
+) -> Result<Outcome, StoreFault> {
+    let record: Option<ResetToken> = store.get(RESET_TOKENS, &[KeyPart::Str(token_hash)])?;
+    let record = match record {
+        Some(r) if !r.used && ctx.now_ms < r.expires_ms => r,
+        _ => return Ok(Err(DomainError::InvalidResetToken)),
+    };
+    let mut user = match check_live(store, &record.user_id)? {
+        Ok(u) => u,
+        Err(_) => return Ok(Err(DomainError::InvalidResetToken)),
+    };
+    user.password_hash = Some(password_hash.clone());
+    user.security_version = user.security_version.saturating_add(1);
+    user.version = ctx.version;
+    put_user(store, &user)?;
+    store::put(
+        store,
+        RESET_TOKENS,
+        &[KeyPart::Str(token_hash)],
+        &ResetToken {
+            used: true,
+            ..record
+        },
+    )?;
+    store.emit(Event::User(UserEvent::PasswordChanged {
+        user_id: user.id.clone(),
+    }));
+    ok(UsersResponse::User(user))
+}
