@@ -1,29 +1,25 @@
-//! The cluster under measurement: `ecommerce serve` processes on loopback,
-//! each on free ports and its own data directory in a temp dir, fsync on (the
-//! node's default: every Raft log append is a synced RocksDB write).
+//! The cluster under measurement, and what its processes use.
 //!
-//! Node 1 bootstraps, the others `--join` its peer port (mutual TLS with
-//! certificates from `ecommerce certs init`), as `jepsen/src/cluster.rs` does
-//! (without its network namespaces, clock skew and faults: nothing here
-//! should slow a node down). Each node leads its own process group and is
-//! SIGKILLed on drop. RSS is read from `/proc/<pid>/status`.
+//! The nodes are `ecommerce serve` processes run by `ecommerce-testkit` on loopback, each
+//! on free ports and its own data directory in a temp dir, fsync on (the node's default:
+//! every Raft log append is a synced RocksDB write). Node 1 bootstraps, the others `--join`
+//! its peer port (mutual TLS with certificates from `ecommerce certs init`); each node leads
+//! its own process group and is SIGKILLed on drop. Unlike jepsen/, nothing here slows a node
+//! down. What lives here is the measuring: RSS from `/proc/<pid>/status`, CPU time from
+//! `/proc/<pid>/stat`, sampled while a step runs ([`Cluster::observe`]).
 
-use std::fs::File;
 use std::future::Future;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use serde_json::Value;
+use anyhow::bail;
+use ecommerce_testkit::{self as testkit, Layout, Node};
 
 use crate::api::OPERATOR_TOKEN;
 
-/// Settings every node gets (through `ECOMMERCE_*`). Everything else is the
-/// shipped default, fsync included.
+/// Settings every node gets (through `ECOMMERCE_*`), after the operator token.
+/// Everything else is the shipped default, fsync included.
 const NODE_ENV: &[(&str, &str)] = &[
-    ("ECOMMERCE_AUTH__OPERATOR_TOKEN", OPERATOR_TOKEN),
     // Every benchmark client signs in from one address, within a minute.
     ("ECOMMERCE_AUTH__ATTEMPTS_PER_IP_PER_MINUTE", "1000000"),
     ("ECOMMERCE_AUTH__ATTEMPTS_PER_ACCOUNT_PER_MINUTE", "1000000"),
@@ -31,18 +27,8 @@ const NODE_ENV: &[(&str, &str)] = &[
     ("ECOMMERCE_AUTH__ACCESS_TOKEN_TTL_SECS", "86400"),
 ];
 
-pub struct Node {
-    pub id: u64,
-    pub url: String,
-    pub dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Node {
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-}
+/// Lines of a node's log quoted when it exits during a run.
+const LOG_TAIL_LINES: usize = 20;
 
 /// Resident set size of process `pid` in KiB, if it is alive.
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -131,16 +117,7 @@ impl std::fmt::Display for Rss {
 }
 
 pub struct Cluster {
-    pub nodes: Vec<Node>,
-    // Dropped after the nodes are killed (fields drop in order, after `Drop`).
-    dir: Option<tempfile::TempDir>,
-}
-
-/// A port nobody listens on right now.
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    nodes: testkit::Cluster,
 }
 
 impl Cluster {
@@ -151,110 +128,35 @@ impl Cluster {
         bin: &Path,
         size: usize,
         keep: bool,
-        http: &reqwest::Client,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Cluster> {
-        let dir = tempfile::Builder::new()
-            .prefix("ecommerce-bench-")
-            .tempdir()?;
-        let mut cluster = Cluster {
-            nodes: Vec::new(),
-            dir: Some(dir),
-        };
-        let root = cluster.root().to_path_buf();
-        let certs = root.join("certs");
-        let ids: Vec<String> = (1..=size).map(|id| id.to_string()).collect();
-        let made = Command::new(bin)
-            .args(["certs", "init", "--nodes", &ids.join(","), "--dir"])
-            .arg(&certs)
-            .output()
-            .with_context(|| format!("running {} certs init", bin.display()))?;
-        if !made.status.success() {
-            bail!("certs init: {}", String::from_utf8_lossy(&made.stderr));
+        let mut settings = testkit::Settings {
+            own_process_group: true,
+            keep: match keep {
+                true => testkit::Keep::Always,
+                false => testkit::Keep::Never,
+            },
+            ..testkit::Settings::new(bin)
         }
-        let mut first_peer: Option<String> = None;
-        for id in 1..=size as u64 {
-            let node_dir = root.join(format!("n{id}"));
-            std::fs::create_dir_all(&node_dir)?;
-            let http_port = free_port()?;
-            let grpc_port = free_port()?;
-            let peer_addr = format!("127.0.0.1:{}", free_port()?);
-            let mut cmd = Command::new(bin);
-            for (key, _) in std::env::vars_os() {
-                if key.to_string_lossy().starts_with("ECOMMERCE_") {
-                    cmd.env_remove(key);
-                }
-            }
-            cmd.envs(NODE_ENV.iter().copied())
-                .envs(env.iter().copied())
-                .arg("serve")
-                .args(["--node-id", &id.to_string()])
-                .arg("--data-dir")
-                .arg(node_dir.join("data"))
-                .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
-                .args(["--grpc-addr", &format!("127.0.0.1:{grpc_port}")])
-                .args(["--peer-addr", &peer_addr])
-                .arg("--certs")
-                .arg(&certs);
-            match &first_peer {
-                Some(join) => {
-                    cmd.args(["--join", join]);
-                }
-                None => first_peer = Some(peer_addr),
-            }
-            let log = File::create(node_dir.join("node.log"))?;
-            cmd.stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .process_group(0);
-            let child = cmd
-                .spawn()
-                .with_context(|| format!("starting {}", bin.display()))?;
-            cluster.nodes.push(Node {
-                id,
-                url: format!("http://127.0.0.1:{http_port}"),
-                dir: node_dir,
-                child: Some(child),
-            });
-            let first = cluster.nodes[0].url.clone();
-            let log = cluster.nodes[id as usize - 1].dir.join("node.log");
-            let ok = if id == 1 {
-                wait_for(http, &first, |v| v["leader_id"] == 1).await
-            } else {
-                wait_for(http, &first, |v| voters(v).contains(&id)).await
-            };
-            // The temp dir goes with the error: quote the log's end.
-            ok.with_context(|| format!("node {id} did not start; its log ends:\n{}", tail(&log)))?;
+        .operator_token(OPERATOR_TOKEN);
+        for (key, value) in NODE_ENV.iter().chain(env) {
+            settings = settings.env(*key, *value);
         }
+        let nodes = testkit::Cluster::start(settings, Layout::loopback(size)?).await?;
         if keep {
-            let dir = cluster.dir.take().map(tempfile::TempDir::keep);
-            if let Some(dir) = dir {
-                println!("node data and logs kept in {}", dir.display());
-            }
+            println!("node data and logs kept in {}", nodes.root().display());
         }
-        Ok(cluster)
-    }
-
-    fn root(&self) -> &Path {
-        self.dir
-            .as_ref()
-            .map(|d| d.path())
-            .unwrap_or_else(|| Path::new("/"))
+        Ok(Cluster { nodes })
     }
 
     pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| n.url.clone()).collect()
+        self.nodes.urls()
     }
 
-    /// The REST URL of the current leader.
-    pub async fn leader_url(&self, http: &reqwest::Client) -> anyhow::Result<String> {
-        let view = wait_for(http, &self.nodes[0].url, |v| v["leader_id"].is_u64()).await?;
-        let leader = view["leader_id"].as_u64().unwrap_or(1);
-        self.nodes
-            .iter()
-            .find(|n| n.id == leader)
-            .map(|n| n.url.clone())
-            .context("the leader is not one of our nodes")
+    /// The REST URL of the current leader (once every node names the same one).
+    pub async fn leader_url(&mut self) -> anyhow::Result<String> {
+        let leader = self.nodes.leader().await?;
+        Ok(self.nodes.node(leader).url())
     }
 
     /// RSS of every node now.
@@ -264,7 +166,7 @@ impl Cluster {
 
     /// Every node's process id (`None`: not running).
     pub fn pids(&self) -> Vec<Option<u32>> {
-        self.nodes.iter().map(Node::pid).collect()
+        self.nodes.nodes().iter().map(Node::pid).collect()
     }
 
     /// Runs `work` while sampling every node's RSS every 100 ms; returns
@@ -296,9 +198,9 @@ impl Cluster {
 
     /// CPU seconds used so far by each node, then by this process.
     fn cpu_secs(&self) -> Vec<Option<f64>> {
-        self.nodes
-            .iter()
-            .map(|n| n.pid().and_then(cpu_secs))
+        self.pids()
+            .into_iter()
+            .map(|pid| pid.and_then(cpu_secs))
             .chain([cpu_secs(std::process::id())])
             .collect()
     }
@@ -312,84 +214,19 @@ impl Cluster {
     }
 
     /// The nodes that exited by themselves, each as "node N exited (status);
-    /// its log ends: ...". Empty while all run.
+    /// its log ends: ...". Empty while all run; asking again gives the same answer.
     pub fn exited(&mut self) -> Vec<String> {
         let mut gone = Vec::new();
-        for node in &mut self.nodes {
-            if let Some(child) = node.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    gone.push(format!(
-                        "node {} exited during the run ({status}); its log ends:\n{}",
-                        node.id,
-                        tail(&node.dir.join("node.log"))
-                    ));
-                }
+        for node in self.nodes.nodes_mut() {
+            if let Some(status) = node.exit_status() {
+                gone.push(format!(
+                    "node {} exited during the run ({status}); its log ends:\n{}",
+                    node.id(),
+                    node.log_tail(LOG_TAIL_LINES)
+                ));
             }
         }
         gone
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for node in &mut self.nodes {
-            if let Some(mut child) = node.child.take() {
-                // The node leads its own process group: end the whole group.
-                let _ = Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{}", child.id())])
-                    .output();
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-}
-
-/// The last lines of a log file.
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
-}
-
-/// Ids of the voters in a `GET /cluster` body.
-fn voters(view: &Value) -> Vec<u64> {
-    view["members"]
-        .as_array()
-        .map(|ms| {
-            ms.iter()
-                .filter(|m| m["role"] == "voter")
-                .filter_map(|m| m["node_id"].as_u64())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Polls `GET {url}/cluster` until `ok(body)`, for up to a minute.
-async fn wait_for(
-    http: &reqwest::Client,
-    url: &str,
-    ok: impl Fn(&Value) -> bool,
-) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let last = match http
-            .get(format!("{url}/cluster"))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-        {
-            Ok(reply) => match reply.json::<Value>().await {
-                Ok(v) if ok(&v) => return Ok(v),
-                Ok(v) => v.to_string(),
-                Err(e) => e.to_string(),
-            },
-            Err(e) => e.to_string(),
-        };
-        if Instant::now() >= deadline {
-            bail!("timed out polling {url}/cluster; last: {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -295,9 +295,9 @@ async fn run(
     }
     let http = api::client(Duration::from_secs(30))?;
     let mut memory = Memory(Vec::new());
-    let mut cluster = Cluster::start(&plan.node_bin, 3, plan.keep, &http, &[]).await?;
+    let mut cluster = Cluster::start(&plan.node_bin, 3, plan.keep, &[]).await?;
     memory.note("started, empty", &cluster.rss());
-    let leader = cluster.leader_url(&http).await?;
+    let leader = cluster.leader_url().await?;
     let admin = api::admin_token(&http, &leader).await?;
     let (took, usage) = cluster
         .observe(api::load_catalogue(

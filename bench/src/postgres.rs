@@ -21,9 +21,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 
-use crate::cluster::free_port;
 use crate::report;
 use crate::Plan;
+use ecommerce_testkit::free_port;
 
 mod replicated;
 

@@ -6,7 +6,6 @@
 //! checked (their outcome is unknown).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
@@ -14,14 +13,13 @@ use tokio::sync::Mutex;
 
 use crate::auth::Actor;
 use crate::checker::Report;
-use crate::cluster::{wait_for, Cluster};
+use crate::cluster::{Cluster, TIMING};
 use crate::workload::{read_any, Ctx, WAREHOUSE};
 
 /// Runs `rounds` rounds of `batch` writes each.
 pub async fn run(
     ctx: &Ctx,
     cluster: &Arc<Mutex<Cluster>>,
-    http: &reqwest::Client,
     rounds: usize,
     batch: usize,
 ) -> anyhow::Result<Report> {
@@ -57,20 +55,21 @@ pub async fn run(
             }
         }
         // Every node dies at once, right after the acknowledgements.
-        {
+        let first = {
             let mut c = cluster.lock().await;
             for slot in 1..=n {
-                c.kill(slot);
+                c.slot_mut(slot).kill();
             }
             for slot in 1..=n {
-                c.spawn(slot, None)?;
+                c.slot_mut(slot).respawn()?;
             }
-        }
-        let first = ctx.url(1).to_string();
-        wait_for(http, &first, Duration::from_secs(60), |v| {
-            v["leader_id"].as_u64().is_some()
-        })
-        .await?;
+            c.slot(1).probe().clone()
+        };
+        first
+            .wait_for("a leader after the restart", TIMING, |v| {
+                v.leader_id.is_some()
+            })
+            .await?;
         for (sku, value) in &acked {
             let body = read_any(ctx, &format!("/api/v1/inventory/{sku}")).await;
             let got = body.as_ref().ok().and_then(|b| {

@@ -35,11 +35,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
+use ecommerce_testkit as testkit;
 use tokio::sync::Mutex;
 
 use crate::checker::Report;
 use crate::client::{Client, Outcome};
-use crate::cluster::{voters, wait_for, Cluster};
+use crate::cluster::{Cluster, TIMING};
 use crate::history::Recorder;
 use crate::nemesis::{Fault, Nemesis, Schedule};
 use crate::net::Net;
@@ -221,12 +222,10 @@ async fn start(common: &Common, seed: u64, duration: Duration) -> anyhow::Result
     let net = make_net(common.net, slots)?;
     println!("network: {}", net.describe());
     println!("output:  {}", out.display());
-    let certs = Cluster::init_certs(&bin, &out, &net, slots)?;
+    let mut cluster = Cluster::prepare(net, slots, &bin, &out, common.tls, common.snapshot_logs)?;
     // With --tls, clients trust the cluster CA and nothing else.
     let ca = match common.tls {
-        true => Some(reqwest::Certificate::from_pem(&std::fs::read(
-            certs.join("ca.pem"),
-        )?)?),
+        true => Some(cluster.kit.certs().reqwest_ca()?),
         false => None,
     };
     let mut http = reqwest::Client::builder().timeout(Duration::from_secs(5));
@@ -236,17 +235,7 @@ async fn start(common: &Common, seed: u64, duration: Duration) -> anyhow::Result
             .add_root_certificate(ca.clone());
     }
     let http = http.build()?;
-    let cluster = Cluster::start(
-        net,
-        slots,
-        &bin,
-        &out,
-        &certs,
-        common.tls,
-        common.snapshot_logs,
-        &http,
-    )
-    .await?;
+    cluster.form().await?;
     let urls = Arc::new(cluster.urls());
     let client = Client::new(auth::Auth::new(common.auth), Duration::from_secs(5), ca)?;
     let ctx = Ctx {
@@ -266,19 +255,23 @@ async fn start(common: &Common, seed: u64, duration: Duration) -> anyhow::Result
 
 /// Waits until every slot serves `/cluster`, knows a leader and is a voter.
 async fn wait_healthy(s: &Started) -> anyhow::Result<()> {
-    let nodes: Vec<(String, u64)> = s
+    let nodes: Vec<_> = s
         .cluster
         .lock()
         .await
-        .nodes
-        .iter()
-        .map(|n| (n.url.clone(), n.id))
+        .slots()
+        .map(|(_, n)| (n.probe().clone(), n.id()))
         .collect();
-    for (url, id) in nodes {
-        wait_for(&s.http, &url, Duration::from_secs(90), move |v| {
-            v["leader_id"].as_u64().is_some() && voters(v).contains(&id)
-        })
-        .await?;
+    let patient = testkit::Timing {
+        timeout: Duration::from_secs(90),
+        ..TIMING
+    };
+    for (probe, id) in nodes {
+        probe
+            .wait_for("a leader, and the node a voter", patient, |v| {
+                v.leader_id.is_some() && v.voters().contains(&id)
+            })
+            .await?;
     }
     Ok(())
 }
@@ -469,7 +462,7 @@ async fn run(common: Common, settings: RunSettings) -> anyhow::Result<bool> {
     }
     reports.push(convergence(&s).await);
     if durability_rounds > 0 {
-        reports.push(durability::run(&s.ctx, &s.cluster, &s.http, durability_rounds, 20).await?);
+        reports.push(durability::run(&s.ctx, &s.cluster, durability_rounds, 20).await?);
     }
     let mut crashes = Report::new("no node crashed by itself");
     {
@@ -504,7 +497,7 @@ async fn durability_only(common: Common, rounds: usize, batch: usize) -> anyhow:
     let seed = common.seed.unwrap_or(1);
     let s = start(&common, seed, Duration::ZERO).await?;
     Setup::new().apply(&s.ctx).await?;
-    let r = durability::run(&s.ctx, &s.cluster, &s.http, rounds, batch).await?;
+    let r = durability::run(&s.ctx, &s.cluster, rounds, batch).await?;
     let text = report::text(
         &["durability".to_string()],
         &[],

@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use ecommerce_testkit::{Probe, Timing};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::Mutex;
 
-use crate::cluster::{cluster_view, voters, wait_for, Cluster};
+use crate::cluster::{Cluster, TIMING};
 use crate::history::{Kind, Recorder};
 
 /// A kind of fault.
@@ -117,16 +118,15 @@ impl Nemesis {
     /// The leader's slot, if a majority names one.
     async fn leader_slot(&self) -> Option<usize> {
         let c = self.cluster.lock().await;
-        let urls: Vec<(usize, String, u64)> = c
-            .nodes
-            .iter()
-            .map(|n| (n.slot, n.url.clone(), n.id))
+        let probes: Vec<(usize, Probe, u64)> = c
+            .slots()
+            .map(|(slot, n)| (slot, n.probe().clone(), n.id()))
             .collect();
         drop(c);
-        for (_, url, _) in &urls {
-            if let Ok(v) = cluster_view(&self.http, url).await {
-                if let Some(leader) = v["leader_id"].as_u64() {
-                    return urls.iter().find(|(_, _, id)| *id == leader).map(|u| u.0);
+        for (_, probe, _) in &probes {
+            if let Ok(v) = probe.view().await {
+                if let Some(leader) = v.leader_id {
+                    return probes.iter().find(|(_, _, id)| *id == leader).map(|u| u.0);
                 }
             }
         }
@@ -142,16 +142,15 @@ impl Nemesis {
         }
         let c = self.cluster.lock().await;
         let live: Vec<usize> = c
-            .nodes
-            .iter()
-            .filter(|n| n.is_running() && !n.paused)
-            .map(|n| n.slot)
+            .slots()
+            .filter(|(_, n)| n.is_running() && !n.is_paused())
+            .map(|(slot, _)| slot)
             .collect();
         live.choose(&mut self.rng).copied()
     }
 
     async fn one(&mut self, fault: Fault, hold: Duration) -> anyhow::Result<()> {
-        let n = self.cluster.lock().await.nodes.len();
+        let n = self.cluster.lock().await.len();
         match fault {
             Fault::Kill | Fault::Pause | Fault::Clock | Fault::Slow => {
                 let Some(slot) = self.target().await else {
@@ -171,13 +170,10 @@ impl Nemesis {
                     let mut c = self.cluster.lock().await;
                     match fault {
                         Fault::Kill => {
-                            c.kill(slot);
+                            c.slot_mut(slot).kill();
                             Ok(())
                         }
-                        Fault::Pause => {
-                            c.pause(slot);
-                            Ok(())
-                        }
+                        Fault::Pause => c.slot_mut(slot).pause(),
                         Fault::Clock => c.skew_clock(slot, skew),
                         _ => c.slow_disk(slot, iops).and_then(|()| c.net.slow(slot, 512)),
                     }
@@ -193,11 +189,8 @@ impl Nemesis {
                 let healed = {
                     let mut c = self.cluster.lock().await;
                     match fault {
-                        Fault::Kill => c.spawn(slot, None),
-                        Fault::Pause => {
-                            c.resume(slot);
-                            Ok(())
-                        }
+                        Fault::Kill => c.slot_mut(slot).respawn(),
+                        Fault::Pause => c.slot_mut(slot).resume(),
                         Fault::Clock => c.skew_clock(slot, 0),
                         _ => {
                             c.unslow_disks();
@@ -293,20 +286,19 @@ impl Nemesis {
         let slot = {
             let c = self.cluster.lock().await;
             let live: Vec<usize> = c
-                .nodes
-                .iter()
-                .filter(|n| n.is_running() && !n.paused && !n.removed)
-                .map(|n| n.slot)
+                .slots()
+                .filter(|(slot, n)| n.is_running() && !n.is_paused() && !c.is_removed(*slot))
+                .map(|(slot, _)| slot)
                 .collect();
-            if live.len() < c.nodes.len() {
+            if live.len() < c.len() {
                 bail!("not every node is up; skipping a membership change");
             }
             *live.choose(&mut self.rng).context("no node")?
         };
         let (old_id, via, via_peer) = {
             let c = self.cluster.lock().await;
-            let via = c.nodes.iter().find(|n| n.slot != slot).context("peer")?;
-            (c.slot(slot).id, via.url.clone(), via.addrs.peer)
+            let (_, via) = c.slots().find(|(s, _)| *s != slot).context("peer")?;
+            (c.slot(slot).id(), via.probe().clone(), via.peer_addr())
         };
         let p = self
             .rec
@@ -315,7 +307,7 @@ impl Nemesis {
         let operator = crate::auth::operator_header();
         let removed = self
             .http
-            .post(format!("{via}/cluster/remove"))
+            .post(format!("{}/cluster/remove", via.url()))
             .header(operator.0, operator.1)
             .json(&json!({"node_id": old_id}))
             .timeout(Duration::from_secs(20))
@@ -330,11 +322,16 @@ impl Nemesis {
                 };
                 // The removal may still happen; wait and look.
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                let still = wait_for(&self.http, &via, Duration::from_secs(5), |v| {
-                    voters(v).contains(&old_id)
-                })
-                .await
-                .is_ok();
+                let briefly = Timing {
+                    timeout: Duration::from_secs(5),
+                    ..TIMING
+                };
+                let still = via
+                    .wait_for("the node to be a voter still", briefly, |v| {
+                        v.voters().contains(&old_id)
+                    })
+                    .await
+                    .is_ok();
                 if still {
                     self.rec
                         .complete(p, Kind::Fail, json!({"remove": old_id}), Some(why));
@@ -345,21 +342,22 @@ impl Nemesis {
         let new_id = {
             let mut c = self.cluster.lock().await;
             let id = c.replace_id(slot)?;
-            c.slot_mut(slot).removed = true;
+            c.set_removed(slot, true);
             id
         };
         tokio::time::sleep(hold).await;
         let joined = {
             let mut c = self.cluster.lock().await;
-            c.slot_mut(slot).removed = false;
-            c.spawn(slot, Some(via_peer))
+            c.set_removed(slot, false);
+            c.slot_mut(slot).spawn(Some(via_peer), false)
         };
         let result = match joined {
-            Ok(()) => wait_for(&self.http, &via, Duration::from_secs(60), |v: &Value| {
-                voters(v).contains(&new_id)
-            })
-            .await
-            .map(|_| ()),
+            Ok(()) => via
+                .wait_for("the new node to be a voter", TIMING, |v| {
+                    v.voters().contains(&new_id)
+                })
+                .await
+                .map(drop),
             Err(e) => Err(e),
         };
         let value = json!({"remove": old_id, "add": new_id});
@@ -379,13 +377,14 @@ impl Nemesis {
         let _ = c.net.heal();
         c.net.unslow_all();
         c.unslow_disks();
-        for slot in 1..=c.nodes.len() {
+        for slot in 1..=c.len() {
             let _ = c.skew_clock(slot, 0);
-            if c.slot(slot).paused {
-                c.resume(slot);
+            let node = c.slot_mut(slot);
+            if node.is_paused() {
+                let _ = node.resume();
             }
-            if !c.slot(slot).is_running() {
-                let _ = c.spawn(slot, None);
+            if !node.is_running() {
+                let _ = node.respawn();
             }
         }
     }

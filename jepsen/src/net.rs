@@ -18,19 +18,11 @@
 //! [`reap_stale`] removes what a runner killed with SIGKILL left behind.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
 
 use anyhow::{bail, Context};
-
-/// The listeners of one slot: REST, client gRPC, and the peer port (Raft
-/// and blobs between nodes, mutual TLS).
-#[derive(Clone, Copy, Debug)]
-pub struct Addrs {
-    pub http: SocketAddr,
-    pub grpc: SocketAddr,
-    pub peer: SocketAddr,
-}
+use ecommerce_testkit::{free_port, Addrs};
 
 /// Where the nodes live.
 pub struct Net {
@@ -370,8 +362,4 @@ impl Drop for Net {
             run_quiet("ip", &["link", "del", &format!("{prefix}br")]);
         }
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }

@@ -29,11 +29,11 @@ async fn restore(file: &str, node: &Node) {
         "--data-dir".into(),
         node.data_dir().display().to_string(),
         "--node-id".into(),
-        node.id.to_string(),
+        node.id().to_string(),
         "--http-addr".into(),
-        node.http_addr.to_string(),
+        node.http_addr().to_string(),
         "--peer-addr".into(),
-        node.peer_addr.to_string(),
+        node.peer_addr().to_string(),
     ])
     .await;
     assert_success(&output, "ecommerce restore");

@@ -4,7 +4,7 @@
 //! not be reached at all (refused, reset, timed out): tests that kill nodes need to tell those
 //! apart from HTTP error responses. Also holds [`raw_http`], a hand-rolled HTTP/1.1 exchange for
 //! the cases reqwest cannot express reliably (a 2 MiB body the server refuses before reading it).
-//! No process management lives here; that is `harness.rs`.
+//! No process management lives here; that is `harness.rs`, on `ecommerce-testkit`.
 
 use std::fmt;
 use std::net::SocketAddr;

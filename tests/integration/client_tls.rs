@@ -37,7 +37,10 @@ async fn a_node_with_a_certificate_serves_clients_over_tls_only() {
     assert_eq!(reply.status, 200);
 
     // Plain HTTP on the same port gets no answer a client could take for the API.
-    let plain = Client::with_timeout(format!("http://{}", node.http_addr), Duration::from_secs(3));
+    let plain = Client::with_timeout(
+        format!("http://{}", node.http_addr()),
+        Duration::from_secs(3),
+    );
     if let Ok(reply) = plain.health().await {
         assert_ne!(reply.status, 200, "plain HTTP on the TLS port was served");
     }
@@ -54,7 +57,7 @@ async fn a_node_with_a_certificate_serves_clients_over_tls_only() {
 
     // Client gRPC over TLS.
     let pem = std::fs::read(&ca).unwrap();
-    let endpoint = Endpoint::from_shared(format!("https://{}", node.grpc_addr))
+    let endpoint = Endpoint::from_shared(format!("https://{}", node.grpc_addr()))
         .unwrap()
         .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&pem)))
         .unwrap()
@@ -68,7 +71,7 @@ async fn a_node_with_a_certificate_serves_clients_over_tls_only() {
         .into_inner();
     assert_eq!(status.node_id, 1);
     // ... and not in plain text.
-    let plain_grpc = Endpoint::from_shared(format!("http://{}", node.grpc_addr))
+    let plain_grpc = Endpoint::from_shared(format!("http://{}", node.grpc_addr()))
         .unwrap()
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(3));

@@ -585,8 +585,8 @@ async fn learner_joins_is_promoted_a_voter_is_removed_and_its_id_is_refused() {
     let node = cluster.node(victim);
     let readd = json!({
         "node_id": victim,
-        "http_addr": node.http_addr.to_string(),
-        "peer_addr": node.peer_addr.to_string(),
+        "http_addr": node.http_addr().to_string(),
+        "peer_addr": node.peer_addr().to_string(),
     });
     let other = follower_of(&remaining, leader);
     for via in [leader, other] {

@@ -226,7 +226,7 @@ async fn negative_quantities_and_bad_identifiers_get_422_with_the_field() {
 #[tokio::test]
 async fn bodies_over_one_mebibyte_get_413() {
     let (cluster, client) = seeded_node().await;
-    let addr = cluster.node(1).http_addr;
+    let addr = cluster.node(1).http_addr();
     let token = cluster.admin_token();
     let huge = format!(
         r#"{{"name": "{}", "location": {{"lat": 1.0, "lon": 1.0}}, "priority": 0}}"#,

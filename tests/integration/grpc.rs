@@ -29,7 +29,7 @@ async fn health_cluster_status_and_event_stream_over_grpc() {
     let cluster = Cluster::start(1).await;
     let node = cluster.node(1);
     let client = cluster.admin_client(1);
-    let endpoint = format!("http://{}", node.grpc_addr);
+    let endpoint = format!("http://{}", node.grpc_addr());
 
     let channel = tonic::transport::Channel::from_shared(endpoint.clone())
         .expect("endpoint")
@@ -262,16 +262,16 @@ fn checkout_request(card: &str) -> proto::CheckoutRequest {
 async fn cart_checkout_and_order_workflow_over_grpc() {
     let cluster = Cluster::start(1).await;
     let node = cluster.node(1);
-    let (admin, _) = sign_in(&node.client(), "admin", "root").await;
+    let (admin, _) = sign_in(&cluster.client(1), "admin", "root").await;
     remember_sign_ins(
-        &node.client(),
+        &cluster.client(1),
         &[("admin", "root"), ("customer", "ann"), ("customer", "bob")],
     )
     .await;
     warehouse(&admin, "w1", 48.0, 0).await;
     stock(&admin, "A", "w1", 5).await;
 
-    let channel = Channel::from_shared(format!("http://{}", node.grpc_addr))
+    let channel = Channel::from_shared(format!("http://{}", node.grpc_addr()))
         .expect("endpoint")
         .connect()
         .await
@@ -380,7 +380,7 @@ async fn cart_checkout_and_order_workflow_over_grpc() {
         .expect("checkout")
         .into_inner();
     assert_eq!(placed.status, OrderStatus::Confirmed as i32);
-    let (ann_rest, ann_id) = sign_in(&node.client(), "customer", "ann").await;
+    let (ann_rest, ann_id) = sign_in(&cluster.client(1), "customer", "ann").await;
     assert_eq!(placed.customer_id, ann_id);
     let totals = placed.totals.clone().expect("totals");
     assert_eq!(totals.total, eur(2500));

@@ -1,31 +1,30 @@
-//! Process harness: runs the real `ecommerce` binary as 1..N nodes on loopback.
+//! Process harness: the integration tests' side of `ecommerce-testkit`, which runs the real
+//! `ecommerce` binary as 1..N nodes on loopback (temp dir, free ports, certificates, readiness
+//! polling, SIGKILL on drop, log tail printed when a test fails; set
+//! `ECOMMERCE_TEST_KEEP_DIRS=1` to also keep the temp dirs).
 //!
-//! Each [`Node`] owns a temp dir (data dir + `node.log` with the process's stdout and stderr),
-//! a free HTTP, gRPC and peer port picked by binding port 0, and at most one child process.
-//! Nodes are SIGKILLed on drop; when the test is panicking, the tail of every node's log is
-//! printed (set `ECOMMERCE_TEST_KEEP_DIRS=1` to also keep the temp dirs). [`Cluster`] makes a
-//! cluster CA and node certificates (what `ecommerce certs init` does), starts node 1 alone (it
-//! bootstraps a single-node cluster), joins the others with `--join <node 1's peer address>`,
-//! and offers kill/restart/leader lookup. A lone [`Node`] without certificates makes its own CA. Readiness is always polled with a deadline ([`eventually`]),
-//! never assumed after a fixed sleep. REST calls go through `client.rs`; nothing here asserts
-//! business behaviour.
+//! What lives here is what only the tests need: the settings every test node gets
+//! ([`TEST_OPERATOR_TOKEN`], text logs, [`STARTUP_TIMEOUT`]), panicking wrappers
+//! ([`eventually`], [`Cluster`], [`Node`]) that hand out the typed REST client of
+//! `client.rs`, retries across elections ([`retry_write`]), the CLI ([`run_cli`]) and
+//! sign-in ([`sign_in`]). Nothing here starts or signals a process itself, and nothing here
+//! asserts business behaviour.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
-use std::fs::OpenOptions;
 use std::future::Future;
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ecommerce_testkit as testkit;
 use reqwest::StatusCode;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::client::{Client, Reply};
+use crate::client::{Client, Reply, REQUEST_TIMEOUT};
+
+pub use testkit::{scrub_env, ClusterView};
 
 /// The binary under test, built by cargo for this test target.
 pub const BIN: &str = env!("CARGO_BIN_EXE_ecommerce");
@@ -41,28 +40,34 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// every CLI command run by [`run_cli`] presents (`ECOMMERCE_OPERATOR_TOKEN`).
 pub const TEST_OPERATOR_TOKEN: &str = "test-operator-token-0123456789abcdef";
 
-/// Lines of a node's log printed when a test fails.
-const LOG_TAIL_LINES: usize = 60;
+/// How the tests wait (testkit's readiness polls and [`eventually`]).
+const TIMING: testkit::Timing = testkit::Timing {
+    timeout: STARTUP_TIMEOUT,
+    interval: POLL_INTERVAL,
+    request: REQUEST_TIMEOUT,
+};
 
-/// Ports already handed out in this test process, so two nodes never get the same one even if
-/// the OS recycles a just-released ephemeral port.
-static USED_PORTS: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-
-/// A loopback address with a currently free port: bind port 0, read it, drop the listener.
-pub fn free_addr() -> SocketAddr {
-    loop {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = listener
-            .local_addr()
-            .expect("local_addr of a bound listener");
-        let fresh = USED_PORTS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(addr.port());
-        if fresh {
-            return addr;
-        }
+/// What every test node gets: text logs, the test operator token, `extra_args`.
+fn settings(extra_args: &[&str]) -> testkit::Settings {
+    let keep = match std::env::var_os("ECOMMERCE_TEST_KEEP_DIRS") {
+        Some(_) => testkit::Keep::OnPanic,
+        None => testkit::Keep::Never,
+    };
+    testkit::Settings {
+        timing: TIMING,
+        keep,
+        ..testkit::Settings::new(BIN)
     }
+    .args(["--log-format", "text"])
+    .args(extra_args.iter().copied())
+    .operator_token(TEST_OPERATOR_TOKEN)
+    // As in the README: the CLI's variable is in the node's shell too.
+    .env("ECOMMERCE_OPERATOR_TOKEN", TEST_OPERATOR_TOKEN)
+}
+
+/// A loopback address with a currently free port (never handed out twice in this process).
+pub fn free_addr() -> SocketAddr {
+    testkit::free_addr().expect("a free loopback port")
 }
 
 /// Polls `probe` every [`POLL_INTERVAL`] until it returns `Ok` or `timeout` passes; then panics
@@ -71,7 +76,7 @@ pub fn free_addr() -> SocketAddr {
 pub fn eventually<T, F, Fut>(
     what: impl Into<String>,
     timeout: Duration,
-    mut probe: F,
+    probe: F,
 ) -> impl Future<Output = T>
 where
     F: FnMut() -> Fut,
@@ -80,19 +85,10 @@ where
     let what = what.into();
     let caller = std::panic::Location::caller();
     async move {
-        let deadline = Instant::now() + timeout;
-        let mut polls = 0u32;
-        loop {
-            polls += 1;
-            match probe().await {
-                Ok(value) => return value,
-                Err(last) if Instant::now() >= deadline => panic!(
-                    "timed out after {timeout:?} ({polls} polls) waiting for {what} \
-                     (at {caller}); last observation: {last}"
-                ),
-                Err(_) => tokio::time::sleep(POLL_INTERVAL).await,
-            }
-        }
+        let timing = testkit::Timing { timeout, ..TIMING };
+        testkit::poll(&what, timing, probe)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#} (at {caller})"))
     }
 }
 
@@ -173,72 +169,6 @@ where
     output
 }
 
-/// Removes `ECOMMERCE_*` variables inherited from the developer's shell: the node must be
-/// configured by the flags the test passes, nothing else.
-pub fn scrub_env(command: &mut Command) {
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("ECOMMERCE_") {
-            command.env_remove(key);
-        }
-    }
-}
-
-/// Parsed view of a `GET /cluster` body.
-#[derive(Clone, Debug)]
-pub struct ClusterView {
-    pub node_id: Option<u64>,
-    pub leader_id: Option<u64>,
-    pub term: Option<u64>,
-    pub applied_index: Option<u64>,
-    /// (node_id, role) of every member, sorted by id.
-    pub members: Vec<(u64, String)>,
-    pub raw: Value,
-}
-
-impl ClusterView {
-    pub fn parse(body: &Value) -> ClusterView {
-        let u = |key: &str| body.get(key).and_then(Value::as_u64);
-        let mut members: Vec<(u64, String)> = body
-            .get("members")
-            .and_then(Value::as_array)
-            .map(|ms| {
-                ms.iter()
-                    .filter_map(|m| {
-                        let id = m.get("node_id")?.as_u64()?;
-                        let role = m.get("role")?.as_str()?.to_owned();
-                        Some((id, role))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        members.sort();
-        ClusterView {
-            node_id: u("node_id"),
-            leader_id: u("leader_id"),
-            term: u("term"),
-            applied_index: u("applied_index"),
-            members,
-            raw: body.clone(),
-        }
-    }
-
-    pub fn with_role(&self, role: &str) -> Vec<u64> {
-        self.members
-            .iter()
-            .filter(|(_, r)| r == role)
-            .map(|(id, _)| *id)
-            .collect()
-    }
-
-    pub fn voters(&self) -> Vec<u64> {
-        self.with_role("voter")
-    }
-
-    pub fn learners(&self) -> Vec<u64> {
-        self.with_role("learner")
-    }
-}
-
 /// `GET /cluster` on `client`, as an `Err(description)` unless it answered 200.
 pub async fn cluster_view(client: &Client) -> Result<ClusterView, String> {
     match client.cluster().await {
@@ -248,251 +178,82 @@ pub async fn cluster_view(client: &Client) -> Result<ClusterView, String> {
     }
 }
 
-/// One `ecommerce serve` process with its own temp dir and ports; restartable on both.
+/// A node outside any [`Cluster`] (a restored backup, a node with client TLS, a stranger
+/// holding a cluster certificate), with the typed client of its REST API.
 pub struct Node {
-    pub id: u64,
-    pub http_addr: SocketAddr,
-    pub grpc_addr: SocketAddr,
-    pub peer_addr: SocketAddr,
-    /// The cluster's certificate directory (`--certs`), if any.
-    certs: Option<PathBuf>,
-    extra_args: Vec<String>,
-    child: Option<Child>,
+    node: testkit::Node,
     client: Client,
-    /// `Option` only so `Drop` can keep it on request.
-    dir: Option<TempDir>,
 }
 
 impl Node {
-    /// Allocates a temp dir and three free ports for node `id`; does not start anything.
-    /// `extra_args` are appended to every `serve` command line of this node. Without
-    /// certificates the node makes its own CA (it can only be a cluster of its own).
+    /// Node `id` with its own temp dir and ports; not started. `extra_args` are appended to
+    /// every `serve` command line. Without certificates the node makes its own CA (it can
+    /// only be a cluster of its own).
     pub fn new(id: u64, extra_args: &[&str]) -> Node {
         Node::with_certs(id, extra_args, None)
     }
 
     /// [`Node::new`] with the cluster certificate directory `certs` (`--certs`).
     pub fn with_certs(id: u64, extra_args: &[&str], certs: Option<PathBuf>) -> Node {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("ecommerce-node{id}-"))
-            .tempdir()
-            .expect("create node temp dir");
-        let http_addr = free_addr();
-        let grpc_addr = free_addr();
-        let peer_addr = free_addr();
-        Node {
-            id,
-            http_addr,
-            grpc_addr,
-            peer_addr,
-            certs,
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            child: None,
-            client: Client::new(format!("http://{http_addr}")),
-            dir: Some(dir),
-        }
+        Node::make(settings(extra_args), id, certs)
     }
 
     /// [`Node::with_certs`] serving REST and client gRPC over TLS with node `id`'s
     /// certificate from `certs` (which must name 127.0.0.1); its client trusts only
     /// that directory's CA.
     pub fn with_client_tls(id: u64, extra_args: &[&str], certs: PathBuf) -> Node {
-        let cert = certs.join(ecommerce::tls::node_cert_file(id));
-        let key = certs.join(ecommerce::tls::node_key_file(id));
-        let (cert, key) = (cert.display().to_string(), key.display().to_string());
-        let mut args = vec!["--tls-cert", &cert, "--tls-key", &key];
-        args.extend_from_slice(extra_args);
-        let mut node = Node::with_certs(id, &args, Some(certs.clone()));
-        node.client = Client::with_ca(
-            format!("https://{}", node.http_addr),
-            &certs.join(ecommerce::tls::CA_CERT),
-        );
-        node
+        let settings = testkit::Settings {
+            client_tls: true,
+            ..settings(extra_args)
+        };
+        Node::make(settings, id, Some(certs))
     }
 
-    fn dir(&self) -> PathBuf {
-        self.dir.as_ref().expect("node dir").path().to_path_buf()
-    }
-
-    /// The node's data dir (`<tempdir>/data`, created by the node itself).
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir().join("data")
-    }
-
-    pub fn log_path(&self) -> PathBuf {
-        self.dir().join("node.log")
-    }
-
-    /// Base URL of the REST API, e.g. `http://127.0.0.1:41234`.
-    pub fn url(&self) -> String {
-        self.client.base().to_string()
+    fn make(settings: testkit::Settings, id: u64, certs: Option<PathBuf>) -> Node {
+        let certs = certs.map(|dir| testkit::Certs::open(settings.bin.as_ref(), &dir));
+        let spec = testkit::NodeSpec {
+            certs,
+            ..testkit::NodeSpec::lone(id).expect("node ports")
+        };
+        let node = testkit::Node::new(Arc::new(settings), spec)
+            .unwrap_or_else(|e| panic!("node {id}: {e:#}"));
+        let client = match node.certs() {
+            Some(certs) if node.url().starts_with("https://") => {
+                Client::with_ca(node.url(), &certs.ca_cert())
+            }
+            _ => Client::new(node.url()),
+        };
+        Node { node, client }
     }
 
     pub fn client(&self) -> Client {
         self.client.clone()
     }
 
-    pub fn is_started(&self) -> bool {
-        self.child.is_some()
-    }
-
-    /// Starts `ecommerce serve` for this node (same data dir and ports every time), with
-    /// `--join PEER_ADDR` and `--join-as-learner` when asked. Output is appended to `node.log`.
-    pub fn spawn(&mut self, join: Option<&str>, as_learner: bool) {
-        assert!(self.child.is_none(), "node {} is already running", self.id);
-        let mut args: Vec<String> = vec![
-            "serve".into(),
-            "--node-id".into(),
-            self.id.to_string(),
-            "--data-dir".into(),
-            self.data_dir().display().to_string(),
-            "--http-addr".into(),
-            self.http_addr.to_string(),
-            "--grpc-addr".into(),
-            self.grpc_addr.to_string(),
-            "--peer-addr".into(),
-            self.peer_addr.to_string(),
-            "--log-format".into(),
-            "text".into(),
-        ];
-        if let Some(certs) = &self.certs {
-            args.push("--certs".into());
-            args.push(certs.display().to_string());
-        }
-        if let Some(join) = join {
-            args.push("--join".into());
-            args.push(join.into());
-        }
-        if as_learner {
-            args.push("--join-as-learner".into());
-        }
-        args.extend(self.extra_args.iter().cloned());
-
-        let mut log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("open node log");
-        writeln!(
-            log,
-            "=== harness: starting node {}: {BIN} {}",
-            self.id,
-            args.join(" ")
-        )
-        .expect("write node log");
-        let stderr = log.try_clone().expect("clone node log handle");
-        let mut command = Command::new(BIN);
-        command
-            .args(&args)
-            .current_dir(self.dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(stderr))
-            // Plain log files: no ANSI colour codes.
-            .env("NO_COLOR", "1");
-        scrub_env(&mut command);
-        command.env("ECOMMERCE_AUTH__OPERATOR_TOKEN", TEST_OPERATOR_TOKEN);
-        // As in the README: the CLI's variable is in the node's shell too.
-        command.env("ECOMMERCE_OPERATOR_TOKEN", TEST_OPERATOR_TOKEN);
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn node {}: {BIN} {args:?}: {e}", self.id));
-        self.child = Some(child);
-    }
-
-    /// [`Node::spawn`] then [`Node::wait_up`].
+    /// Starts the node (with `--join PEER_ADDR` and `--join-as-learner` when asked) and waits
+    /// until its REST API is up.
     pub async fn start(&mut self, join: Option<&str>, as_learner: bool) {
-        self.spawn(join, as_learner);
-        self.wait_up().await;
-    }
-
-    /// Panics (with the log tail) if the process was started and has exited on its own.
-    pub fn assert_alive(&mut self) {
-        let id = self.id;
-        if let Some(child) = self.child.as_mut() {
-            if let Ok(Some(status)) = child.try_wait() {
-                self.child = None;
-                panic!(
-                    "node {id} exited unexpectedly with {status}; log tail:\n{}",
-                    self.log_tail(LOG_TAIL_LINES)
-                );
-            }
-        }
-    }
-
-    /// Polls until `GET /health` and `GET /cluster` both answer 200, failing fast if the
-    /// process dies.
-    pub async fn wait_up(&mut self) {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        let mut last = String::from("no poll yet");
-        while Instant::now() < deadline {
-            self.assert_alive();
-            match (self.client.health().await, self.client.cluster().await) {
-                (Ok(h), Ok(c)) if h.status == StatusCode::OK && c.status == StatusCode::OK => {
-                    return;
-                }
-                (h, c) => last = format!("/health: {h:?}; /cluster: {c:?}"),
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
-        panic!(
-            "node {} at {} not up within {STARTUP_TIMEOUT:?}; last: {last}",
-            self.id,
-            self.url()
-        );
-    }
-
-    /// SIGKILLs the process (no graceful shutdown) and reaps it. No-op when not running.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            if let Ok(mut log) = OpenOptions::new().append(true).open(self.log_path()) {
-                let _ = writeln!(log, "=== harness: node {} SIGKILLed", self.id);
-            }
-        }
-    }
-
-    /// The last `lines` lines of the node's combined stdout/stderr.
-    pub fn log_tail(&self, lines: usize) -> String {
-        match std::fs::read(self.log_path()) {
-            Ok(bytes) => {
-                let text = String::from_utf8_lossy(&bytes);
-                let all: Vec<&str> = text.lines().collect();
-                all[all.len().saturating_sub(lines)..].join("\n")
-            }
-            Err(e) => format!("(no log at {}: {e})", self.log_path().display()),
-        }
+        let join = join.map(|j| j.parse().expect("a peer address HOST:PORT"));
+        let id = self.node.id();
+        self.node
+            .start(join, as_learner)
+            .await
+            .unwrap_or_else(|e| panic!("start node {id}: {e:#}"));
     }
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            eprintln!(
-                "----- node {} ({}) log tail, {} -----\n{}\n----- end of node {} log -----",
-                self.id,
-                self.url(),
-                self.log_path().display(),
-                self.log_tail(LOG_TAIL_LINES),
-                self.id
-            );
-            if std::env::var_os("ECOMMERCE_TEST_KEEP_DIRS").is_some() {
-                if let Some(dir) = self.dir.take() {
-                    eprintln!("kept node {} dir {}", self.id, dir.keep().display());
-                }
-            }
-        }
+impl std::ops::Deref for Node {
+    type Target = testkit::Node;
+
+    fn deref(&self) -> &testkit::Node {
+        &self.node
     }
 }
 
-/// A set of nodes forming one Raft cluster, keyed by node id.
+/// A set of nodes forming one Raft cluster (`testkit::Cluster`), with the access token of
+/// its test admin.
 pub struct Cluster {
-    nodes: BTreeMap<u64, Node>,
-    extra_args: Vec<String>,
-    /// The cluster CA and node certificates (`ecommerce certs init`).
-    certs: TempDir,
+    kit: testkit::Cluster,
     /// Access token of the cluster's test admin (signed in once the cluster is up).
     admin_token: String,
 }
@@ -505,46 +266,18 @@ impl Cluster {
 
     /// Starts node 1 alone (it bootstraps and becomes leader), then nodes 2..=size one by one
     /// with `--join <node 1>`, waiting each time until node 1 lists it as a voter; finally
-    /// waits until every node agrees on a leader. `extra_args` go to every node.
+    /// waits until every node agrees on a leader and signs in the test admin. `extra_args`
+    /// go to every node.
     pub async fn start_with(size: u64, extra_args: &[&str]) -> Cluster {
         assert!(size >= 1, "a cluster has at least one node");
-        let certs = tempfile::Builder::new()
-            .prefix("ecommerce-certs-")
-            .tempdir()
-            .expect("create certs temp dir");
-        ecommerce::tls::init_dir(certs.path(), None, &[1], &["127.0.0.1".into()])
-            .expect("make the cluster CA");
+        let layout = testkit::Layout::loopback(size as usize).expect("cluster ports");
+        let kit = testkit::Cluster::start(settings(extra_args), layout)
+            .await
+            .unwrap_or_else(|e| panic!("start a {size}-node cluster: {e:#}"));
         let mut cluster = Cluster {
-            nodes: BTreeMap::new(),
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            certs,
+            kit,
             admin_token: String::new(),
         };
-        let mut first = Node::with_certs(1, extra_args, Some(cluster.certs_dir()));
-        first.start(None, false).await;
-        let first_client = first.client();
-        cluster.nodes.insert(1, first);
-        eventually(
-            "node 1 to bootstrap as the leader of a single-node cluster",
-            STARTUP_TIMEOUT,
-            || {
-                let c = first_client.clone();
-                async move {
-                    let view = cluster_view(&c).await?;
-                    if view.leader_id == Some(1) && view.voters() == [1] {
-                        Ok(())
-                    } else {
-                        Err(view.raw.to_string())
-                    }
-                }
-            },
-        )
-        .await;
-        for id in 2..=size {
-            cluster.add_node(id, 1, false).await;
-            let expected: Vec<u64> = (1..=id).collect();
-            cluster.wait_voters(1, &expected).await;
-        }
         let leader = cluster.leader().await;
         let admin = access_token(&cluster.client(leader), "admin", ADMIN_USER).await;
         cluster.admin_token = admin.token;
@@ -553,16 +286,15 @@ impl Cluster {
 
     /// The directory with the cluster CA (`ca.pem`, `ca.key`) and node certificates.
     pub fn certs_dir(&self) -> PathBuf {
-        self.certs.path().to_path_buf()
+        self.kit.certs().dir().to_path_buf()
     }
 
-    /// Issues node `id`'s certificate unless it exists (`ecommerce certs issue`).
+    /// Issues node `id`'s certificate (naming 127.0.0.1) unless it exists.
     pub fn issue_cert(&self, id: u64) {
-        let dir = self.certs_dir();
-        if !dir.join(ecommerce::tls::node_cert_file(id)).exists() {
-            ecommerce::tls::issue_node(&dir, id, &["127.0.0.1".into()])
-                .unwrap_or_else(|e| panic!("issue the certificate of node {id}: {e:#}"));
-        }
+        self.kit
+            .certs()
+            .ensure(id, &["127.0.0.1".into()])
+            .unwrap_or_else(|e| panic!("issue the certificate of node {id}: {e:#}"));
     }
 
     /// The access token of the cluster's test admin.
@@ -575,85 +307,79 @@ impl Cluster {
         self.client(id).with_bearer(&self.admin_token)
     }
 
-    pub fn node(&self, id: u64) -> &Node {
-        self.nodes
-            .get(&id)
-            .unwrap_or_else(|| panic!("no node {id} in this cluster"))
-    }
-
-    pub fn node_mut(&mut self, id: u64) -> &mut Node {
-        self.nodes
-            .get_mut(&id)
-            .unwrap_or_else(|| panic!("no node {id} in this cluster"))
+    /// Node `id`: its addresses, URL, data dir and log.
+    pub fn node(&self, id: u64) -> &testkit::Node {
+        self.kit.node(id)
     }
 
     pub fn client(&self, id: u64) -> Client {
-        self.node(id).client()
+        Client::new(self.node(id).url())
     }
 
     /// Ids of every node the harness knows, running or not.
     pub fn ids(&self) -> Vec<u64> {
-        self.nodes.keys().copied().collect()
+        self.kit.ids()
     }
 
     /// Ids of the nodes currently started by the harness (panics if one of them crashed).
     pub fn running_ids(&mut self) -> Vec<u64> {
-        let mut ids = Vec::new();
-        for (id, node) in self.nodes.iter_mut() {
-            node.assert_alive();
-            if node.is_started() {
-                ids.push(*id);
-            }
-        }
-        ids
+        self.kit.running_ids().unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// Starts a new node `id` joining through member `via`'s peer address (as a learner when
     /// asked) and waits until its REST API is up. Does not wait for the membership change.
     pub async fn add_node(&mut self, id: u64, via: u64, as_learner: bool) {
-        assert!(!self.nodes.contains_key(&id), "node {id} already exists");
-        self.issue_cert(id);
-        let join = self.node(via).peer_addr.to_string();
-        let extra: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
-        let mut node = Node::with_certs(id, &extra, Some(self.certs_dir()));
-        node.start(Some(&join), as_learner).await;
-        self.nodes.insert(id, node);
+        self.kit
+            .add_node(id, via, as_learner)
+            .await
+            .unwrap_or_else(|e| panic!("add node {id}: {e:#}"));
     }
 
     /// SIGKILLs node `id`.
     pub fn kill(&mut self, id: u64) {
-        self.node_mut(id).kill();
+        self.kit.node_mut(id).kill();
     }
 
     /// SIGKILLs every node, in id order, as fast as possible.
     pub fn kill_all(&mut self) {
-        for node in self.nodes.values_mut() {
-            node.kill();
-        }
+        self.kit.kill_all();
     }
 
     /// Restarts node `id` on its data dir and ports, without `--join` (its persisted Raft
     /// state says which cluster it belongs to), and waits until its REST API is up.
     pub async fn restart(&mut self, id: u64) {
-        self.node_mut(id).start(None, false).await;
+        self.start_node(id, None).await;
     }
 
     /// Restarts every node at once (spawn all, then wait for each): after a full-cluster
     /// crash no node can have a leader before a quorum is back.
     pub async fn restart_all(&mut self) {
-        for node in self.nodes.values_mut() {
-            node.spawn(None, false);
+        for node in self.kit.nodes_mut() {
+            let id = node.id();
+            node.spawn(None, false)
+                .unwrap_or_else(|e| panic!("restart node {id}: {e:#}"));
         }
-        for node in self.nodes.values_mut() {
-            node.wait_up().await;
+        for node in self.kit.nodes_mut() {
+            let id = node.id();
+            node.wait_up()
+                .await
+                .unwrap_or_else(|e| panic!("restart node {id}: {e:#}"));
         }
     }
 
     /// Restarts node `id` with the same `--join` (member `via`'s peer address) it would be
     /// started with by a supervisor (the contract says joining is idempotent on restart).
     pub async fn restart_with_join(&mut self, id: u64, via: u64) {
-        let join = self.node(via).peer_addr.to_string();
-        self.node_mut(id).start(Some(&join), false).await;
+        let join = self.node(via).peer_addr();
+        self.start_node(id, Some(join)).await;
+    }
+
+    async fn start_node(&mut self, id: u64, join: Option<SocketAddr>) {
+        self.kit
+            .node_mut(id)
+            .start(join, false)
+            .await
+            .unwrap_or_else(|e| panic!("restart node {id}: {e:#}"));
     }
 
     /// `GET /cluster` of node `id`, panicking unless 200.
@@ -666,82 +392,23 @@ impl Cluster {
     /// Waits until every running node reports the same leader, that leader is running and
     /// reports itself as leader; returns its id.
     pub async fn leader(&mut self) -> u64 {
-        let clients: Vec<(u64, Client)> = self
-            .running_ids()
-            .into_iter()
-            .map(|id| (id, self.client(id)))
-            .collect();
-        eventually(
-            "all running nodes to agree on a running leader",
-            STARTUP_TIMEOUT,
-            || {
-                let clients = clients.clone();
-                async move {
-                    let mut views = Vec::new();
-                    for (id, client) in &clients {
-                        views.push((*id, cluster_view(client).await?));
-                    }
-                    let leaders: BTreeSet<Option<u64>> =
-                        views.iter().map(|(_, v)| v.leader_id).collect();
-                    let describe = || {
-                        views
-                            .iter()
-                            .map(|(id, v)| {
-                                format!("node {id}: leader {:?} term {:?}", v.leader_id, v.term)
-                            })
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    };
-                    match leaders.into_iter().collect::<Vec<_>>().as_slice() {
-                        [Some(leader)] if views.iter().any(|(id, _)| id == leader) => Ok(*leader),
-                        _ => Err(describe()),
-                    }
-                }
-            },
-        )
-        .await
+        self.kit.leader().await.unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// Waits until node `via` lists exactly `expected` (sorted) as voters.
     pub async fn wait_voters(&self, via: u64, expected: &[u64]) -> ClusterView {
-        let client = self.client(via);
-        let expected = expected.to_vec();
-        eventually(
-            format!("node {via} to list voters {expected:?}"),
-            STARTUP_TIMEOUT,
-            || {
-                let (client, expected) = (client.clone(), expected.clone());
-                async move {
-                    let view = cluster_view(&client).await?;
-                    if view.voters() == expected {
-                        Ok(view)
-                    } else {
-                        Err(format!("members {:?}", view.members))
-                    }
-                }
-            },
-        )
-        .await
+        self.kit
+            .wait_voters(via, expected)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// Waits until node `id` has applied at least `index`.
     pub async fn wait_applied(&self, id: u64, index: u64) {
-        let client = self.client(id);
-        eventually(
-            format!("node {id} to apply log index {index}"),
-            STARTUP_TIMEOUT,
-            || {
-                let client = client.clone();
-                async move {
-                    let view = cluster_view(&client).await?;
-                    match view.applied_index {
-                        Some(applied) if applied >= index => Ok(()),
-                        other => Err(format!("applied_index {other:?}")),
-                    }
-                }
-            },
-        )
-        .await
+        self.kit
+            .wait_applied(id, index)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// The leader's `applied_index` after waiting for a leader.

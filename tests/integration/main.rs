@@ -1,10 +1,10 @@
 //! Black-box integration tests of the shipped `ecommerce` binary (the single `integration`
 //! test target, one module per feature to keep link time down).
 //!
-//! Every test starts real node processes through `harness` (own temp data dir, free loopback
-//! ports, readiness polled with a deadline, SIGKILL on drop) and talks to them only through
-//! the public REST API (`client`), the CLI, and the public gRPC API (`grpc`, whose generated
-//! client is the only thing used from the crate's library).
+//! Every test starts real node processes through `harness` (on `ecommerce-testkit`: own temp
+//! dir, free loopback ports, readiness polled with a deadline, SIGKILL on drop) and talks to
+//! them only through the public REST API (`client`), the CLI, and the public gRPC API
+//! (`grpc`, whose generated client is the only thing used from the crate's library).
 //! Run with `cargo test --test integration -- --test-threads 2`; a failing test prints the
 //! tail of each node's log, and `ECOMMERCE_TEST_KEEP_DIRS=1` keeps the node dirs.
 

@@ -162,9 +162,9 @@ async fn strangers_cannot_speak_the_peer_protocol_on_any_listener() {
     for id in cluster.ids() {
         let node = cluster.node(id);
         let (http, grpc, peer) = (
-            node.http_addr.to_string(),
-            node.grpc_addr.to_string(),
-            node.peer_addr.to_string(),
+            node.http_addr().to_string(),
+            node.grpc_addr().to_string(),
+            node.peer_addr().to_string(),
         );
         // The client listeners do not serve the peer service at all.
         for (listener, addr) in [("REST", &http), ("client gRPC", &grpc)] {
@@ -236,7 +236,7 @@ async fn a_members_certificate_works_until_the_member_is_removed() {
         .find(|id| *id != leader)
         .expect("a follower");
     let certs = cluster.certs_dir();
-    let peer = cluster.node(leader).peer_addr.to_string();
+    let peer = cluster.node(leader).peer_addr().to_string();
 
     // Control: as a member, the victim's certificate is accepted (ReadIndex on the leader).
     let mut as_victim = peer_client(&peer, &certs, Some(victim), leader);
@@ -262,7 +262,7 @@ async fn a_members_certificate_works_until_the_member_is_removed() {
     cluster.wait_voters(leader, &remaining).await;
 
     for id in &remaining {
-        let addr = cluster.node(*id).peer_addr.to_string();
+        let addr = cluster.node(*id).peer_addr().to_string();
         let mut client = peer_client(&addr, &certs, Some(victim), *id);
         for (method, result) in call_every_method(&mut client, &forged_promotion("x")).await {
             if method == "Join" {
@@ -287,7 +287,7 @@ async fn membership_changes_check_who_answers_and_keep_a_quorum() {
     let cluster = Cluster::start(1).await;
     let admin = cluster.admin_client(1);
     let node1 = cluster.node(1);
-    let (http1, peer1) = (node1.http_addr.to_string(), node1.peer_addr.to_string());
+    let (http1, peer1) = (node1.http_addr().to_string(), node1.peer_addr().to_string());
 
     // Node 1's own addresses under a new id: refused (an address of a member).
     let own = admin
@@ -316,8 +316,8 @@ async fn membership_changes_check_who_answers_and_keep_a_quorum() {
     // with a join address that leads nowhere, serving its peer port meanwhile.
     let nowhere = crate::harness::free_addr().to_string();
     five.start(Some(&nowhere), false).await;
-    let peer5 = five.peer_addr.to_string();
-    let http5 = five.http_addr.to_string();
+    let peer5 = five.peer_addr().to_string();
+    let http5 = five.http_addr().to_string();
     admin
         .post(
             "/cluster/learners",
@@ -384,7 +384,7 @@ async fn a_lone_node_closes_its_peer_port_with_a_ca_of_its_own() {
     // A certificate of some other CA claiming to be node 1 of this cluster id.
     let other = tempfile::tempdir().unwrap();
     ecommerce::tls::init_dir(other.path(), Some(&identity.cluster_id), &[1], &[]).unwrap();
-    let peer = node.peer_addr.to_string();
+    let peer = node.peer_addr().to_string();
     let mut forger = peer_client_with(&peer, &tls_dir, Some((other.path(), 1)), 1);
     let refused = forger
         .forward(forged_promotion("anyone"))

@@ -77,7 +77,7 @@ async fn slow_bodies_do_not_stop_a_normal_client() {
     let _ = rlimit::increase_nofile_limit(4096);
     let cluster = Cluster::start(1).await;
     let client = cluster.client(1);
-    let addr = cluster.node(1).http_addr;
+    let addr = cluster.node(1).http_addr();
     // The account the normal client signs in with, made before the flood.
     access_token(&client, "customer", "patient").await;
     let (email, password) = test_account("customer", "patient");

@@ -388,8 +388,8 @@ pub async fn measure(
     for note in &notes {
         println!("NOTE: {note}");
     }
-    let mut cluster = Cluster::start(&plan.node_bin, NODES, plan.keep, &http, SCENARIO_ENV).await?;
-    let leader = cluster.leader_url(&http).await?;
+    let mut cluster = Cluster::start(&plan.node_bin, NODES, plan.keep, SCENARIO_ENV).await?;
+    let leader = cluster.leader_url().await?;
     let admin = api::admin_token(&http, &leader).await?;
     let loaded = api::load_catalogue(
         &http,
