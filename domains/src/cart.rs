@@ -116,6 +116,16 @@ pub fn parse_line_quantity(raw: i64) -> Result<u64, DomainError> {
         })
 }
 
+/// Units added to a cart line ([`LineMode::Add`]): 1 to
+/// [`MAX_LINE_QUANTITY`]; adding nothing is refused rather than answered
+/// with an unchanged cart.
+pub fn parse_added_quantity(raw: i64) -> Result<u64, DomainError> {
+    match parse_line_quantity(raw)? {
+        0 => Err(DomainError::validation("quantity", "must be at least 1")),
+        quantity => Ok(quantity),
+    }
+}
+
 impl CartOwner {
     /// The owner's id or token digest is a plain identifier.
     pub fn check(&self) -> Result<(), DomainError> {
@@ -134,11 +144,15 @@ impl CartCommand {
                 owner,
                 sku,
                 quantity,
-                ..
+                mode,
             } => {
                 owner.check()?;
                 sku.check()?;
-                check::at_most("quantity", *quantity, MAX_LINE_QUANTITY)
+                check::at_most("quantity", *quantity, MAX_LINE_QUANTITY)?;
+                if *mode == LineMode::Add && *quantity == 0 {
+                    return Err(DomainError::validation("quantity", "must be at least 1"));
+                }
+                Ok(())
             }
             Self::Merge { guest, user } => {
                 guest.check()?;
@@ -508,6 +522,28 @@ mod tests {
         apply(&set(&ann, "U", 1, LineMode::Add), &ctx(9, 50), &mut s)
             .unwrap()
             .unwrap();
+    }
+
+    #[test]
+    fn adding_takes_at_least_one_unit_in_the_parser_and_the_command() {
+        assert_eq!(parse_added_quantity(1).unwrap(), 1);
+        assert_eq!(
+            parse_added_quantity(MAX_LINE_QUANTITY as i64).unwrap(),
+            MAX_LINE_QUANTITY
+        );
+        for raw in [0, -1, MAX_LINE_QUANTITY as i64 + 1] {
+            assert_eq!(
+                parse_added_quantity(raw).unwrap_err().code(),
+                "validation_failed",
+                "{raw}"
+            );
+        }
+        // Setting a line to 0 removes it; adding 0 units is refused, also
+        // when the command did not come through the parser.
+        let ann = CartOwner::User("ann".into());
+        assert!(set(&ann, "A", 0, LineMode::Set).validate().is_ok());
+        assert!(set(&ann, "A", 0, LineMode::Add).validate().is_err());
+        assert!(set(&ann, "A", 1, LineMode::Add).validate().is_ok());
     }
 
     #[test]

@@ -180,6 +180,31 @@ pub fn parse_quantity(field: &str, raw: i64) -> Result<u64, DomainError> {
         })
 }
 
+/// A warehouse's display name: trimmed, 1 to 200 characters.
+pub fn parse_warehouse_name(raw: &str) -> Result<String, DomainError> {
+    let name = raw.trim();
+    check::text("name", name, 200)?;
+    Ok(name.to_string())
+}
+
+/// A change of on-hand stock ([`InventoryCommand::AdjustStock`]): at most
+/// [`MAX_QUANTITY`] units either way.
+pub fn parse_delta(raw: i64) -> Result<i64, DomainError> {
+    if raw.unsigned_abs() > MAX_QUANTITY {
+        return Err(DomainError::validation("delta", "is out of range"));
+    }
+    Ok(raw)
+}
+
+/// The free-text reason of an adjustment, kept for the audit trail: at most
+/// 500 characters.
+pub fn parse_reason(raw: Option<&str>) -> Result<Option<String>, DomainError> {
+    if let Some(r) = raw {
+        check::optional_text("reason", r, 500)?;
+    }
+    Ok(raw.map(str::to_string))
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum InventoryCommand {
     UpsertWarehouse {
@@ -220,7 +245,7 @@ impl InventoryCommand {
                 id, name, location, ..
             } => {
                 id.check()?;
-                check::text("name", name, 200)?;
+                check::canonical("name", name, parse_warehouse_name(name))?;
                 location.check()
             }
             Self::SetStock {
@@ -241,11 +266,8 @@ impl InventoryCommand {
             } => {
                 sku.check()?;
                 warehouse_id.check()?;
-                check::at_most("delta", delta.unsigned_abs(), MAX_QUANTITY)?;
-                match reason {
-                    Some(r) => check::optional_text("reason", r, 500),
-                    None => Ok(()),
-                }
+                parse_delta(*delta)?;
+                parse_reason(reason.as_deref()).map(|_| ())
             }
             Self::SetThreshold {
                 sku,
@@ -721,6 +743,49 @@ mod tests {
         assert_eq!(parse_quantity("on_hand", 5).unwrap(), 5);
         assert!(Location::parse(91.0, 0.0).is_err());
         assert!(Location::parse(f64::NAN, 0.0).is_err());
+    }
+
+    #[test]
+    fn warehouse_names_deltas_and_reasons_are_parsed_and_checked_again() {
+        assert_eq!(parse_warehouse_name("  Paris ").unwrap(), "Paris");
+        assert_eq!(
+            parse_warehouse_name(&format!(" {} ", "n".repeat(200)))
+                .unwrap()
+                .len(),
+            200
+        );
+        for bad in ["", "   ", &"n".repeat(201)] {
+            assert_eq!(
+                parse_warehouse_name(bad).unwrap_err().code(),
+                "validation_failed"
+            );
+        }
+        let max = MAX_QUANTITY as i64;
+        assert_eq!(parse_delta(-max).unwrap(), -max);
+        assert!(parse_delta(max + 1).is_err() && parse_delta(-max - 1).is_err());
+        assert!(parse_delta(i64::MIN).is_err());
+        assert_eq!(parse_reason(None).unwrap(), None);
+        assert_eq!(parse_reason(Some("")).unwrap().as_deref(), Some(""));
+        assert!(parse_reason(Some(&"r".repeat(500))).is_ok());
+        assert!(parse_reason(Some(&"r".repeat(501))).is_err());
+
+        // Commands that did not come through the parsers are refused at apply.
+        let warehouse = |name: &str| InventoryCommand::UpsertWarehouse {
+            id: wh("w1"),
+            name: name.into(),
+            location: Location::parse(1.0, 2.0).unwrap(),
+            priority: 0,
+        };
+        assert!(warehouse("Paris").validate().is_ok());
+        assert!(warehouse(" Paris").validate().is_err());
+        assert!(adjust(max + 1).validate().is_err());
+        let long_reason = InventoryCommand::AdjustStock {
+            sku: sku("A"),
+            warehouse_id: wh("w1"),
+            delta: 1,
+            reason: Some("r".repeat(501)),
+        };
+        assert!(long_reason.validate().is_err());
     }
 
     #[test]

@@ -9,8 +9,10 @@
 //!   (`X-Operator-Token`): cluster administration, backups, creating accounts
 //!   with a role (the first admin is bootstrapped this way).
 //!
-//! Finer rules (a vendor acts only on what it owns, a customer only on their own
-//! orders) are checked by the handler or the domain with the [`Actor`].
+//! The role checks themselves are the application layer's
+//! (`app::access`), which gRPC runs too. Finer rules (a vendor acts only on
+//! what it owns, a customer only on their own orders) are checked by the use
+//! case or the domain with the [`Actor`].
 //!
 //! Credentials are `Authorization: Bearer <access token>` (see
 //! `crate::auth::tokens`). A token is accepted when its signature verifies with
@@ -24,10 +26,11 @@
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use ecommerce_domains::{Actor, Role};
+use ecommerce_domains::Actor;
 
 use super::error::AppError;
 use super::App;
+use crate::app::access::{admin_only, unauthenticated, vendor_or_admin};
 use crate::app::sessions::invalid_token;
 
 /// Header carrying the operator token.
@@ -48,31 +51,6 @@ pub struct AdminOnly(pub Actor);
 /// An admin (`Some`), or the operator token (`None`).
 pub struct Operator(pub Option<Actor>);
 
-/// A signed-in caller, else `unauthenticated` (for callers that learnt the
-/// actor elsewhere, e.g. a gRPC interceptor).
-pub fn signed_in(actor: Option<Actor>) -> Result<Actor, AppError> {
-    actor.ok_or_else(unauthenticated)
-}
-
-/// A signed-in admin, else `unauthenticated` or `forbidden`.
-pub fn admin_only(actor: Option<Actor>) -> Result<Actor, AppError> {
-    let actor = signed_in(actor)?;
-    if actor.is_admin() {
-        Ok(actor)
-    } else {
-        Err(forbidden())
-    }
-}
-
-pub fn unauthenticated() -> AppError {
-    AppError::new("unauthenticated", "sign in to use this route")
-}
-
-pub fn forbidden() -> AppError {
-    AppError::new("forbidden", "you are not allowed to do this")
-}
-
-/// Why a bearer token was refused; logged at debug level, never sent.
 /// The bearer token of a request: `Ok(None)` without an Authorization header.
 fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
     let Some(raw) = headers.get(header::AUTHORIZATION) else {
@@ -138,11 +116,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let SignedIn(actor) = SignedIn::from_request_parts(parts, state).await?;
-        if matches!(actor.role, Role::Vendor | Role::Admin) {
-            Ok(Self(actor))
-        } else {
-            Err(forbidden())
-        }
+        vendor_or_admin(Some(actor)).map(Self)
     }
 }
 
@@ -155,11 +129,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let SignedIn(actor) = SignedIn::from_request_parts(parts, state).await?;
-        if actor.is_admin() {
-            Ok(Self(actor))
-        } else {
-            Err(forbidden())
-        }
+        admin_only(Some(actor)).map(Self)
     }
 }
 

@@ -1,42 +1,29 @@
-//! Carts: a signed-in user's cart, or a guest's cart found by its token.
+//! Cart routes: the caller's cart, or a guest's cart found by its token
+//! (`app::carts` decides whose cart it is and changes it).
 //!
 //! A guest adding its first line gets a new opaque cart token (in the body as
 //! `cart_token` and in the `X-Cart-Token` response header) and sends it back
-//! in `X-Cart-Token`. Only the token's SHA-256 is replicated. Signing in and
-//! calling `POST /api/v1/cart/merge` moves the guest cart into the user's.
-//!
-//! Idempotency keys of cart writes belong to the cart's owner: the user, or
-//! the guest cart token (by its digest, [`CartRef::principal`]).
+//! in `X-Cart-Token`. Signing in and calling `POST /api/v1/cart/merge` moves
+//! the guest cart into the user's.
 
 use axum::extract::State;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Json;
-use base64::Engine;
-use ecommerce_domains::cart::{self, CartCommand, CartOwner, LineMode, PricedCart, PricedLine};
+use ecommerce_domains::cart::{PricedCart, PricedLine};
 use ecommerce_domains::idempotency::Principal;
-use ecommerce_domains::inventory::Sku;
-use ecommerce_domains::{Actor, Command, Response as Reply};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::auth::{Caller, SignedIn};
 use super::error::{AppError, AppResult, ErrorBody};
-use super::extract::{AppJson, AppPath, AppQuery, Consistency, MutationMeta, ReadParams};
+use super::extract::{AppJson, AppPath, AppQuery, MutationMeta, ReadParams};
 use super::listings::MoneyDto;
-use super::{unexpected, App, Committed, Rendered};
-
-pub const CART_TOKEN: &str = "x-cart-token";
-
-/// This node's clock: carts are priced as of the read (checkout prices again
-/// at the command's time).
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use super::{App, Rendered};
+use crate::app::carts::{
+    unreadable_token, AddLineRequest, CartRef, MergeRequest, SetLineRequest, CART_TOKEN,
+};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CartLineDto {
@@ -118,67 +105,39 @@ pub struct MergeBody {
     pub cart_token: String,
 }
 
-/// The SHA-256 (hex) under which a guest cart token is stored.
-fn token_owner(token: &str) -> AppResult<CartOwner> {
-    let ok = (20..=128).contains(&token.len())
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !ok {
-        return Err(AppError::new(
-            "invalid_header",
-            "a cart token is 20 to 128 characters of A-Z a-z 0-9 - _",
-        ));
-    }
-    Ok(CartOwner::Guest(hex::encode(Sha256::digest(
-        token.as_bytes(),
-    ))))
-}
-
-fn new_token() -> String {
-    let bytes: [u8; 32] = rand::random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// Whose cart a request is about: the signed-in user's, else the guest token's.
-pub struct CartRef {
-    pub owner: Option<CartOwner>,
-}
-
-impl CartRef {
-    /// From the authenticated caller, else a request's `X-Cart-Token` header
-    /// (or gRPC metadata).
-    pub fn from_headers(caller: Option<Actor>, headers: &HeaderMap) -> AppResult<Self> {
-        if let Some(actor) = caller {
-            return Ok(Self {
-                owner: Some(CartOwner::User(actor.user_id)),
-            });
+// A body becomes the use case's request field for field: both serialize to
+// the same JSON, the idempotency fingerprint (see the tests below).
+impl From<AddLineBody> for AddLineRequest {
+    fn from(b: AddLineBody) -> Self {
+        Self {
+            sku: b.sku,
+            quantity: b.quantity,
         }
-        let owner = match headers.get(CART_TOKEN) {
-            None => None,
-            Some(raw) => Some(token_owner(raw.to_str().map_err(|_| {
-                AppError::new("invalid_header", "X-Cart-Token must be visible ASCII")
-            })?)?),
-        };
-        Ok(Self { owner })
-    }
-
-    /// Whose idempotency keys a cart write uses: the cart owner's (a guest
-    /// by its token's digest); without a token, nobody's in particular (a
-    /// guest cannot send a key then, see [`AddLineBody::command`]).
-    pub fn principal(&self) -> Principal {
-        self.owner
-            .as_ref()
-            .map_or(Principal::Anonymous, Principal::from)
-    }
-
-    /// The owner of a cart that must already exist (a guest without a token has none).
-    pub fn existing(self) -> AppResult<CartOwner> {
-        self.owner
-            .ok_or_else(|| AppError::from(ecommerce_domains::DomainError::CartEmpty))
     }
 }
 
+impl From<SetLineBody> for SetLineRequest {
+    fn from(b: SetLineBody) -> Self {
+        Self {
+            quantity: b.quantity,
+        }
+    }
+}
+
+impl From<MergeBody> for MergeRequest {
+    fn from(b: MergeBody) -> Self {
+        Self {
+            cart_token: b.cart_token,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CartTokenDto {
+    pub cart_token: String,
+}
+
+/// Whose cart a request is about, from its caller and `X-Cart-Token`.
 impl<S> axum::extract::FromRequestParts<S> for CartRef
 where
     S: Send + Sync,
@@ -188,66 +147,17 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Caller(actor) = Caller::from_request_parts(parts, state).await?;
-        Self::from_headers(actor, &parts.headers)
+        let token = match parts.headers.get(CART_TOKEN) {
+            None => None,
+            Some(raw) => Some(raw.to_str().map_err(|_| unreadable_token())?),
+        };
+        CartRef::new(actor, token)
     }
 }
 
-/// The cart of `owner` (none: an empty cart), priced now.
-pub async fn read_cart(
-    state: &App,
-    owner: Option<&CartOwner>,
-    consistency: Consistency,
-) -> AppResult<PricedCart> {
-    let reader = state.read(consistency).await?;
-    let stored = match owner {
-        Some(o) => cart::get(&reader, o)?,
-        None => None,
-    };
-    Ok(cart::priced(&reader, stored.as_ref(), now_ms())?)
-}
-
-/// Proposes a cart change: the changed cart, priced now, or the refusal.
-pub async fn propose_change(
-    state: &App,
-    command: CartCommand,
-    tag: Option<ecommerce_domains::idempotency::IdempotencyTag>,
-) -> AppResult<Rendered<PricedCart>> {
-    let committed: Committed = state.propose(Command::Cart(command), tag).await?;
-    // The cart comes from the command's result; prices from this node's replica.
-    let priced = match &committed.outcome {
-        Ok(Reply::Cart(c)) => {
-            let reader = state.read(Consistency::Stale).await?;
-            Some(cart::priced(&reader, Some(c), now_ms())?)
-        }
-        _ => None,
-    };
-    Ok(committed.render(move |reply| match (reply, priced) {
-        (Reply::Cart(_), Some(p)) => Ok(p),
-        (other, _) => Err(unexpected(other)),
-    }))
-}
-
-/// Proposes a cart change and answers with the priced cart.
-async fn change(
-    state: &App,
-    command: CartCommand,
-    tag: Option<ecommerce_domains::idempotency::IdempotencyTag>,
-    new_token: Option<String>,
-) -> AppResult<Response> {
-    let token = new_token.clone();
-    let mut response = propose_change(state, command, tag)
-        .await?
-        .map(move |p| CartDto {
-            cart_token: token,
-            ..CartDto::from(p)
-        })
-        .into_response();
-    if let (Some(token), StatusCode::OK) = (new_token, response.status()) {
-        if let Ok(value) = HeaderValue::from_str(&token) {
-            response.headers_mut().insert(CART_TOKEN, value);
-        }
-    }
-    Ok(response)
+/// A changed cart as rendered for REST.
+fn cart_response(rendered: Rendered<PricedCart>) -> Response {
+    rendered.map(CartDto::from).into_response()
 }
 
 /// Read the caller's cart, priced now (an empty cart when there is none).
@@ -260,11 +170,7 @@ pub async fn get_cart(
     AppQuery(params): AppQuery<ReadParams>,
 ) -> AppResult<Json<CartDto>> {
     let consistency = params.consistency.unwrap_or_default();
-    Ok(Json(
-        read_cart(&state, cart.owner.as_ref(), consistency)
-            .await?
-            .into(),
-    ))
+    Ok(Json(state.cart(&cart, consistency).await?.into()))
 }
 
 /// Add units of a SKU to the cart (a guest without a token gets a new cart and token).
@@ -277,85 +183,35 @@ pub async fn add_line(
     meta: MutationMeta,
     AppJson(body): AppJson<AddLineBody>,
 ) -> AppResult<Response> {
-    let tag = meta.tag(&cart.principal(), &body);
-    let (command, token) = body.command(cart, tag.is_some())?;
-    change(&state, command, tag, token).await
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct CartTokenDto {
-    pub cart_token: String,
+    let request = AddLineRequest::from(body);
+    let tag = meta.tag(&cart.principal(), &request);
+    let mut new_token = None;
+    let mut response = state
+        .add_line(cart, &request, tag)
+        .await?
+        .map(|added| {
+            new_token.clone_from(&added.new_token);
+            CartDto {
+                cart_token: added.new_token,
+                ..CartDto::from(added.cart)
+            }
+        })
+        .into_response();
+    if let (Some(token), StatusCode::OK) = (new_token, response.status()) {
+        if let Ok(value) = HeaderValue::from_str(&token) {
+            response.headers_mut().insert(CART_TOKEN, value);
+        }
+    }
+    Ok(response)
 }
 
 /// A new guest cart token. Nothing is stored until a line is added with it;
 /// a guest that retries with `Idempotency-Key` gets its token here first.
 #[utoipa::path(post, path = "/api/v1/cart/token", tag = "carts",
     responses((status = 200, body = CartTokenDto)))]
-pub async fn new_cart_token() -> Json<CartTokenDto> {
+pub async fn new_cart_token(State(state): State<App>) -> Json<CartTokenDto> {
     Json(CartTokenDto {
-        cart_token: new_token(),
-    })
-}
-
-impl AddLineBody {
-    /// The command adding this line to `cart`, and the new cart token when
-    /// it creates a guest cart. A request that may be retried (`idempotent`)
-    /// cannot create one: its replay could not hand out the same token.
-    pub fn command(
-        &self,
-        cart: CartRef,
-        idempotent: bool,
-    ) -> AppResult<(CartCommand, Option<String>)> {
-        let quantity = cart::parse_line_quantity(self.quantity)?;
-        if quantity == 0 {
-            return Err(AppError::from(ecommerce_domains::DomainError::validation(
-                "quantity",
-                "must be at least 1",
-            )));
-        }
-        let sku = Sku::parse(&self.sku)?;
-        let (owner, token) = match cart.owner {
-            Some(owner) => (owner, None),
-            None if idempotent => {
-                return Err(AppError::from(ecommerce_domains::DomainError::validation(
-                    "X-Cart-Token",
-                    "a guest request with an Idempotency-Key needs a cart token: get one from POST /api/v1/cart/token",
-                )))
-            }
-            None => {
-                let token = new_token();
-                (token_owner(&token)?, Some(token))
-            }
-        };
-        let command = CartCommand::SetLine {
-            owner,
-            sku,
-            quantity,
-            mode: LineMode::Add,
-        };
-        Ok((command, token))
-    }
-}
-
-impl SetLineBody {
-    /// The command setting the quantity of `raw_sku` in `cart`.
-    pub fn command(&self, cart: CartRef, raw_sku: &str) -> AppResult<CartCommand> {
-        Ok(CartCommand::SetLine {
-            owner: cart.existing()?,
-            sku: Sku::parse(raw_sku)?,
-            quantity: cart::parse_line_quantity(self.quantity)?,
-            mode: LineMode::Set,
-        })
-    }
-}
-
-/// The command removing `raw_sku` from `cart`.
-pub fn remove_line_command(cart: CartRef, raw_sku: &str) -> AppResult<CartCommand> {
-    Ok(CartCommand::SetLine {
-        owner: cart.existing()?,
-        sku: Sku::parse(raw_sku)?,
-        quantity: 0,
-        mode: LineMode::Set,
+        cart_token: state.new_cart_token(),
     })
 }
 
@@ -366,13 +222,14 @@ pub fn remove_line_command(cart: CartRef, raw_sku: &str) -> AppResult<CartComman
 pub async fn set_line(
     State(state): State<App>,
     cart: CartRef,
-    AppPath(raw): AppPath<String>,
+    AppPath(sku): AppPath<String>,
     meta: MutationMeta,
     AppJson(body): AppJson<SetLineBody>,
 ) -> AppResult<Response> {
-    let tag = meta.tag(&cart.principal(), &body);
-    let command = body.command(cart, &raw)?;
-    change(&state, command, tag, None).await
+    let request = SetLineRequest::from(body);
+    let tag = meta.tag(&cart.principal(), &request);
+    let rendered = state.set_line(cart, &sku, &request, tag).await?;
+    Ok(cart_response(rendered))
 }
 
 /// Remove a line.
@@ -382,12 +239,11 @@ pub async fn set_line(
 pub async fn remove_line(
     State(state): State<App>,
     cart: CartRef,
-    AppPath(raw): AppPath<String>,
+    AppPath(sku): AppPath<String>,
     meta: MutationMeta,
 ) -> AppResult<Response> {
     let tag = meta.tag(&cart.principal(), &());
-    let command = remove_line_command(cart, &raw)?;
-    change(&state, command, tag, None).await
+    Ok(cart_response(state.remove_line(cart, &sku, tag).await?))
 }
 
 /// Empty the cart.
@@ -400,10 +256,7 @@ pub async fn clear_cart(
     meta: MutationMeta,
 ) -> AppResult<Response> {
     let tag = meta.tag(&cart.principal(), &());
-    let command = CartCommand::Clear {
-        owner: cart.existing()?,
-    };
-    change(&state, command, tag, None).await
+    Ok(cart_response(state.clear_cart(cart, tag).await?))
 }
 
 /// Move a guest cart into the signed-in user's cart (quantities add up).
@@ -416,23 +269,30 @@ pub async fn merge_cart(
     meta: MutationMeta,
     AppJson(body): AppJson<MergeBody>,
 ) -> AppResult<Response> {
-    let tag = meta.tag(&Principal::from(&actor), &body);
-    let command = body.command(actor)?;
-    change(&state, command, tag, None).await
+    let request = MergeRequest::from(body);
+    let tag = meta.tag(&Principal::from(&actor), &request);
+    Ok(cart_response(
+        state.merge_carts(&actor, &request, tag).await?,
+    ))
 }
 
-impl MergeBody {
-    /// The command moving this guest cart into `actor`'s cart.
-    pub fn command(&self, actor: Actor) -> AppResult<CartCommand> {
-        let guest = token_owner(&self.cart_token).map_err(|_| {
-            AppError::from(ecommerce_domains::DomainError::validation(
-                "cart_token",
-                "is not a cart token",
-            ))
-        })?;
-        Ok(CartCommand::Merge {
-            guest,
-            user: CartOwner::User(actor.user_id),
-        })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json<T: Serialize>(value: &T) -> String {
+        serde_json::to_string(value).unwrap()
+    }
+
+    /// A key keeps finding its record: the request a body becomes
+    /// serializes exactly as the body does (fields, order, values).
+    #[test]
+    fn bodies_and_requests_fingerprint_alike() {
+        let add: AddLineBody = serde_json::from_str(r#"{"quantity":3,"sku":"A-1"}"#).unwrap();
+        assert_eq!(json(&add), json(&AddLineRequest::from(add.clone())));
+        let set: SetLineBody = serde_json::from_str(r#"{"quantity":0}"#).unwrap();
+        assert_eq!(json(&set), json(&SetLineRequest::from(set.clone())));
+        let merge: MergeBody = serde_json::from_str(r#"{"cart_token":"t"}"#).unwrap();
+        assert_eq!(json(&merge), json(&MergeRequest::from(merge.clone())));
     }
 }

@@ -1,22 +1,18 @@
 //! Extractors that turn every malformed request into the one error shape:
 //! JSON bodies ([`AppJson`]), path parameters ([`AppPath`]), query strings
-//! ([`AppQuery`]), and the idempotency header ([`MutationMeta`]; the gRPC
-//! services read the same key and fingerprint the same way through
-//! [`idempotency_key`] and [`idempotency_tag`]).
-//!
-//! A tag is always built with the caller's [`Principal`]: the record of a key
-//! belongs to whoever used it (see `ecommerce_domains::idempotency`).
+//! ([`AppQuery`]), and the idempotency header ([`MutationMeta`], through
+//! `app::idempotency`, which the gRPC services use too).
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Request};
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
 use ecommerce_domains::idempotency::{IdempotencyKey, IdempotencyTag, Principal};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
 use super::error::AppError;
+use crate::app::idempotency::{idempotency_key, idempotency_tag};
 
 /// A JSON body; rejections become `malformed_json`, `invalid_body`,
 /// `unsupported_media_type` or `payload_too_large`.
@@ -92,9 +88,6 @@ pub struct MutationMeta {
     key: Option<IdempotencyKey>,
 }
 
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
-pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
-
 impl<S: Send + Sync> FromRequestParts<S> for MutationMeta {
     type Rejection = AppError;
 
@@ -111,35 +104,6 @@ impl<S: Send + Sync> FromRequestParts<S> for MutationMeta {
             key: idempotency_key(&parts.headers)?,
         })
     }
-}
-
-/// The `Idempotency-Key` of a request's headers (or gRPC metadata), if any.
-pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, AppError> {
-    let Some(raw) = headers.get(IDEMPOTENCY_KEY) else {
-        return Ok(None);
-    };
-    let raw = raw
-        .to_str()
-        .map_err(|_| AppError::new("invalid_header", "Idempotency-Key must be visible ASCII"))?;
-    IdempotencyKey::parse(raw)
-        .map(Some)
-        .map_err(|e| AppError::new("invalid_header", e.to_string()))
-}
-
-/// The tag `principal`'s request with client key `key` is recorded under:
-/// the scoped key and the fingerprint of the REST request (`method`, `path`,
-/// the body's canonical JSON, so the same request with other whitespace or
-/// field order still matches). gRPC calls pass the REST request they stand
-/// for, so a retry on either transport finds the same record.
-pub fn idempotency_tag<B: Serialize>(
-    principal: &Principal,
-    key: &IdempotencyKey,
-    method: &str,
-    path: &str,
-    body: &B,
-) -> IdempotencyTag {
-    let body = serde_json::to_vec(body).unwrap_or_default();
-    IdempotencyTag::scoped(principal, key, method, path, &body)
 }
 
 impl MutationMeta {

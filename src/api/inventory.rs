@@ -1,20 +1,21 @@
-//! Inventory routes: warehouses and stock levels.
+//! Inventory routes: warehouses, stock levels and low-stock thresholds
+//! (`app::inventory` holds the use cases).
 
 use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
 use ecommerce_domains::idempotency::Principal;
-use ecommerce_domains::inventory::{
-    self, InventoryCommand, Location, Sku, StockLevelView, WarehouseId,
-};
-use ecommerce_domains::{Command, Response as Reply};
+use ecommerce_domains::inventory::{self, Location, StockLevelView};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::AdminOnly;
-use super::error::{AppError, AppResult, ErrorBody};
+use super::error::{AppResult, ErrorBody};
 use super::extract::{AppJson, AppPath, AppQuery, Consistency, MutationMeta, ReadParams};
-use super::{unexpected, App};
+use super::App;
+use crate::app::inventory::{
+    AdjustStockRequest, PageQuery, SetStockRequest, ThresholdRequest, WarehouseRequest,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -76,6 +77,16 @@ pub struct ListParams {
     pub consistency: Option<Consistency>,
 }
 
+impl ListParams {
+    fn query(self) -> PageQuery {
+        PageQuery {
+            after: self.after,
+            limit: self.limit,
+            consistency: self.consistency.unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetStockBody {
@@ -92,6 +103,39 @@ pub struct AdjustBody {
     pub delta: i64,
     /// Free text for the audit trail, up to 500 characters.
     pub reason: Option<String>,
+}
+
+// A body becomes the use case's request field for field: both serialize to
+// the same JSON, the idempotency fingerprint (see the tests below).
+impl From<WarehouseBody> for WarehouseRequest {
+    fn from(b: WarehouseBody) -> Self {
+        Self {
+            name: b.name,
+            location: Location {
+                lat: b.location.lat,
+                lon: b.location.lon,
+            },
+            priority: b.priority,
+        }
+    }
+}
+
+impl From<SetStockBody> for SetStockRequest {
+    fn from(b: SetStockBody) -> Self {
+        Self {
+            on_hand: b.on_hand,
+            expected_version: b.expected_version,
+        }
+    }
+}
+
+impl From<AdjustBody> for AdjustStockRequest {
+    fn from(b: AdjustBody) -> Self {
+        Self {
+            delta: b.delta,
+            reason: b.reason,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -127,18 +171,15 @@ pub struct SkuStockDto {
     pub warehouses: Vec<StockLevelDto>,
 }
 
-fn warehouse_id(raw: &str) -> AppResult<WarehouseId> {
-    Ok(WarehouseId::parse(raw)?)
-}
-
-fn sku(raw: &str) -> AppResult<Sku> {
-    Ok(Sku::parse(raw)?)
-}
-
-fn stock_reply(reply: Reply) -> AppResult<StockLevelDto> {
-    match reply {
-        Reply::Stock(level) => Ok(level.view().into()),
-        other => Err(unexpected(other)),
+impl From<inventory::SkuStock> for SkuStockDto {
+    fn from(stock: inventory::SkuStock) -> Self {
+        Self {
+            sku: stock.sku,
+            on_hand: stock.on_hand,
+            reserved: stock.reserved,
+            available: stock.available,
+            warehouses: stock.warehouses.into_iter().map(Into::into).collect(),
+        }
     }
 }
 
@@ -149,19 +190,7 @@ pub async fn list_warehouses(
     State(state): State<App>,
     AppQuery(params): AppQuery<ListParams>,
 ) -> AppResult<Json<WarehouseList>> {
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(AppError::new(
-            "invalid_query",
-            "limit must be between 1 and 1000",
-        ));
-    }
-    let after = params.after.as_deref().map(warehouse_id).transpose()?;
-    let reader = state.read(params.consistency.unwrap_or_default()).await?;
-    let items = inventory::list_warehouses(&reader, after.as_ref(), limit)?;
-    let next_after = (items.len() == limit)
-        .then(|| items.last().map(|w| w.id.as_str().to_string()))
-        .flatten();
+    let (items, next_after) = state.warehouses(&params.query()).await?;
     Ok(Json(WarehouseList {
         items: items.into_iter().map(Into::into).collect(),
         next_after,
@@ -176,14 +205,8 @@ pub async fn get_warehouse(
     AppPath(id): AppPath<String>,
     AppQuery(params): AppQuery<ReadParams>,
 ) -> AppResult<Json<WarehouseDto>> {
-    let id = warehouse_id(&id)?;
-    let reader = state.read(params.consistency.unwrap_or_default()).await?;
-    let warehouse = inventory::get_warehouse(&reader, &id)?.ok_or_else(|| {
-        AppError::from(ecommerce_domains::DomainError::WarehouseNotFound(
-            id.as_str().into(),
-        ))
-    })?;
-    Ok(Json(warehouse.into()))
+    let consistency = params.consistency.unwrap_or_default();
+    Ok(Json(state.warehouse(&id, consistency).await?.into()))
 }
 
 /// Create or replace a warehouse.
@@ -198,27 +221,10 @@ pub async fn put_warehouse(
     meta: MutationMeta,
     AppJson(body): AppJson<WarehouseBody>,
 ) -> AppResult<Response> {
-    let tag = meta.tag(&Principal::from(&admin), &body);
-    let id = warehouse_id(&id)?;
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(AppError::from(ecommerce_domains::DomainError::validation(
-            "name",
-            "must be 1 to 200 characters",
-        )));
-    }
-    let location = Location::parse(body.location.lat, body.location.lon)?;
-    let command = InventoryCommand::UpsertWarehouse {
-        id,
-        name: name.to_string(),
-        location,
-        priority: body.priority,
-    };
-    let committed = state.propose(Command::Inventory(command), tag).await?;
-    Ok(committed.respond(|reply| match reply {
-        Reply::Warehouse(w) => Ok(WarehouseDto::from(w)),
-        other => Err(unexpected(other)),
-    }))
+    let request = WarehouseRequest::from(body);
+    let tag = meta.tag(&Principal::from(&admin), &request);
+    let rendered = state.put_warehouse(&admin, &id, &request, tag).await?;
+    Ok(rendered.map(WarehouseDto::from).into_response())
 }
 
 /// Stock of a SKU over all warehouses.
@@ -226,38 +232,11 @@ pub async fn put_warehouse(
     responses((status = 200, body = SkuStockDto), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn get_stock(
     State(state): State<App>,
-    AppPath(raw): AppPath<String>,
+    AppPath(sku): AppPath<String>,
     AppQuery(params): AppQuery<ReadParams>,
 ) -> AppResult<Json<SkuStockDto>> {
-    let stock = find_stock(&state, &raw, params.consistency.unwrap_or_default()).await?;
-    Ok(Json(stock.into()))
-}
-
-impl From<inventory::SkuStock> for SkuStockDto {
-    fn from(stock: inventory::SkuStock) -> Self {
-        Self {
-            sku: stock.sku,
-            on_hand: stock.on_hand,
-            reserved: stock.reserved,
-            available: stock.available,
-            warehouses: stock.warehouses.into_iter().map(Into::into).collect(),
-        }
-    }
-}
-
-/// Stock of SKU `raw` over all warehouses, or `sku_not_found`.
-pub async fn find_stock(
-    state: &App,
-    raw: &str,
-    consistency: Consistency,
-) -> AppResult<inventory::SkuStock> {
-    let sku = sku(raw)?;
-    let reader = state.read(consistency).await?;
-    inventory::sku_stock(&reader, &sku)?.ok_or_else(|| {
-        AppError::from(ecommerce_domains::DomainError::SkuNotFound(
-            sku.as_str().into(),
-        ))
-    })
+    let consistency = params.consistency.unwrap_or_default();
+    Ok(Json(state.sku_stock(&sku, consistency).await?.into()))
 }
 
 /// Set the on-hand stock of a SKU in a warehouse (optionally compare-and-set on version).
@@ -269,19 +248,16 @@ pub async fn find_stock(
 pub async fn set_stock(
     State(state): State<App>,
     AdminOnly(admin): AdminOnly,
-    AppPath((raw_sku, raw_warehouse)): AppPath<(String, String)>,
+    AppPath((sku, warehouse)): AppPath<(String, String)>,
     meta: MutationMeta,
     AppJson(body): AppJson<SetStockBody>,
 ) -> AppResult<Response> {
-    let tag = meta.tag(&Principal::from(&admin), &body);
-    let command = InventoryCommand::SetStock {
-        sku: sku(&raw_sku)?,
-        warehouse_id: warehouse_id(&raw_warehouse)?,
-        on_hand: inventory::parse_quantity("on_hand", body.on_hand)?,
-        expected_version: body.expected_version,
-    };
-    let committed = state.propose(Command::Inventory(command), tag).await?;
-    Ok(committed.respond(stock_reply))
+    let request = SetStockRequest::from(body);
+    let tag = meta.tag(&Principal::from(&admin), &request);
+    let rendered = state
+        .set_stock(&admin, &sku, &warehouse, &request, tag)
+        .await?;
+    Ok(rendered.map(StockLevelDto::from).into_response())
 }
 
 /// Add or remove on-hand units of a SKU in a warehouse.
@@ -293,33 +269,16 @@ pub async fn set_stock(
 pub async fn adjust_stock(
     State(state): State<App>,
     AdminOnly(admin): AdminOnly,
-    AppPath((raw_sku, raw_warehouse)): AppPath<(String, String)>,
+    AppPath((sku, warehouse)): AppPath<(String, String)>,
     meta: MutationMeta,
     AppJson(body): AppJson<AdjustBody>,
 ) -> AppResult<Response> {
-    let tag = meta.tag(&Principal::from(&admin), &body);
-    if body.delta.unsigned_abs() > inventory::MAX_QUANTITY {
-        return Err(ecommerce_domains::DomainError::validation("delta", "is out of range").into());
-    }
-    if body
-        .reason
-        .as_ref()
-        .is_some_and(|r| r.chars().count() > 500)
-    {
-        return Err(ecommerce_domains::DomainError::validation(
-            "reason",
-            "must be at most 500 characters",
-        )
-        .into());
-    }
-    let command = InventoryCommand::AdjustStock {
-        sku: sku(&raw_sku)?,
-        warehouse_id: warehouse_id(&raw_warehouse)?,
-        delta: body.delta,
-        reason: body.reason.clone(),
-    };
-    let committed = state.propose(Command::Inventory(command), tag).await?;
-    Ok(committed.respond(stock_reply))
+    let request = AdjustStockRequest::from(body);
+    let tag = meta.tag(&Principal::from(&admin), &request);
+    let rendered = state
+        .adjust_stock(&admin, &sku, &warehouse, &request, tag)
+        .await?;
+    Ok(rendered.map(StockLevelDto::from).into_response())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -331,6 +290,15 @@ pub struct ThresholdBody {
     pub warehouse_id: Option<String>,
 }
 
+impl From<ThresholdBody> for ThresholdRequest {
+    fn from(b: ThresholdBody) -> Self {
+        Self {
+            threshold: b.threshold,
+            warehouse_id: b.warehouse_id,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ThresholdDto {
     pub sku: String,
@@ -338,26 +306,6 @@ pub struct ThresholdDto {
     /// 0 when removed.
     pub threshold: u64,
     pub version: u64,
-}
-
-/// Set the low-stock threshold of a SKU (over all warehouses, or in one):
-/// crossing it emits `StockLow`, coming back above emits `BackInStock`.
-#[utoipa::path(put, path = "/api/v1/inventory/{sku}/threshold", tag = "inventory", request_body = ThresholdBody,
-    params(("sku" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = ThresholdDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
-pub async fn set_threshold(
-    State(state): State<App>,
-    AdminOnly(admin): AdminOnly,
-    AppPath(raw_sku): AppPath<String>,
-    meta: MutationMeta,
-    AppJson(body): AppJson<ThresholdBody>,
-) -> AppResult<Response> {
-    let tag = meta.tag(&Principal::from(&admin), &body);
-    let command = body.command(&raw_sku)?;
-    let committed = state.propose(Command::Inventory(command), tag).await?;
-    let rendered = committed.render(threshold_reply).map(ThresholdDto::from);
-    Ok(rendered.into_response())
 }
 
 impl From<inventory::Threshold> for ThresholdDto {
@@ -371,26 +319,23 @@ impl From<inventory::Threshold> for ThresholdDto {
     }
 }
 
-impl ThresholdBody {
-    /// The command setting (or removing) the low-stock threshold of `raw_sku`.
-    pub fn command(&self, raw_sku: &str) -> AppResult<InventoryCommand> {
-        Ok(InventoryCommand::SetThreshold {
-            sku: sku(raw_sku)?,
-            warehouse_id: self.warehouse_id.as_deref().map(warehouse_id).transpose()?,
-            threshold: self
-                .threshold
-                .map(|t| inventory::parse_quantity("threshold", t))
-                .transpose()?,
-        })
-    }
-}
-
-/// The threshold a threshold command answered.
-pub fn threshold_reply(reply: Reply) -> AppResult<inventory::Threshold> {
-    match reply {
-        Reply::Threshold(t) => Ok(t),
-        other => Err(unexpected(other)),
-    }
+/// Set the low-stock threshold of a SKU (over all warehouses, or in one):
+/// crossing it emits `StockLow`, coming back above emits `BackInStock`.
+#[utoipa::path(put, path = "/api/v1/inventory/{sku}/threshold", tag = "inventory", request_body = ThresholdBody,
+    params(("sku" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = ThresholdDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn set_threshold(
+    State(state): State<App>,
+    AdminOnly(admin): AdminOnly,
+    AppPath(sku): AppPath<String>,
+    meta: MutationMeta,
+    AppJson(body): AppJson<ThresholdBody>,
+) -> AppResult<Response> {
+    let request = ThresholdRequest::from(body);
+    let tag = meta.tag(&Principal::from(&admin), &request);
+    let rendered = state.set_threshold(&admin, &sku, &request, tag).await?;
+    Ok(rendered.map(ThresholdDto::from).into_response())
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -401,28 +346,6 @@ pub struct LowStockDto {
     pub threshold: u64,
     pub available: u64,
     pub since_ms: u64,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LowStockList {
-    pub items: Vec<LowStockDto>,
-    /// Pass as `after` (`sku` or `sku/warehouse_id`) for the next page.
-    pub next_after: Option<String>,
-}
-
-/// Everything below its low-stock threshold (admins).
-#[utoipa::path(get, path = "/api/v1/inventory/low-stock", tag = "inventory", params(ListParams),
-    responses((status = 200, body = LowStockList), (status = 403, body = ErrorBody)))]
-pub async fn low_stock(
-    State(state): State<App>,
-    AdminOnly(_admin): AdminOnly,
-    AppQuery(params): AppQuery<ListParams>,
-) -> AppResult<Json<LowStockList>> {
-    let (items, next_after) = low_stock_page(&state, &params).await?;
-    Ok(Json(LowStockList {
-        items: items.into_iter().map(Into::into).collect(),
-        next_after,
-    }))
 }
 
 impl From<inventory::LowStock> for LowStockDto {
@@ -437,35 +360,59 @@ impl From<inventory::LowStock> for LowStockDto {
     }
 }
 
-/// A page of what is below its low-stock threshold, and the `after` of the
-/// next page (`sku` or `sku/warehouse_id`).
-pub async fn low_stock_page(
-    state: &App,
-    params: &ListParams,
-) -> AppResult<(Vec<inventory::LowStock>, Option<String>)> {
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(AppError::new(
-            "invalid_query",
-            "limit must be between 1 and 1000",
-        ));
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LowStockList {
+    pub items: Vec<LowStockDto>,
+    /// Pass as `after` (`sku` or `sku/warehouse_id`) for the next page.
+    pub next_after: Option<String>,
+}
+
+/// Everything below its low-stock threshold (admins).
+#[utoipa::path(get, path = "/api/v1/inventory/low-stock", tag = "inventory", params(ListParams),
+    responses((status = 200, body = LowStockList), (status = 403, body = ErrorBody)))]
+pub async fn low_stock(
+    State(state): State<App>,
+    AdminOnly(admin): AdminOnly,
+    AppQuery(params): AppQuery<ListParams>,
+) -> AppResult<Json<LowStockList>> {
+    let (items, next_after) = state.low_stock(&admin, &params.query()).await?;
+    Ok(Json(LowStockList {
+        items: items.into_iter().map(Into::into).collect(),
+        next_after,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json<T: Serialize>(value: &T) -> String {
+        serde_json::to_string(value).unwrap()
     }
-    let after = match params.after.as_deref() {
-        None => None,
-        Some(a) => {
-            let (s, w) = a.split_once('/').unwrap_or((a, ""));
-            Some((sku(s)?, w.to_string()))
-        }
-    };
-    let reader = state.read(params.consistency.unwrap_or_default()).await?;
-    let items = inventory::low_stock(&reader, after.as_ref().map(|(s, w)| (s, w.as_str())), limit)?;
-    let next_after = (items.len() == limit)
-        .then(|| {
-            items.last().map(|l| match &l.warehouse_id {
-                Some(w) => format!("{}/{}", l.sku.as_str(), w.as_str()),
-                None => l.sku.as_str().to_string(),
-            })
-        })
-        .flatten();
-    Ok((items, next_after))
+
+    /// A key keeps finding its record: the request a body becomes
+    /// serializes exactly as the body does (fields, order, values).
+    #[test]
+    fn bodies_and_requests_fingerprint_alike() {
+        let warehouse: WarehouseBody = serde_json::from_str(
+            r#"{"priority":2,"name":" Paris ","location":{"lon":2.35,"lat":48.85}}"#,
+        )
+        .unwrap();
+        let request = WarehouseRequest::from(warehouse.clone());
+        assert_eq!(json(&warehouse), json(&request));
+        let set: SetStockBody =
+            serde_json::from_str(r#"{"on_hand":-1,"expected_version":7}"#).unwrap();
+        assert_eq!(json(&set), json(&SetStockRequest::from(set.clone())));
+        let adjust: AdjustBody = serde_json::from_str(r#"{"delta":-3,"reason":"r"}"#).unwrap();
+        assert_eq!(
+            json(&adjust),
+            json(&AdjustStockRequest::from(adjust.clone()))
+        );
+        let threshold: ThresholdBody =
+            serde_json::from_str(r#"{"threshold":null,"warehouse_id":"w1"}"#).unwrap();
+        assert_eq!(
+            json(&threshold),
+            json(&ThresholdRequest::from(threshold.clone()))
+        );
+    }
 }

@@ -1,20 +1,21 @@
-//! SKU listings: the name, list price and vendor a SKU is sold under.
+//! SKU listings: the name, list price and vendor a SKU is sold under
+//! (`app::inventory` holds the use cases). [`MoneyDto`], the JSON of an
+//! amount, is shared by every REST route that shows one.
 
 use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
 use ecommerce_domains::idempotency::Principal;
-use ecommerce_domains::inventory::Sku;
-use ecommerce_domains::listing::{self, Listing, ListingCommand};
+use ecommerce_domains::listing::Listing;
 use ecommerce_domains::money::Money;
-use ecommerce_domains::{Actor, Command, DomainError, Response as Reply};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::SignedIn;
-use super::error::{AppError, AppResult, ErrorBody};
-use super::extract::{AppJson, AppPath, AppQuery, Consistency, MutationMeta, ReadParams};
-use super::{unexpected, App};
+use super::error::{AppResult, ErrorBody};
+use super::extract::{AppJson, AppPath, AppQuery, MutationMeta, ReadParams};
+use super::App;
+use crate::app::inventory::{ListingRequest, MoneyInput};
 
 /// An amount in minor units (cents) and its ISO 4217 currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -33,6 +34,15 @@ impl From<Money> for MoneyDto {
     }
 }
 
+impl From<MoneyDto> for MoneyInput {
+    fn from(m: MoneyDto) -> Self {
+        Self {
+            amount: m.amount,
+            currency: m.currency,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListingBody {
@@ -44,6 +54,19 @@ pub struct ListingBody {
     pub vendor_id: Option<String>,
     /// Defaults to true.
     pub active: Option<bool>,
+}
+
+// The body becomes the use case's request field for field: both serialize
+// to the same JSON, the idempotency fingerprint (see the test below).
+impl From<ListingBody> for ListingRequest {
+    fn from(b: ListingBody) -> Self {
+        Self {
+            name: b.name,
+            price: b.price.into(),
+            vendor_id: b.vendor_id,
+            active: b.active,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -77,39 +100,14 @@ impl From<Listing> for ListingDto {
 pub async fn put_listing(
     State(state): State<App>,
     SignedIn(actor): SignedIn,
-    AppPath(raw): AppPath<String>,
+    AppPath(sku): AppPath<String>,
     meta: MutationMeta,
     AppJson(body): AppJson<ListingBody>,
 ) -> AppResult<Response> {
-    let tag = meta.tag(&Principal::from(&actor), &body);
-    let command = body.command(actor, &raw)?;
-    let committed = state.propose(Command::Listing(command), tag).await?;
-    Ok(committed
-        .render(listing_reply)
-        .map(ListingDto::from)
-        .into_response())
-}
-
-impl ListingBody {
-    /// The command creating or replacing the listing of `raw_sku`.
-    pub fn command(&self, actor: Actor, raw_sku: &str) -> AppResult<ListingCommand> {
-        Ok(ListingCommand::Upsert {
-            actor,
-            sku: Sku::parse(raw_sku)?,
-            name: listing::parse_name("name", &self.name)?,
-            price: Money::parse("price", self.price.amount, &self.price.currency)?,
-            vendor_id: self.vendor_id.clone(),
-            active: self.active.unwrap_or(true),
-        })
-    }
-}
-
-/// The listing a listing command answered.
-pub fn listing_reply(reply: Reply) -> AppResult<Listing> {
-    match reply {
-        Reply::Listing(l) => Ok(l),
-        other => Err(unexpected(other)),
-    }
+    let request = ListingRequest::from(body);
+    let tag = meta.tag(&Principal::from(&actor), &request);
+    let rendered = state.put_listing(&actor, &sku, &request, tag).await?;
+    Ok(rendered.map(ListingDto::from).into_response())
 }
 
 /// Read the listing of a SKU.
@@ -117,17 +115,29 @@ pub fn listing_reply(reply: Reply) -> AppResult<Listing> {
     responses((status = 200, body = ListingDto), (status = 404, body = ErrorBody)))]
 pub async fn get_listing(
     State(state): State<App>,
-    AppPath(raw): AppPath<String>,
+    AppPath(sku): AppPath<String>,
     AppQuery(params): AppQuery<ReadParams>,
 ) -> AppResult<Json<ListingDto>> {
     let consistency = params.consistency.unwrap_or_default();
-    Ok(Json(find_listing(&state, &raw, consistency).await?.into()))
+    Ok(Json(state.listing(&sku, consistency).await?.into()))
 }
 
-/// The listing of SKU `raw`, or `listing_not_found`.
-pub async fn find_listing(state: &App, raw: &str, consistency: Consistency) -> AppResult<Listing> {
-    let sku = Sku::parse(raw)?;
-    let reader = state.read(consistency).await?;
-    listing::get(&reader, &sku)?
-        .ok_or_else(|| AppError::from(DomainError::ListingNotFound(raw.to_string())))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key keeps finding its record: the request the body becomes
+    /// serializes exactly as the body does (fields, order, values).
+    #[test]
+    fn the_body_and_the_request_fingerprint_alike() {
+        let body: ListingBody = serde_json::from_str(
+            r#"{"active":false,"vendor_id":null,"price":{"currency":"eur","amount":150},"name":"A"}"#,
+        )
+        .unwrap();
+        let request = ListingRequest::from(body.clone());
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            serde_json::to_string(&request).unwrap()
+        );
+    }
 }

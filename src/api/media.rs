@@ -23,10 +23,12 @@ use ecommerce_domains::{Command, DomainError, Response as Reply};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::{forbidden, SignedIn};
+use super::auth::SignedIn;
 use super::error::{AppError, AppResult, ErrorBody};
-use super::extract::{AppPath, AppQuery, Consistency, MutationMeta, IDEMPOTENT_REPLAYED};
+use super::extract::{AppPath, AppQuery, Consistency, MutationMeta};
 use super::{unexpected, App};
+use crate::app::access::forbidden;
+use crate::app::idempotency::IDEMPOTENT_REPLAYED;
 use crate::config::Settings;
 use crate::media::imaging::{self, THUMBNAIL_SIZES};
 use crate::media::{blobs, media_url, thumbnail_url, MediaError};

@@ -39,8 +39,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::app::idempotency::IDEMPOTENT_REPLAYED;
 use error::{AppError, AppResult};
-use extract::IDEMPOTENT_REPLAYED;
 
 pub use crate::app::{unexpected, App, Committed, Rendered};
 

@@ -6,12 +6,18 @@
 //!
 //! Architecture invariant: only this module reaches the Raft node
 //! ([`App`] keeps it private); `api/` and `grpc/` never name `RaftNode`,
-//! RocksDB or openraft (checked by a test in `tests/integration`).
+//! RocksDB or openraft, nor each other: what both transports need
+//! (role checks, idempotency keys, request types) lives here (checked by the
+//! tests below).
 
+pub mod access;
 pub mod accounts;
+pub mod carts;
 pub mod cluster;
 pub mod error;
 pub mod events;
+pub mod idempotency;
+pub mod inventory;
 pub mod orders;
 pub mod sessions;
 
@@ -176,6 +182,24 @@ mod tests {
                     if text.contains(word) {
                         offenders.push(format!("{} names {word}", entry.display()));
                     }
+                }
+            }
+        }
+        assert!(offenders.is_empty(), "{offenders:#?}");
+    }
+
+    /// REST and gRPC are two adapters over `App`, neither built on the
+    /// other: no file of `grpc/` names `crate::api`, and no file of `api/`
+    /// names `crate::grpc`.
+    #[test]
+    fn the_transports_never_name_each_other() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut offenders = Vec::new();
+        for (dir, other) in [("grpc", "crate::api"), ("api", "crate::grpc")] {
+            for entry in walk(&root.join(dir)) {
+                let text = std::fs::read_to_string(&entry).unwrap();
+                if text.contains(other) {
+                    offenders.push(format!("{} names {other}", entry.display()));
                 }
             }
         }

@@ -1,29 +1,29 @@
-//! What every commerce RPC shares with its REST twin, read from the request
-//! metadata through the same functions the REST extractors use: the caller
-//! (the [`Actor`] that `auth::grpc::Authenticate` verified from the bearer
-//! token), the guest cart (`x-cart-token`),
-//! the idempotency tag (`idempotency-key`, scoped to the caller and
-//! fingerprinted as the REST request the RPC stands for, so both transports
-//! share one record per key); and the way back: an
-//! [`AppError`] as a [`Status`], a [`Rendered`] result as a reply.
+//! What every commerce RPC reads from the request metadata, through the
+//! application layer's functions that REST uses too: the caller (the
+//! [`Actor`] that `auth::grpc::Authenticate` verified from the bearer token,
+//! held to a role by `app::access`), the guest cart (`x-cart-token`, made a
+//! [`CartRef`] by `app::carts`), the idempotency tag (`idempotency-key`,
+//! scoped to the caller and fingerprinted as the REST request the RPC stands
+//! for by `app::idempotency`, so both transports share one record per key);
+//! and the way back: an [`AppError`] as a [`Status`], a [`Rendered`] result
+//! as a reply.
 //!
-//! Nothing here parses a request body or knows a rule of the domain: that
-//! stays in `api/`.
+//! Nothing here knows a rule of the domain or a REST type: rules are the use
+//! cases' (`app/`), and `grpc/` never reaches into `api/`.
 
 use std::future::Future;
 
-use axum::http::StatusCode;
 use ecommerce_domains::idempotency::{IdempotencyTag, Principal};
 use ecommerce_domains::{Actor, DomainError};
+use http::StatusCode;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Request, Response, Status};
 
 use super::proto;
-use crate::api::auth::{admin_only, signed_in};
-use crate::api::carts::CartRef;
-use crate::api::extract::{idempotency_key, idempotency_tag, Consistency, IDEMPOTENT_REPLAYED};
-use crate::api::Rendered;
-use crate::app::{AppError, AppResult};
+use crate::app::access::{admin_only, signed_in};
+use crate::app::carts::{unreadable_token, CartRef, CART_TOKEN};
+use crate::app::idempotency::{idempotency_key, idempotency_tag, IDEMPOTENT_REPLAYED};
+use crate::app::{AppError, AppResult, Consistency, Rendered};
 
 /// Metadata key of the stable error code on every error status.
 pub const ERROR_CODE: &str = "x-error-code";
@@ -45,7 +45,11 @@ pub fn admin_caller<T>(request: &Request<T>) -> AppResult<Actor> {
 
 /// Whose cart the call is about: the caller's, else `x-cart-token`'s.
 pub fn cart<T>(request: &Request<T>) -> AppResult<CartRef> {
-    CartRef::from_headers(caller(request)?, request.metadata().as_ref())
+    let token = match request.metadata().get(CART_TOKEN) {
+        None => None,
+        Some(raw) => Some(raw.to_str().map_err(|_| unreadable_token())?),
+    };
+    CartRef::new(caller(request)?, token)
 }
 
 /// The idempotency tag of a write by `principal`, if it carries an

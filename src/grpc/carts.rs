@@ -1,24 +1,20 @@
-//! `CartService`: the REST cart routes over gRPC. Each RPC reads the caller
-//! or guest cart from the metadata, builds its command with the REST body's
-//! own constructor, and answers the REST view ([`CartDto`]) as a message.
+//! `CartService`: the cart use cases (`app::carts`) over gRPC. Each RPC
+//! reads the caller or guest cart from the metadata (`call::cart`), builds
+//! the application request, and answers the domain's [`PricedCart`] as a
+//! message.
 
+use ecommerce_domains::cart::PricedCart;
+use ecommerce_domains::idempotency::Principal;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
-use super::call;
-use super::{money, proto, Commerce};
-use crate::api::carts::{
-    propose_change, read_cart, remove_line_command, AddLineBody, CartDto, MergeBody, SetLineBody,
-    CART_TOKEN,
-};
-use crate::api::Rendered;
-use crate::app::AppResult;
-use ecommerce_domains::cart::{CartCommand, PricedCart};
-use ecommerce_domains::idempotency::{IdempotencyTag, Principal};
+use super::{call, money, proto, Commerce};
+use crate::app::carts::{AddLineRequest, MergeRequest, SetLineRequest, CART_TOKEN};
 
-fn cart_message(dto: CartDto) -> proto::Cart {
+/// A cart as a message; `cart_token` is set once, when a guest cart is created.
+fn cart_message(c: PricedCart, cart_token: Option<String>) -> proto::Cart {
     proto::Cart {
-        lines: dto
+        lines: c
             .lines
             .into_iter()
             .map(|l| proto::CartLine {
@@ -30,26 +26,16 @@ fn cart_message(dto: CartDto) -> proto::Cart {
                 available: l.available,
             })
             .collect(),
-        item_count: dto.item_count,
-        subtotal: dto.subtotal.map(money),
-        updated_ms: dto.updated_ms,
-        version: dto.version,
-        cart_token: dto.cart_token,
+        item_count: c.item_count,
+        subtotal: c.subtotal.map(money),
+        updated_ms: c.updated_ms,
+        version: c.version,
+        cart_token,
     }
 }
 
-fn priced(cart: PricedCart) -> proto::Cart {
-    cart_message(cart.into())
-}
-
-impl Commerce {
-    async fn change(
-        &self,
-        command: CartCommand,
-        tag: Option<IdempotencyTag>,
-    ) -> AppResult<Rendered<proto::Cart>> {
-        Ok(propose_change(&self.state, command, tag).await?.map(priced))
-    }
+fn priced(c: PricedCart) -> proto::Cart {
+    cart_message(c, None)
 }
 
 /// The REST routes the RPCs stand for (their idempotency fingerprints).
@@ -65,8 +51,7 @@ impl proto::cart_service_server::CartService for Commerce {
         call::read(async {
             let cart = call::cart(&request)?;
             let consistency = call::consistency(request.get_ref().consistency);
-            let owner = cart.owner.as_ref();
-            Ok(priced(read_cart(&self.state, owner, consistency).await?))
+            Ok(priced(self.state.cart(&cart, consistency).await?))
         })
         .await
     }
@@ -79,16 +64,15 @@ impl proto::cart_service_server::CartService for Commerce {
         let mut response = call::write(async {
             let cart = call::cart(&request)?;
             let r = request.get_ref();
-            let body = AddLineBody {
+            let add = AddLineRequest {
                 sku: r.sku.clone(),
                 quantity: r.quantity,
             };
-            let tag = call::tag(&request, &cart.principal(), "POST", LINES, &body)?;
-            let (command, new_token) = body.command(cart, tag.is_some())?;
-            token.clone_from(&new_token);
-            Ok(self.change(command, tag).await?.map(|cart| proto::Cart {
-                cart_token: new_token,
-                ..cart
+            let tag = call::tag(&request, &cart.principal(), "POST", LINES, &add)?;
+            let rendered = self.state.add_line(cart, &add, tag).await?;
+            Ok(rendered.map(|added| {
+                token.clone_from(&added.new_token);
+                cart_message(added.cart, added.new_token)
             }))
         })
         .await?;
@@ -105,12 +89,13 @@ impl proto::cart_service_server::CartService for Commerce {
         call::write(async {
             let cart = call::cart(&request)?;
             let r = request.get_ref();
-            let body = SetLineBody {
+            let set = SetLineRequest {
                 quantity: r.quantity,
             };
             let path = format!("{LINES}/{}", r.sku);
-            let tag = call::tag(&request, &cart.principal(), "PUT", &path, &body)?;
-            self.change(body.command(cart, &r.sku)?, tag).await
+            let tag = call::tag(&request, &cart.principal(), "PUT", &path, &set)?;
+            let rendered = self.state.set_line(cart, &r.sku, &set, tag).await?;
+            Ok(rendered.map(priced))
         })
         .await
     }
@@ -124,8 +109,8 @@ impl proto::cart_service_server::CartService for Commerce {
             let sku = &request.get_ref().sku;
             let path = format!("{LINES}/{sku}");
             let tag = call::tag(&request, &cart.principal(), "DELETE", &path, &())?;
-            let command = remove_line_command(cart, sku)?;
-            self.change(command, tag).await
+            let rendered = self.state.remove_line(cart, sku, tag).await?;
+            Ok(rendered.map(priced))
         })
         .await
     }
@@ -137,10 +122,7 @@ impl proto::cart_service_server::CartService for Commerce {
         call::write(async {
             let cart = call::cart(&request)?;
             let tag = call::tag(&request, &cart.principal(), "DELETE", CART, &())?;
-            let command = CartCommand::Clear {
-                owner: cart.existing()?,
-            };
-            self.change(command, tag).await
+            Ok(self.state.clear_cart(cart, tag).await?.map(priced))
         })
         .await
     }
@@ -151,12 +133,13 @@ impl proto::cart_service_server::CartService for Commerce {
     ) -> Result<Response<proto::Cart>, Status> {
         call::write(async {
             let actor = call::signed_in_caller(&request)?;
-            let body = MergeBody {
+            let merge = MergeRequest {
                 cart_token: request.get_ref().cart_token.clone(),
             };
             let path = format!("{CART}/merge");
-            let tag = call::tag(&request, &Principal::from(&actor), "POST", &path, &body)?;
-            self.change(body.command(actor)?, tag).await
+            let tag = call::tag(&request, &Principal::from(&actor), "POST", &path, &merge)?;
+            let rendered = self.state.merge_carts(&actor, &merge, tag).await?;
+            Ok(rendered.map(priced))
         })
         .await
     }

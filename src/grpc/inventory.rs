@@ -1,32 +1,28 @@
 //! `InventoryService` and `ListingService`: stock of a SKU, low-stock
-//! thresholds, and listings over gRPC, through the REST layer's own
-//! constructors and reads.
+//! thresholds, and listings over gRPC. Messages become the application
+//! layer's requests (`app::inventory`); answers are built from the domain's
+//! types.
 
+use ecommerce_domains::idempotency::Principal;
+use ecommerce_domains::inventory::{LowStock, SkuStock, StockLevelView, Threshold};
+use ecommerce_domains::listing::Listing;
 use tonic::{Request, Response, Status};
 
 use super::{call, money, proto, Commerce};
-use crate::api::inventory::{
-    find_stock, low_stock_page, threshold_reply, ListParams, LowStockDto, SkuStockDto,
-    StockLevelDto, ThresholdBody, ThresholdDto,
-};
-use crate::api::listings::{find_listing, listing_reply, ListingBody, ListingDto, MoneyDto};
-use ecommerce_domains::idempotency::Principal;
-use ecommerce_domains::listing::Listing;
-use ecommerce_domains::Command;
+use crate::app::inventory::{ListingRequest, MoneyInput, PageQuery, ThresholdRequest};
 
 fn listing(l: Listing) -> proto::Listing {
-    let dto = ListingDto::from(l);
     proto::Listing {
-        sku: dto.sku,
-        name: dto.name,
-        price: Some(money(dto.price)),
-        vendor_id: dto.vendor_id,
-        active: dto.active,
-        version: dto.version,
+        sku: l.sku.as_str().to_string(),
+        name: l.name,
+        price: Some(money(l.price)),
+        vendor_id: l.vendor_id,
+        active: l.active,
+        version: l.version,
     }
 }
 
-fn stock_level(v: StockLevelDto) -> proto::StockLevel {
+fn stock_level(v: StockLevelView) -> proto::StockLevel {
     proto::StockLevel {
         sku: v.sku,
         warehouse_id: v.warehouse_id,
@@ -34,6 +30,35 @@ fn stock_level(v: StockLevelDto) -> proto::StockLevel {
         reserved: v.reserved,
         available: v.available,
         version: v.version,
+    }
+}
+
+fn sku_stock(s: SkuStock) -> proto::SkuStock {
+    proto::SkuStock {
+        sku: s.sku,
+        on_hand: s.on_hand,
+        reserved: s.reserved,
+        available: s.available,
+        warehouses: s.warehouses.into_iter().map(stock_level).collect(),
+    }
+}
+
+fn threshold(t: Threshold) -> proto::Threshold {
+    proto::Threshold {
+        sku: t.sku.as_str().to_string(),
+        warehouse_id: t.warehouse_id.map(|w| w.as_str().to_string()),
+        threshold: t.threshold,
+        version: t.version,
+    }
+}
+
+fn low_stock(l: LowStock) -> proto::LowStock {
+    proto::LowStock {
+        sku: l.sku.as_str().to_string(),
+        warehouse_id: l.warehouse_id.map(|w| w.as_str().to_string()),
+        threshold: l.threshold,
+        available: l.available,
+        since_ms: l.since_ms,
     }
 }
 
@@ -46,14 +71,7 @@ impl proto::inventory_service_server::InventoryService for Commerce {
         call::read(async {
             let r = request.get_ref();
             let consistency = call::consistency(r.consistency);
-            let stock = SkuStockDto::from(find_stock(&self.state, &r.sku, consistency).await?);
-            Ok(proto::SkuStock {
-                sku: stock.sku,
-                on_hand: stock.on_hand,
-                reserved: stock.reserved,
-                available: stock.available,
-                warehouses: stock.warehouses.into_iter().map(stock_level).collect(),
-            })
+            Ok(sku_stock(self.state.sku_stock(&r.sku, consistency).await?))
         })
         .await
     }
@@ -65,23 +83,14 @@ impl proto::inventory_service_server::InventoryService for Commerce {
         call::write(async {
             let admin = call::admin_caller(&request)?;
             let r = request.get_ref();
-            let body = ThresholdBody {
+            let set = ThresholdRequest {
                 threshold: r.threshold,
                 warehouse_id: r.warehouse_id.clone(),
             };
             let path = format!("/api/v1/inventory/{}/threshold", r.sku);
-            let tag = call::tag(&request, &Principal::from(&admin), "PUT", &path, &body)?;
-            let command = Command::Inventory(body.command(&r.sku)?);
-            let committed = self.state.propose(command, tag).await?;
-            Ok(committed.render(threshold_reply).map(|t| {
-                let t = ThresholdDto::from(t);
-                proto::Threshold {
-                    sku: t.sku,
-                    warehouse_id: t.warehouse_id,
-                    threshold: t.threshold,
-                    version: t.version,
-                }
-            }))
+            let tag = call::tag(&request, &Principal::from(&admin), "PUT", &path, &set)?;
+            let rendered = self.state.set_threshold(&admin, &r.sku, &set, tag).await?;
+            Ok(rendered.map(threshold))
         })
         .await
     }
@@ -91,28 +100,16 @@ impl proto::inventory_service_server::InventoryService for Commerce {
         request: Request<proto::ListLowStockRequest>,
     ) -> Result<Response<proto::LowStockPage>, Status> {
         call::read(async {
-            call::admin_caller(&request)?;
+            let admin = call::admin_caller(&request)?;
             let r = request.get_ref();
-            let params = ListParams {
+            let query = PageQuery {
                 after: r.after.clone(),
                 limit: r.limit.map(|l| l as usize),
-                consistency: Some(call::consistency(r.consistency)),
+                consistency: call::consistency(r.consistency),
             };
-            let (items, next_after) = low_stock_page(&self.state, &params).await?;
+            let (items, next_after) = self.state.low_stock(&admin, &query).await?;
             Ok(proto::LowStockPage {
-                items: items
-                    .into_iter()
-                    .map(|l| {
-                        let l = LowStockDto::from(l);
-                        proto::LowStock {
-                            sku: l.sku,
-                            warehouse_id: l.warehouse_id,
-                            threshold: l.threshold,
-                            available: l.available,
-                            since_ms: l.since_ms,
-                        }
-                    })
-                    .collect(),
+                items: items.into_iter().map(low_stock).collect(),
                 next_after,
             })
         })
@@ -129,9 +126,7 @@ impl proto::listing_service_server::ListingService for Commerce {
         call::read(async {
             let r = request.get_ref();
             let consistency = call::consistency(r.consistency);
-            Ok(listing(
-                find_listing(&self.state, &r.sku, consistency).await?,
-            ))
+            Ok(listing(self.state.listing(&r.sku, consistency).await?))
         })
         .await
     }
@@ -144,9 +139,9 @@ impl proto::listing_service_server::ListingService for Commerce {
             let actor = call::signed_in_caller(&request)?;
             let r = request.get_ref();
             let price = call::required("price", r.price.clone())?;
-            let body = ListingBody {
+            let put = ListingRequest {
                 name: r.name.clone(),
-                price: MoneyDto {
+                price: MoneyInput {
                     amount: price.amount,
                     currency: price.currency,
                 },
@@ -154,10 +149,9 @@ impl proto::listing_service_server::ListingService for Commerce {
                 active: r.active,
             };
             let path = format!("/api/v1/listings/{}", r.sku);
-            let tag = call::tag(&request, &Principal::from(&actor), "PUT", &path, &body)?;
-            let command = Command::Listing(body.command(actor, &r.sku)?);
-            let committed = self.state.propose(command, tag).await?;
-            Ok(committed.render(listing_reply).map(listing))
+            let tag = call::tag(&request, &Principal::from(&actor), "PUT", &path, &put)?;
+            let rendered = self.state.put_listing(&actor, &r.sku, &put, tag).await?;
+            Ok(rendered.map(listing))
         })
         .await
     }

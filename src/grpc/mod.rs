@@ -3,11 +3,12 @@
 //! REST API ([`Commerce`]: `carts`, `orders`, `inventory` with listings).
 //! Served on the same port as the node-to-node Raft service.
 //!
-//! Architecture invariant: a commerce RPC is a REST handler in another
-//! encoding. It reads credentials, cart token and idempotency key through
-//! `call` (the REST extractors' own functions), converts its message into the
-//! REST body and builds the command with that body's constructor in `api/`,
-//! and answers the REST view as a message; no rule lives here.
+//! Architecture invariant: a commerce RPC is an adapter over a use case of
+//! `app/`, as its REST twin is. It reads credentials, cart token and
+//! idempotency key through `call` (with the application layer's functions),
+//! converts its message into the use case's request (the type both
+//! transports fingerprint), calls `App`, and builds its reply from the
+//! domain's types; no rule lives here, and nothing here reaches into `api/`.
 
 mod call;
 mod carts;
@@ -19,7 +20,8 @@ use std::pin::Pin;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::api::listings::MoneyDto;
+use ecommerce_domains::money::Money;
+
 use crate::app::App;
 
 pub mod proto {
@@ -73,10 +75,10 @@ impl Commerce {
     }
 }
 
-fn money(m: MoneyDto) -> proto::Money {
+fn money(m: Money) -> proto::Money {
     proto::Money {
         amount: m.amount,
-        currency: m.currency,
+        currency: m.currency.as_str().to_string(),
     }
 }
 

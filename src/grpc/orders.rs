@@ -6,12 +6,11 @@
 use ecommerce_domains::allocation::Strategy;
 use ecommerce_domains::idempotency::Principal;
 use ecommerce_domains::inventory::Location;
-use ecommerce_domains::money::Money;
 use ecommerce_domains::order::{Address, Order, OrderStatus};
 use ecommerce_domains::DomainError;
 use tonic::{Request, Response, Status};
 
-use super::{call, enum_name, enum_value, proto, Commerce};
+use super::{call, enum_name, enum_value, money, proto, Commerce};
 use crate::app::orders::{
     order_id, CancelRequest, CheckoutRequest, ExtendHoldRequest, OrderQuery, ShipRequest,
 };
@@ -23,13 +22,6 @@ use crate::payments::PaymentInput;
 /// transport finds the same record.
 fn order_path(id: &str, action: &str) -> String {
     format!("/api/v1/orders/{id}/{action}")
-}
-
-fn money(m: Money) -> proto::Money {
-    proto::Money {
-        amount: m.amount,
-        currency: m.currency.as_str().to_string(),
-    }
 }
 
 fn address(a: proto::Address) -> AppResult<Address> {
