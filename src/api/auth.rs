@@ -32,6 +32,7 @@ use super::error::AppError;
 use super::App;
 use crate::app::access::{admin_only, unauthenticated, vendor_or_admin};
 use crate::app::sessions::invalid_token;
+use crate::app::ErrorCode;
 
 /// Header carrying the operator token.
 pub const OPERATOR_TOKEN: &str = "x-operator-token";
@@ -64,7 +65,7 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
             Ok(Some(token.trim()))
         }
         _ => Err(AppError::new(
-            "unauthenticated",
+            ErrorCode::Unauthenticated,
             "the Authorization header must be `Bearer <access token>`",
         )),
     }
@@ -149,7 +150,7 @@ where
             } else {
                 tracing::debug!("operator token refused");
                 Err(AppError::new(
-                    "unauthenticated",
+                    ErrorCode::Unauthenticated,
                     "the operator token is wrong",
                 ))
             };

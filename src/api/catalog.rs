@@ -27,6 +27,7 @@ use super::error::{AppError, AppResult, ErrorBody};
 use super::extract::{AppJson, AppPath, AppQuery, Consistency, MutationMeta};
 use super::listings::MoneyDto;
 use super::{unexpected, App};
+use crate::app::ErrorCode;
 use crate::config::Settings;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -359,7 +360,7 @@ pub async fn list_products(
     let limit = params.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(AppError::new(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             "limit must be between 1 and 100",
         ));
     }

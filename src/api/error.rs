@@ -4,7 +4,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-pub use crate::app::error::{AppError, AppResult, ErrorBody, ERROR_CODES};
+pub use crate::app::error::{AppError, AppResult, ErrorBody, ErrorCode};
 
 /// How long clients should wait before retrying a 503.
 const RETRY_AFTER_SECS: &str = "1";

@@ -13,6 +13,7 @@ use super::auth::AdminOnly;
 use super::error::{AppError, AppResult, ErrorBody};
 use super::extract::{AppQuery, Consistency};
 use super::App;
+use crate::app::ErrorCode;
 
 /// Longest a long-poll waits (`wait_ms` above it is cut to it).
 pub const MAX_WAIT_MS: u64 = 30_000;
@@ -73,7 +74,7 @@ pub async fn list_events(
     let limit = params.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(AppError::new(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             "limit must be between 1 and 1000",
         ));
     }

@@ -32,23 +32,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
 fn json_rejection(rejection: JsonRejection) -> AppError {
     match rejection {
         JsonRejection::JsonSyntaxError(e) => AppError::new(
-            "malformed_json",
+            ErrorCode::MalformedJson,
             format!("the body is not valid JSON: {}", e.body_text()),
         ),
-        JsonRejection::JsonDataError(e) => AppError::new("invalid_body", e.body_text()),
+        JsonRejection::JsonDataError(e) => AppError::new(ErrorCode::InvalidBody, e.body_text()),
         JsonRejection::MissingJsonContentType(_) => AppError::new(
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "expected a body with Content-Type: application/json",
         ),
         JsonRejection::BytesRejection(e)
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
         {
             AppError::new(
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 "the body is larger than this node accepts",
             )
         }
-        other => AppError::new("invalid_body", other.body_text()),
+        other => AppError::new(ErrorCode::InvalidBody, other.body_text()),
     }
 }
 
@@ -62,7 +62,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for AppPath
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| Self(p.0))
-            .map_err(|e: PathRejection| AppError::new("invalid_path", e.body_text()))
+            .map_err(|e: PathRejection| AppError::new(ErrorCode::InvalidPath, e.body_text()))
     }
 }
 
@@ -76,7 +76,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for AppQuery<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Self(q.0))
-            .map_err(|e: QueryRejection| AppError::new("invalid_query", e.body_text()))
+            .map_err(|e: QueryRejection| AppError::new(ErrorCode::InvalidQuery, e.body_text()))
     }
 }
 
@@ -126,7 +126,7 @@ impl MutationMeta {
         match self.key {
             None => Ok(()),
             Some(_) => Err(AppError::new(
-                "invalid_header",
+                ErrorCode::InvalidHeader,
                 format!("this route does not take an Idempotency-Key: {why}"),
             )),
         }
@@ -134,6 +134,7 @@ impl MutationMeta {
 }
 
 pub use crate::app::Consistency;
+use crate::app::ErrorCode;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -29,6 +29,7 @@ use super::extract::{AppPath, AppQuery, Consistency, MutationMeta};
 use super::{unexpected, App};
 use crate::app::access::forbidden;
 use crate::app::idempotency::IDEMPOTENT_REPLAYED;
+use crate::app::ErrorCode;
 use crate::config::Settings;
 use crate::media::imaging::{self, THUMBNAIL_SIZES};
 use crate::media::{blobs, media_url, thumbnail_url, MediaError};
@@ -102,8 +103,8 @@ impl MediaDto {
 impl From<MediaError> for AppError {
     fn from(e: MediaError) -> Self {
         match e {
-            MediaError::Unavailable(_) => Self::new("unavailable", e.to_string()),
-            MediaError::Undecodable(_) => Self::new("media_undecodable", e.to_string()),
+            MediaError::Unavailable(_) => Self::new(ErrorCode::Unavailable, e.to_string()),
+            MediaError::Undecodable(_) => Self::new(ErrorCode::MediaUndecodable, e.to_string()),
             MediaError::Blob(_) | MediaError::Task(_) => Self::internal(e),
         }
     }
@@ -111,7 +112,7 @@ impl From<MediaError> for AppError {
 
 fn too_large(max: usize) -> AppError {
     AppError::new(
-        "payload_too_large",
+        ErrorCode::PayloadTooLarge,
         format!("the image is larger than {max} bytes"),
     )
     .with_details(serde_json::json!({ "max_bytes": max }))
@@ -122,17 +123,17 @@ fn multipart_error(e: MultipartError, max: usize) -> AppError {
         too_large(max)
     } else if super::timeouts::is_body_timeout(&e) {
         AppError::new(
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             "the upload stalled: no data arrived for http.body_read_timeout_ms",
         )
     } else {
-        AppError::new("invalid_body", e.body_text())
+        AppError::new(ErrorCode::InvalidBody, e.body_text())
     }
 }
 
 fn invalid_form(message: &str) -> AppError {
     AppError::new(
-        "invalid_body",
+        ErrorCode::InvalidBody,
         format!("{message}; send multipart/form-data with one file field named `file`"),
     )
 }
@@ -202,7 +203,7 @@ pub async fn upload(
     }
     let mut multipart = multipart.map_err(|_| {
         AppError::new(
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "expected a multipart/form-data body with one file field named `file`",
         )
     })?;
@@ -211,7 +212,7 @@ pub async fn upload(
     let Some(content_type) = ImageType::sniff(&bytes) else {
         let accepted: Vec<_> = ImageType::ALL.iter().map(|t| t.mime()).collect();
         return Err(AppError::new(
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "the file is not a JPEG, PNG, WebP or GIF image",
         )
         .with_details(serde_json::json!({ "accepted": accepted })));
@@ -227,7 +228,7 @@ pub async fn upload(
     .map_err(AppError::internal)?;
     let (width, height) = dimensions.map_err(|e| {
         AppError::new(
-            "media_undecodable",
+            ErrorCode::MediaUndecodable,
             format!("the {} image cannot be read: {e}", content_type.mime()),
         )
     })?;
@@ -280,7 +281,8 @@ pub async fn upload(
 /// The record of the image `raw`: from this node's replica when it has it
 /// (records never change), else after a linearizable read, else 404.
 pub async fn find_media(state: &App, raw: &str) -> AppResult<MediaRecord> {
-    let hash = ContentHash::parse(raw).map_err(|e| AppError::new("invalid_path", e.to_string()))?;
+    let hash = ContentHash::parse(raw)
+        .map_err(|e| AppError::new(ErrorCode::InvalidPath, e.to_string()))?;
     for consistency in [Consistency::Stale, Consistency::Linearizable] {
         let reader = state.read(consistency).await?;
         if let Some(record) = media::get(&reader, &hash)? {

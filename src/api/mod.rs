@@ -42,6 +42,7 @@ use tower_http::trace::TraceLayer;
 use crate::app::idempotency::IDEMPOTENT_REPLAYED;
 use error::{AppError, AppResult};
 
+use crate::app::ErrorCode;
 pub use crate::app::{unexpected, App, Committed, Rendered};
 
 impl Committed {
@@ -91,7 +92,7 @@ pub fn service(state: App) -> Router {
         .layer(axum::middleware::from_fn(crate::telemetry::track_http))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(CatchPanicLayer::custom(|_| {
-            AppError::new("internal", "internal error").into_response()
+            AppError::new(ErrorCode::Internal, "internal error").into_response()
         }))
         .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
             "x-request-id",

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use super::error::AppError;
 use super::App;
+use crate::app::ErrorCode;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -66,12 +67,15 @@ pub async fn metrics(State(state): State<App>) -> impl IntoResponse {
 }
 
 pub async fn route_not_found(uri: axum::http::Uri) -> AppError {
-    AppError::new("route_not_found", format!("no route for {}", uri.path()))
+    AppError::new(
+        ErrorCode::RouteNotFound,
+        format!("no route for {}", uri.path()),
+    )
 }
 
 pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> AppError {
     AppError::new(
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         format!("{method} is not allowed on {}", uri.path()),
     )
 }

@@ -22,6 +22,7 @@ use super::{App, Rendered};
 use crate::app::orders::{
     order_id, CancelRequest, CheckoutRequest, ExtendHoldRequest, OrderQuery, ShipRequest,
 };
+use crate::app::ErrorCode;
 use crate::payments::PaymentInput;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -425,7 +426,7 @@ impl OrderListParams {
             .map(|s| {
                 OrderStatus::parse(s).ok_or_else(|| {
                     AppError::new(
-                        "invalid_query",
+                        ErrorCode::InvalidQuery,
                         "status must be draft, confirmed, paid, shipped, delivered or cancelled",
                     )
                 })
@@ -435,8 +436,9 @@ impl OrderListParams {
             .after
             .as_deref()
             .map(|a| {
-                a.parse::<OrderId>()
-                    .map_err(|_| AppError::new("invalid_query", "after must be an order id"))
+                a.parse::<OrderId>().map_err(|_| {
+                    AppError::new(ErrorCode::InvalidQuery, "after must be an order id")
+                })
             })
             .transpose()?;
         Ok(OrderQuery {

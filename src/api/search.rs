@@ -19,6 +19,7 @@ use super::catalog::{find_product, ProductDto, ProductKey};
 use super::error::{AppError, AppResult, ErrorBody};
 use super::extract::{AppQuery, Consistency};
 use super::App;
+use crate::app::ErrorCode;
 use crate::search::query::{Cursor, FacetCount};
 use crate::search::{SearchError, SearchRequest, SortBy, PRICE_BUCKETS};
 
@@ -32,7 +33,7 @@ const MAX_TEXT: usize = 500;
 impl From<SearchError> for AppError {
     fn from(e: SearchError) -> Self {
         match e {
-            SearchError::Invalid(message) => AppError::new("invalid_query", message),
+            SearchError::Invalid(message) => AppError::new(ErrorCode::InvalidQuery, message),
             SearchError::Raft(e) => e.into(),
             SearchError::Store(e) => e.into(),
             other => AppError::internal(other),
@@ -140,7 +141,7 @@ pub struct SearchResponse {
 }
 
 fn invalid(message: impl Into<String>) -> AppError {
-    AppError::new("invalid_query", message)
+    AppError::new(ErrorCode::InvalidQuery, message)
 }
 
 fn parse_u64(key: &str, value: &str) -> AppResult<u64> {

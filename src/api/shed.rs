@@ -53,6 +53,7 @@ use tokio::sync::Semaphore;
 use super::auth::OPERATOR_TOKEN;
 use super::error::AppError;
 use super::timeouts;
+use crate::app::ErrorCode;
 use crate::auth::Auth;
 use crate::config::HttpSettings;
 
@@ -99,7 +100,7 @@ impl Admission {
         let (parts, body) = request.into_parts();
         let too_large = || {
             let mut response = AppError::new(
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 "the body is larger than this node accepts",
             )
             .into_response();
@@ -123,7 +124,7 @@ impl Admission {
             }
             // The client went away or sent a broken encoding: nobody to tell much.
             Ok(Err(e)) => Err(AppError::new(
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 format!("the body could not be read: {e}"),
             )
             .into_response()),
@@ -160,7 +161,7 @@ pub async fn admit(State(admission): State<Admission>, request: Request, next: N
         Err(_) => {
             metrics::counter!("http_requests_shed_total").increment(1);
             AppError::new(
-                "overloaded",
+                ErrorCode::Overloaded,
                 "the node is serving as many requests as it admits; retry shortly",
             )
             .into_response()

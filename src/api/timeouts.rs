@@ -23,6 +23,7 @@ use tower::util::MapResponseLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use super::error::AppError;
+use crate::app::ErrorCode;
 
 /// What [`TimeoutLayer`] answers with when a budget runs out: a bare status,
 /// which [`as_timeout_error`] turns into the `timeout` error.
@@ -55,7 +56,7 @@ fn as_timeout_error(response: Response) -> Response {
 /// closed after it (the rest of the body is never read).
 pub fn body_too_slow(limit: Duration) -> Response {
     let mut response = AppError::new(
-        "request_timeout",
+        ErrorCode::RequestTimeout,
         format!(
             "the request body did not arrive within {} ms",
             limit.as_millis()

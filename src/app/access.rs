@@ -10,6 +10,7 @@
 use ecommerce_domains::{Actor, Role};
 
 use super::{AppError, AppResult};
+use crate::app::ErrorCode;
 
 /// A signed-in caller, else `unauthenticated`.
 pub fn signed_in(caller: Option<Actor>) -> AppResult<Actor> {
@@ -44,11 +45,11 @@ pub fn require_admin(actor: &Actor) -> AppResult<()> {
 }
 
 pub fn unauthenticated() -> AppError {
-    AppError::new("unauthenticated", "sign in to use this route")
+    AppError::new(ErrorCode::Unauthenticated, "sign in to use this route")
 }
 
 pub fn forbidden() -> AppError {
-    AppError::new("forbidden", "you are not allowed to do this")
+    AppError::new(ErrorCode::Forbidden, "you are not allowed to do this")
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use ecommerce_domains::{Actor, DomainError, Role};
 
 use super::sessions::{unexpected_users, users_reply};
 use super::{App, AppError, AppResult, Consistency, Rendered};
+use crate::app::ErrorCode;
 use crate::auth::tokens;
 
 /// A profile change: `None` leaves a field as it is; an address may be set
@@ -90,7 +91,7 @@ impl App {
     ) -> AppResult<Vec<User>> {
         if !(1..=1000).contains(&limit) {
             return Err(AppError::new(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 "limit must be between 1 and 1000",
             ));
         }

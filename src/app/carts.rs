@@ -20,6 +20,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{unexpected, App, AppError, AppResult, Consistency, Rendered};
+use crate::app::ErrorCode;
 
 /// The header (gRPC: metadata key) carrying a guest cart's token, in
 /// requests and in the answer that creates the cart.
@@ -96,7 +97,10 @@ impl CartRef {
 /// The error for an `x-cart-token` that is not visible ASCII, which each
 /// transport raises when it reads the header.
 pub fn unreadable_token() -> AppError {
-    AppError::new("invalid_header", "X-Cart-Token must be visible ASCII")
+    AppError::new(
+        ErrorCode::InvalidHeader,
+        "X-Cart-Token must be visible ASCII",
+    )
 }
 
 /// The owner of guest cart `token`: the SHA-256 (hex) it is stored under.
@@ -107,7 +111,7 @@ fn token_owner(token: &str) -> AppResult<CartOwner> {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !ok {
         return Err(AppError::new(
-            "invalid_header",
+            ErrorCode::InvalidHeader,
             "a cart token is 20 to 128 characters of A-Z a-z 0-9 - _",
         ));
     }

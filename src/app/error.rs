@@ -11,65 +11,103 @@ use http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// Every error code the API can return, with its HTTP status.
-pub const ERROR_CODES: &[(&str, u16)] = &[
-    ("malformed_json", 400),
-    ("invalid_body", 400),
-    ("invalid_path", 400),
-    ("invalid_query", 400),
-    ("invalid_header", 400),
-    ("unauthenticated", 401),
-    ("forbidden", 403),
-    ("route_not_found", 404),
-    ("method_not_allowed", 405),
-    ("request_timeout", 408),
-    ("payload_too_large", 413),
-    ("unsupported_media_type", 415),
-    ("validation_failed", 422),
-    ("idempotency_key_reused", 422),
-    ("sku_not_for_sale", 422),
-    ("currency_mismatch", 422),
-    ("cart_empty", 422),
-    ("invalid_card", 422),
-    ("media_undecodable", 422),
-    ("media_not_found", 404),
-    ("warehouse_not_found", 404),
-    ("sku_not_found", 404),
-    ("node_not_found", 404),
-    ("listing_not_found", 404),
-    ("coupon_not_found", 404),
-    ("product_not_found", 404),
-    ("category_not_found", 404),
-    ("order_not_found", 404),
-    ("version_conflict", 409),
-    ("insufficient_stock", 409),
-    ("invalid_transition", 409),
-    ("slug_taken", 409),
-    ("coupon_not_applicable", 409),
-    ("sku_taken", 409),
-    ("category_not_empty", 409),
-    ("hold_not_active", 409),
-    ("node_id_removed", 409),
-    ("membership_refused", 409),
-    ("internal", 500),
-    ("no_leader", 503),
-    ("unavailable", 503),
-    ("overloaded", 503),
-    ("timeout", 504),
-    // users and authentication
-    ("email_taken", 409),
-    ("invalid_credentials", 401),
-    ("invalid_refresh_token", 401),
-    ("invalid_reset_token", 400),
-    ("user_not_found", 404),
-    ("weak_password", 422),
-    ("rate_limited", 429),
-    ("invalid_social_state", 400),
-    ("email_not_verified", 403),
-    ("social_login_failed", 400),
-    ("provider_not_configured", 404),
-    ("provider_unavailable", 502),
-];
+/// Declares [`ErrorCode`]: each code with its HTTP status and gRPC code.
+macro_rules! error_codes {
+    ($($variant:ident = $code:literal, $status:ident, $grpc:ident;)*) => {
+        /// Every error code the node answers, each with its HTTP status and
+        /// its gRPC code beside it: a code without both cannot compile.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($variant,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in the order of the table.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The stable, documented code clients see.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                }
+            }
+
+            /// The HTTP status REST answers with it.
+            pub fn http_status(self) -> StatusCode {
+                match self {
+                    $(ErrorCode::$variant => StatusCode::$status,)*
+                }
+            }
+
+            /// The status code gRPC answers with it.
+            pub fn grpc_code(self) -> tonic::Code {
+                match self {
+                    $(ErrorCode::$variant => tonic::Code::$grpc,)*
+                }
+            }
+        }
+    };
+}
+
+// A lost compare-and-set race (`version_conflict`) is `Aborted`: retrying
+// the read-modify-write may succeed; other conflicts are preconditions.
+error_codes! {
+    MalformedJson = "malformed_json", BAD_REQUEST, InvalidArgument;
+    InvalidBody = "invalid_body", BAD_REQUEST, InvalidArgument;
+    InvalidPath = "invalid_path", BAD_REQUEST, InvalidArgument;
+    InvalidQuery = "invalid_query", BAD_REQUEST, InvalidArgument;
+    InvalidHeader = "invalid_header", BAD_REQUEST, InvalidArgument;
+    Unauthenticated = "unauthenticated", UNAUTHORIZED, Unauthenticated;
+    Forbidden = "forbidden", FORBIDDEN, PermissionDenied;
+    RouteNotFound = "route_not_found", NOT_FOUND, NotFound;
+    MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED, Internal;
+    RequestTimeout = "request_timeout", REQUEST_TIMEOUT, Internal;
+    PayloadTooLarge = "payload_too_large", PAYLOAD_TOO_LARGE, Internal;
+    UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, Internal;
+    ValidationFailed = "validation_failed", UNPROCESSABLE_ENTITY, InvalidArgument;
+    IdempotencyKeyReused = "idempotency_key_reused", UNPROCESSABLE_ENTITY, InvalidArgument;
+    SkuNotForSale = "sku_not_for_sale", UNPROCESSABLE_ENTITY, InvalidArgument;
+    CurrencyMismatch = "currency_mismatch", UNPROCESSABLE_ENTITY, InvalidArgument;
+    CartEmpty = "cart_empty", UNPROCESSABLE_ENTITY, InvalidArgument;
+    InvalidCard = "invalid_card", UNPROCESSABLE_ENTITY, InvalidArgument;
+    MediaUndecodable = "media_undecodable", UNPROCESSABLE_ENTITY, InvalidArgument;
+    MediaNotFound = "media_not_found", NOT_FOUND, NotFound;
+    WarehouseNotFound = "warehouse_not_found", NOT_FOUND, NotFound;
+    SkuNotFound = "sku_not_found", NOT_FOUND, NotFound;
+    NodeNotFound = "node_not_found", NOT_FOUND, NotFound;
+    ListingNotFound = "listing_not_found", NOT_FOUND, NotFound;
+    CouponNotFound = "coupon_not_found", NOT_FOUND, NotFound;
+    ProductNotFound = "product_not_found", NOT_FOUND, NotFound;
+    CategoryNotFound = "category_not_found", NOT_FOUND, NotFound;
+    OrderNotFound = "order_not_found", NOT_FOUND, NotFound;
+    VersionConflict = "version_conflict", CONFLICT, Aborted;
+    InsufficientStock = "insufficient_stock", CONFLICT, FailedPrecondition;
+    InvalidTransition = "invalid_transition", CONFLICT, FailedPrecondition;
+    SlugTaken = "slug_taken", CONFLICT, FailedPrecondition;
+    CouponNotApplicable = "coupon_not_applicable", CONFLICT, FailedPrecondition;
+    SkuTaken = "sku_taken", CONFLICT, FailedPrecondition;
+    CategoryNotEmpty = "category_not_empty", CONFLICT, FailedPrecondition;
+    HoldNotActive = "hold_not_active", CONFLICT, FailedPrecondition;
+    NodeIdRemoved = "node_id_removed", CONFLICT, FailedPrecondition;
+    MembershipRefused = "membership_refused", CONFLICT, FailedPrecondition;
+    Internal = "internal", INTERNAL_SERVER_ERROR, Internal;
+    NoLeader = "no_leader", SERVICE_UNAVAILABLE, Unavailable;
+    Unavailable = "unavailable", SERVICE_UNAVAILABLE, Unavailable;
+    Overloaded = "overloaded", SERVICE_UNAVAILABLE, Unavailable;
+    Timeout = "timeout", GATEWAY_TIMEOUT, DeadlineExceeded;
+    EmailTaken = "email_taken", CONFLICT, FailedPrecondition;
+    InvalidCredentials = "invalid_credentials", UNAUTHORIZED, Unauthenticated;
+    InvalidRefreshToken = "invalid_refresh_token", UNAUTHORIZED, Unauthenticated;
+    InvalidResetToken = "invalid_reset_token", BAD_REQUEST, InvalidArgument;
+    UserNotFound = "user_not_found", NOT_FOUND, NotFound;
+    WeakPassword = "weak_password", UNPROCESSABLE_ENTITY, InvalidArgument;
+    RateLimited = "rate_limited", TOO_MANY_REQUESTS, Internal;
+    InvalidSocialState = "invalid_social_state", BAD_REQUEST, InvalidArgument;
+    EmailNotVerified = "email_not_verified", FORBIDDEN, PermissionDenied;
+    SocialLoginFailed = "social_login_failed", BAD_REQUEST, InvalidArgument;
+    ProviderNotConfigured = "provider_not_configured", NOT_FOUND, NotFound;
+    ProviderUnavailable = "provider_unavailable", BAD_GATEWAY, Internal;
+}
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -85,22 +123,20 @@ pub struct ErrorBody {
 /// An error answered to a client.
 #[derive(Debug, Clone)]
 pub struct AppError {
+    pub code: ErrorCode,
     pub status: StatusCode,
     pub body: ErrorBody,
 }
 
 impl AppError {
-    /// An error with a code from [`ERROR_CODES`]; unknown codes are a bug and become 500.
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        let status = ERROR_CODES
-            .iter()
-            .find(|(c, _)| *c == code)
-            .and_then(|(_, s)| StatusCode::from_u16(*s).ok())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    /// An error with `code` and a message for people.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let status = code.http_status();
         Self {
+            code,
             status,
             body: ErrorBody {
-                code,
+                code: code.as_str(),
                 message: message.into(),
                 details: serde_json::Value::Null,
             },
@@ -115,14 +151,55 @@ impl AppError {
     /// A 500 whose cause is logged but not shown to the client.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new("internal", "internal error")
+        Self::new(ErrorCode::Internal, "internal error")
+    }
+}
+
+impl From<&DomainError> for ErrorCode {
+    /// Each refusal of the domain, by the code clients see (the same
+    /// strings as [`DomainError::code`], checked by a test).
+    fn from(e: &DomainError) -> Self {
+        use DomainError as D;
+        match e {
+            D::Validation { .. } => Self::ValidationFailed,
+            D::WarehouseNotFound(_) => Self::WarehouseNotFound,
+            D::SkuNotFound(_) => Self::SkuNotFound,
+            D::VersionConflict { .. } => Self::VersionConflict,
+            D::InsufficientStock { .. } | D::OutOfStock(_) => Self::InsufficientStock,
+            D::IdempotencyKeyReused => Self::IdempotencyKeyReused,
+            D::EmailTaken => Self::EmailTaken,
+            D::InvalidCredentials => Self::InvalidCredentials,
+            D::InvalidRefreshToken => Self::InvalidRefreshToken,
+            D::InvalidResetToken => Self::InvalidResetToken,
+            D::UserNotFound(_) => Self::UserNotFound,
+            D::WeakPassword { .. } => Self::WeakPassword,
+            D::Forbidden => Self::Forbidden,
+            D::SkuNotForSale(_) => Self::SkuNotForSale,
+            D::ListingNotFound(_) => Self::ListingNotFound,
+            D::CouponNotApplicable { .. } => Self::CouponNotApplicable,
+            D::CouponNotFound(_) => Self::CouponNotFound,
+            D::InvalidSocialState => Self::InvalidSocialState,
+            D::EmailNotVerified => Self::EmailNotVerified,
+            D::ProductNotFound(_) => Self::ProductNotFound,
+            D::CategoryNotFound(_) => Self::CategoryNotFound,
+            D::SlugTaken(_) => Self::SlugTaken,
+            D::SkuTaken(_) => Self::SkuTaken,
+            D::CategoryNotEmpty(_) => Self::CategoryNotEmpty,
+            D::CurrencyMismatch { .. } => Self::CurrencyMismatch,
+            D::CartEmpty => Self::CartEmpty,
+            D::OrderNotFound(_) => Self::OrderNotFound,
+            D::InvalidTransition { .. } => Self::InvalidTransition,
+            D::HoldNotActive(_) => Self::HoldNotActive,
+            D::MediaNotFound(_) => Self::MediaNotFound,
+            D::Internal => Self::Internal,
+        }
     }
 }
 
 impl From<DomainError> for AppError {
     fn from(e: DomainError) -> Self {
         let details = e.details();
-        Self::new(e.code(), e.to_string()).with_details(details)
+        Self::new(ErrorCode::from(&e), e.to_string()).with_details(details)
     }
 }
 
@@ -130,18 +207,18 @@ impl From<ecommerce_raft::Error> for AppError {
     fn from(e: ecommerce_raft::Error) -> Self {
         use ecommerce_raft::Error as E;
         match e {
-            E::NoLeader => Self::new("no_leader", "no leader is available; retry shortly"),
+            E::NoLeader => Self::new(ErrorCode::NoLeader, "no leader is available; retry shortly"),
             E::Timeout => Self::new(
-                "timeout",
+                ErrorCode::Timeout,
                 "the request did not complete in time; a write may still take effect (retry with the same Idempotency-Key)",
             ),
-            E::NodeIdRemoved(id) => Self::new("node_id_removed", e.to_string()).with_details(serde_json::json!({ "node_id": id })),
-            E::Membership(m) => Self::new("membership_refused", m),
+            E::NodeIdRemoved(id) => Self::new(ErrorCode::NodeIdRemoved, e.to_string()).with_details(serde_json::json!({ "node_id": id })),
+            E::Membership(m) => Self::new(ErrorCode::MembershipRefused, m),
             E::Rpc(m) => {
                 tracing::warn!(error = %m, "peer rpc failed");
-                Self::new("unavailable", "a peer could not be reached; retry shortly")
+                Self::new(ErrorCode::Unavailable, "a peer could not be reached; retry shortly")
             }
-            E::Installing => Self::new("unavailable", "this node is installing a snapshot; retry shortly"),
+            E::Installing => Self::new(ErrorCode::Unavailable, "this node is installing a snapshot; retry shortly"),
             E::Storage(_) | E::Fatal(_) => Self::internal(e),
         }
     }
@@ -227,9 +304,9 @@ mod tests {
 
     #[test]
     fn codes_are_unique() {
-        let mut codes: Vec<_> = ERROR_CODES.iter().map(|(c, _)| c).collect();
+        let mut codes: Vec<_> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
         codes.sort();
         codes.dedup();
-        assert_eq!(codes.len(), ERROR_CODES.len());
+        assert_eq!(codes.len(), ErrorCode::ALL.len());
     }
 }

@@ -15,6 +15,7 @@ use http::HeaderMap;
 use serde::Serialize;
 
 use super::{AppError, AppResult};
+use crate::app::ErrorCode;
 
 /// The request header (gRPC: metadata key) carrying a client's key.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -26,12 +27,15 @@ pub fn idempotency_key(headers: &HeaderMap) -> AppResult<Option<IdempotencyKey>>
     let Some(raw) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
-    let raw = raw
-        .to_str()
-        .map_err(|_| AppError::new("invalid_header", "Idempotency-Key must be visible ASCII"))?;
+    let raw = raw.to_str().map_err(|_| {
+        AppError::new(
+            ErrorCode::InvalidHeader,
+            "Idempotency-Key must be visible ASCII",
+        )
+    })?;
     IdempotencyKey::parse(raw)
         .map(Some)
-        .map_err(|e| AppError::new("invalid_header", e.to_string()))
+        .map_err(|e| AppError::new(ErrorCode::InvalidHeader, e.to_string()))
 }
 
 /// The tag `principal`'s request with client key `key` is recorded under:

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::access::require_admin;
 use super::{unexpected, App, AppError, AppResult, Consistency, Rendered};
+use crate::app::ErrorCode;
 
 /// Creating or replacing a warehouse. Like every request type here, its
 /// serialized form (the REST body's JSON) is the request's idempotency
@@ -94,7 +95,7 @@ impl PageQuery {
         let limit = self.limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
             return Err(AppError::new(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 "limit must be between 1 and 1000",
             ));
         }

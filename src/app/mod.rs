@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use utoipa::ToSchema;
 
 use crate::config::Settings;
-pub use error::{AppError, AppResult};
+pub use error::{AppError, AppResult, ErrorCode};
 
 /// Read consistency requested by a client.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]

@@ -12,6 +12,7 @@ use ecommerce_domains::{Actor, DomainError, Response, Role};
 use serde::Serialize;
 
 use super::{unexpected, App, AppError, AppResult, Consistency, Rendered};
+use crate::app::ErrorCode;
 use crate::payments::PaymentInput;
 
 /// A checkout as a client asks for it. Serialized, it is the request's
@@ -114,7 +115,7 @@ impl App {
         let payment_method = self
             .payments
             .payment_method(&request.payment, this_month())
-            .map_err(|e| AppError::new("invalid_card", e.to_string()))?;
+            .map_err(|e| AppError::new(ErrorCode::InvalidCard, e.to_string()))?;
         let coupon = request
             .coupon
             .as_deref()
@@ -225,7 +226,7 @@ impl App {
     ) -> AppResult<(Vec<Order>, Option<OrderId>)> {
         if !(1..=100).contains(&query.limit) {
             return Err(AppError::new(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 "limit must be between 1 and 100",
             ));
         }

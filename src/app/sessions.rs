@@ -19,6 +19,7 @@ use ecommerce_domains::{Actor, DomainError};
 use ecommerce_raft::Reader;
 
 use super::{App, AppError, AppResult, Consistency};
+use crate::app::ErrorCode;
 use crate::auth::social::{printable, SocialError};
 use crate::auth::tokens::{self, Claims, TokenError};
 
@@ -90,7 +91,7 @@ pub fn now_secs() -> u64 {
 /// The answer to a bad, expired or revoked access token.
 pub fn invalid_token() -> AppError {
     AppError::new(
-        "unauthenticated",
+        ErrorCode::Unauthenticated,
         "the access token is invalid, expired or revoked",
     )
 }
@@ -163,7 +164,7 @@ impl App {
         }
         match refusal {
             Refusal::Unavailable => Err(AppError::new(
-                "unavailable",
+                ErrorCode::Unavailable,
                 "this node is installing a snapshot; retry shortly",
             )),
             Refusal::Storage(e) => Err(AppError::internal(e)),
@@ -472,7 +473,7 @@ fn rate_limited(
         .as_secs()
         .saturating_add(u64::from(wait.subsec_nanos() > 0))
         .max(1);
-    AppError::new("rate_limited", "too many attempts; retry later")
+    AppError::new(ErrorCode::RateLimited, "too many attempts; retry later")
         .with_details(serde_json::json!({ "retry_after_secs": secs }))
 }
 
@@ -488,16 +489,19 @@ fn param<'a>(value: Option<&'a str>, name: &str) -> AppResult<&'a str> {
 impl From<SocialError> for AppError {
     fn from(e: SocialError) -> Self {
         match e {
-            SocialError::NotConfigured => AppError::new("provider_not_configured", e.to_string()),
+            SocialError::NotConfigured => {
+                AppError::new(ErrorCode::ProviderNotConfigured, e.to_string())
+            }
             SocialError::Refused(reason) => AppError::new(
-                "social_login_failed",
+                ErrorCode::SocialLoginFailed,
                 "the provider did not confirm the sign-in",
             )
             .with_details(serde_json::json!({ "reason": reason })),
-            SocialError::Unavailable(reason) => {
-                AppError::new("provider_unavailable", "the provider could not be asked")
-                    .with_details(serde_json::json!({ "reason": reason }))
-            }
+            SocialError::Unavailable(reason) => AppError::new(
+                ErrorCode::ProviderUnavailable,
+                "the provider could not be asked",
+            )
+            .with_details(serde_json::json!({ "reason": reason })),
         }
     }
 }

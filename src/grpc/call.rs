@@ -15,9 +15,8 @@ use std::future::Future;
 
 use ecommerce_domains::idempotency::{IdempotencyTag, Principal};
 use ecommerce_domains::{Actor, DomainError};
-use http::StatusCode;
 use tonic::metadata::{MetadataMap, MetadataValue};
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use super::proto;
 use crate::app::access::{admin_only, signed_in};
@@ -80,22 +79,13 @@ pub fn required<T>(field: &str, value: Option<T>) -> AppResult<T> {
     value.ok_or_else(|| DomainError::validation(field, "is required").into())
 }
 
-/// The gRPC status of an API error: a code fitting its HTTP status, the
-/// stable error code in the message and in the metadata [`ERROR_CODE`].
+/// The gRPC status of an error: its code's gRPC code ([`ErrorCode::grpc_code`]),
+/// the stable error code in the message and in the metadata [`ERROR_CODE`].
 pub fn status(e: AppError) -> Status {
-    let code = match e.status {
-        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => Code::InvalidArgument,
-        StatusCode::UNAUTHORIZED => Code::Unauthenticated,
-        StatusCode::FORBIDDEN => Code::PermissionDenied,
-        StatusCode::NOT_FOUND => Code::NotFound,
-        // A lost compare-and-set race: retrying the read-modify-write may succeed.
-        StatusCode::CONFLICT if e.body.code == "version_conflict" => Code::Aborted,
-        StatusCode::CONFLICT => Code::FailedPrecondition,
-        StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
-        StatusCode::GATEWAY_TIMEOUT => Code::DeadlineExceeded,
-        _ => Code::Internal,
-    };
-    let mut status = Status::new(code, format!("{}: {}", e.body.code, e.body.message));
+    let mut status = Status::new(
+        e.code.grpc_code(),
+        format!("{}: {}", e.body.code, e.body.message),
+    );
     status
         .metadata_mut()
         .insert(ERROR_CODE, MetadataValue::from_static(e.body.code));
@@ -136,9 +126,11 @@ pub async fn write<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::ErrorCode;
+    use tonic::Code;
 
     #[test]
-    fn statuses_follow_the_http_status_and_keep_the_code() {
+    fn statuses_follow_the_error_codes_and_keep_them() {
         for (code, expected) in [
             ("invalid_body", Code::InvalidArgument),
             ("validation_failed", Code::InvalidArgument),
@@ -151,7 +143,9 @@ mod tests {
             ("timeout", Code::DeadlineExceeded),
             ("internal", Code::Internal),
         ] {
+            let code = *ErrorCode::ALL.iter().find(|c| c.as_str() == code).unwrap();
             let status = status(AppError::new(code, "m"));
+            let code = code.as_str();
             assert_eq!(status.code(), expected, "{code}");
             assert_eq!(status.message(), format!("{code}: m"));
             assert_eq!(status.metadata().get(ERROR_CODE).unwrap(), code);

@@ -14,6 +14,7 @@ use super::{call, enum_name, enum_value, money, proto, Commerce};
 use crate::app::orders::{
     order_id, CancelRequest, CheckoutRequest, ExtendHoldRequest, OrderQuery, ShipRequest,
 };
+use crate::app::ErrorCode;
 use crate::app::{AppError, AppResult, Rendered};
 use crate::payments::PaymentInput;
 
@@ -91,16 +92,16 @@ fn list_query(r: &proto::ListOrdersRequest) -> AppResult<OrderQuery> {
         Ok(proto::OrderStatus::Unspecified) => None,
         Ok(s) => Some(
             OrderStatus::parse(&enum_name(s.as_str_name(), "ORDER_STATUS_"))
-                .ok_or_else(|| AppError::new("invalid_query", STATUS_VALUES))?,
+                .ok_or_else(|| AppError::new(ErrorCode::InvalidQuery, STATUS_VALUES))?,
         ),
-        Err(_) => return Err(AppError::new("invalid_query", STATUS_VALUES)),
+        Err(_) => return Err(AppError::new(ErrorCode::InvalidQuery, STATUS_VALUES)),
     };
     let after = r
         .after
         .as_deref()
         .map(|a| {
             a.parse()
-                .map_err(|_| AppError::new("invalid_query", "after must be an order id"))
+                .map_err(|_| AppError::new(ErrorCode::InvalidQuery, "after must be an order id"))
         })
         .transpose()?;
     Ok(OrderQuery {
