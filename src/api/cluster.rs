@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use super::auth::Operator;
 use super::error::{AppError, AppResult, ErrorBody};
-use super::extract::AppJson;
+use super::extract::{AppJson, MutationMeta};
 use super::App;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -98,6 +98,11 @@ pub struct NodeIdBody {
     pub node_id: u64,
 }
 
+/// Why the membership routes take no `Idempotency-Key`.
+const MEMBERSHIP_RETRY: &str = "a membership change is not a command with a stored outcome: \
+    a retry is decided against the cluster as it is then (GET /cluster shows whether the first \
+    attempt took effect)";
+
 async fn change(state: &App, op: MembershipOp) -> AppResult<Json<ClusterDto>> {
     let status = state.change_membership(op).await?;
     Ok(Json(cluster_dto(&state.cluster_id, status)))
@@ -110,8 +115,10 @@ async fn change(state: &App, op: MembershipOp) -> AppResult<Json<ClusterDto>> {
 pub async fn add_learner(
     State(state): State<App>,
     Operator(_by): Operator,
+    meta: MutationMeta,
     AppJson(body): AppJson<AddLearnerBody>,
 ) -> AppResult<Json<ClusterDto>> {
+    meta.refuse_key(MEMBERSHIP_RETRY)?;
     let info = NodeInfo {
         http_addr: body.http_addr,
         peer_addr: body.peer_addr,
@@ -132,8 +139,10 @@ pub async fn add_learner(
 pub async fn promote(
     State(state): State<App>,
     Operator(_by): Operator,
+    meta: MutationMeta,
     AppJson(body): AppJson<NodeIdBody>,
 ) -> AppResult<Json<ClusterDto>> {
+    meta.refuse_key(MEMBERSHIP_RETRY)?;
     change(
         &state,
         MembershipOp::Promote {
@@ -149,8 +158,10 @@ pub async fn promote(
 pub async fn remove(
     State(state): State<App>,
     Operator(_by): Operator,
+    meta: MutationMeta,
     AppJson(body): AppJson<NodeIdBody>,
 ) -> AppResult<Json<ClusterDto>> {
+    meta.refuse_key(MEMBERSHIP_RETRY)?;
     change(
         &state,
         MembershipOp::Remove {
@@ -166,8 +177,10 @@ pub async fn remove(
 pub async fn transfer_leader(
     State(state): State<App>,
     Operator(_by): Operator,
+    meta: MutationMeta,
     AppJson(body): AppJson<NodeIdBody>,
 ) -> AppResult<Json<ClusterDto>> {
+    meta.refuse_key(MEMBERSHIP_RETRY)?;
     change(
         &state,
         MembershipOp::TransferLeader {

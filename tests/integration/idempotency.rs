@@ -445,4 +445,20 @@ async fn routes_that_cannot_honour_a_key_refuse_it() {
         .await
         .expect("POST /auth/login")
         .expect_error(401, "invalid_credentials", "no account was registered");
+    // Membership changes are not commands with a stored outcome.
+    let operator = cluster.admin_client(1);
+    let learner = json!({"node_id": 9, "http_addr": "127.0.0.1:1", "peer_addr": "127.0.0.1:2"});
+    let node_1 = json!({"node_id": 1});
+    for (path, body) in [
+        ("/cluster/learners", &learner),
+        ("/cluster/promote", &node_1),
+        ("/cluster/remove", &node_1),
+        ("/cluster/transfer-leader", &node_1),
+    ] {
+        operator
+            .send(Method::POST, path, Some(body), Some("membership-1"))
+            .await
+            .expect(path)
+            .expect_error(400, "invalid_header", path);
+    }
 }
