@@ -1,4 +1,5 @@
-//! Unit and property tests of checkout, holds, the workflow and payments.
+//! Unit and property tests of checkout, holds, the workflow and payments. Over 600
+//! lines: the workflow property test and its model share the fixtures above it.
 
 use super::*;
 use crate::allocation::Strategy;
