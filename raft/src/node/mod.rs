@@ -36,6 +36,13 @@ use crate::read_index::ReadIndexBatcher;
 use crate::types::{LogId, NodeId, NodeInfo, Raft, RaftMetrics};
 use crate::{Error, LogStore, Result, StateMachine};
 
+mod events;
+mod read;
+mod write;
+
+use read::read_index_round;
+use write::client_write;
+
 /// Raft settings of one node.
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
@@ -151,32 +158,6 @@ pub struct RaftNode {
     applied: watch::Receiver<u64>,
     reads: ReadIndexBatcher,
     proposals: ProposalBatcher,
-}
-
-/// One leadership-confirming quorum round: the index a linearizable read
-/// that arrived before the round started must wait for.
-async fn read_index_round(raft: &Raft) -> Result<u64, WireError> {
-    match raft.get_read_log_id().await {
-        Ok((read_log_id, _)) => Ok(read_log_id.map_or(0, |l| l.index)),
-        Err(RaftError::APIError(_)) => Err(WireError::NotLeader),
-        Err(RaftError::Fatal(e)) => Err(WireError::Other(e.to_string())),
-    }
-}
-
-/// Hands one entry to Raft on the leader; returns one result per envelope
-/// it carries.
-async fn client_write(raft: &Raft, mut entry: Envelope) -> Result<Vec<Applied>, WireError> {
-    // The leader's clock stamps every entry, so one node's clock drives log
-    // time at a time (the state machine keeps it monotonic).
-    entry.now_ms = now_ms();
-    match raft.client_write(entry).await {
-        Ok(response) => Ok(response.data.0),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(WireError::Ambiguous),
-        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-            Err(WireError::Other(e.to_string()))
-        }
-        Err(RaftError::Fatal(e)) => Err(WireError::Other(e.to_string())),
-    }
 }
 
 /// Pause between attempts while the leader is unknown or changing.
@@ -321,55 +302,6 @@ impl RaftNode {
         }
     }
 
-    /// Proposes `envelope` on the leader (forwarding if needed) and returns the
-    /// state machine's result.
-    pub async fn write(&self, envelope: Envelope, deadline: Instant) -> Result<Applied> {
-        let retry_safe = envelope.idempotency.is_some();
-        // Set once an attempt may have been proposed: from then on, failing
-        // means "outcome unknown" (504), never "nothing happened" (503).
-        let mut outcome_unknown = false;
-        let give_up = |outcome_unknown: bool| {
-            if outcome_unknown {
-                Error::Timeout
-            } else {
-                Error::NoLeader
-            }
-        };
-        loop {
-            let Ok((leader_id, leader)) = self.wait_leader(deadline).await else {
-                return Err(give_up(outcome_unknown));
-            };
-            let attempt = if leader_id == self.id {
-                // Without a quorum the proposal never commits: give up at the
-                // deadline (the outcome is unknown: the entry may commit later).
-                match tokio::time::timeout_at(deadline, self.write_local(envelope.clone())).await {
-                    Ok(result) => result.map_err(Error::from),
-                    Err(_) => Err(Error::Timeout),
-                }
-            } else {
-                self.forward_write(leader_id, &leader, &envelope, deadline)
-                    .await
-            };
-            match attempt {
-                Ok(applied) => return Ok(applied),
-                // Nothing was proposed: safe to try again.
-                Err(Error::NoLeader) => {}
-                // Maybe proposed: only a write the state machine deduplicates may be retried.
-                Err(Error::Timeout | Error::Rpc(_)) => {
-                    outcome_unknown = true;
-                    if !retry_safe {
-                        return Err(Error::Timeout);
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-            if Instant::now() + RETRY_PAUSE > deadline {
-                return Err(give_up(outcome_unknown));
-            }
-            tokio::time::sleep(RETRY_PAUSE).await;
-        }
-    }
-
     /// Proposes on this node, which believes it is the leader, in the next
     /// batch of proposals (see `proposals`).
     pub(crate) async fn write_local(&self, envelope: Envelope) -> Result<Applied, WireError> {
@@ -377,55 +309,6 @@ impl RaftNode {
             return Err(WireError::NotLeader);
         }
         self.proposals.propose(envelope).await
-    }
-
-    async fn forward_write(
-        &self,
-        leader_id: NodeId,
-        leader: &NodeInfo,
-        envelope: &Envelope,
-        deadline: Instant,
-    ) -> Result<Applied> {
-        match self
-            .call_peer(
-                Peer::Node(leader_id),
-                &leader.peer_addr,
-                PeerCall::Forward,
-                envelope,
-                Some(deadline),
-            )
-            .await
-        {
-            Ok(result) => result.map_err(Error::from),
-            // The leader is unreachable and never saw the request.
-            Err(status)
-                if status.code() == tonic::Code::Unavailable && is_connect_error(&status) =>
-            {
-                Err(Error::NoLeader)
-            }
-            Err(status) => Err(status_error(status)),
-        }
-    }
-
-    /// Returns once this node has applied every entry committed before the call.
-    pub async fn linearizable_barrier(&self, deadline: Instant) -> Result<()> {
-        loop {
-            let (leader_id, leader) = self.wait_leader(deadline).await?;
-            let read_index = if leader_id == self.id {
-                self.read_index_local().await.map_err(Error::from)
-            } else {
-                self.read_index_remote(leader_id, &leader, deadline).await
-            };
-            match read_index {
-                Ok(index) => return self.wait_applied(index, deadline).await,
-                Err(Error::NoLeader | Error::Rpc(_)) => {}
-                Err(e) => return Err(e),
-            }
-            if Instant::now() + RETRY_PAUSE > deadline {
-                return Err(Error::NoLeader);
-            }
-            tokio::time::sleep(RETRY_PAUSE).await;
-        }
     }
 
     /// On the leader: confirms leadership with a quorum (one round shared by
@@ -439,37 +322,6 @@ impl RaftNode {
                 async move { read_index_round(&raft).await }
             })
             .await
-    }
-
-    async fn read_index_remote(
-        &self,
-        leader_id: NodeId,
-        leader: &NodeInfo,
-        deadline: Instant,
-    ) -> Result<u64> {
-        let reply = self
-            .call_peer(
-                Peer::Node(leader_id),
-                &leader.peer_addr,
-                PeerCall::ReadIndex,
-                &(),
-                Some(deadline),
-            )
-            .await;
-        reply.map_err(status_error)?.map_err(Error::from)
-    }
-
-    async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<()> {
-        let mut applied = self.applied.clone();
-        let waited = tokio::time::timeout_at(deadline, async {
-            applied.wait_for(|a| *a >= index).await.map(|_| ())
-        })
-        .await;
-        match waited {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Error::Fatal("state machine stopped".into())),
-            Err(_) => Err(Error::Timeout),
-        }
     }
 
     /// The cluster as this node sees it.
@@ -593,51 +445,6 @@ impl RaftNode {
                 .map_err(std::io::Error::other)
         });
         Ok(Some(Box::pin(chunks)))
-    }
-
-    /// Events with id greater than `after`, in order, at most `limit`.
-    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<EventRecord>> {
-        let _complete = self.storage.try_read_complete().ok_or(Error::Installing)?;
-        let from = keys::u64_key(after);
-        let rows = self
-            .storage
-            .scan(
-                CF_EVENTS,
-                (Bound::Excluded(&from[..]), Bound::Unbounded),
-                limit,
-            )
-            .map_err(|e| Error::Storage(e.to_string()))?;
-        rows.iter()
-            .map(|(_, v)| codec::decode(v).map_err(|e| Error::Storage(e.to_string())))
-            .collect()
-    }
-
-    /// Id of the newest event in the log (0 when empty).
-    pub fn last_event_id(&self) -> Result<u64> {
-        let last = self
-            .storage
-            .last(CF_EVENTS)
-            .map_err(|e| Error::Storage(e.to_string()))?;
-        Ok(last.and_then(|(k, _)| keys::decode_u64(&k)).unwrap_or(0))
-    }
-
-    /// The newest event's id, and the version of the last command applied
-    /// with it, read from one consistent view. Orders are numbered by version
-    /// (`ApplyContext::version`), so every order placed at or before that
-    /// event has an id at most the version, and every later one is above it.
-    pub fn event_and_version_marks(&self) -> Result<(u64, u64)> {
-        use crate::state_machine::{KEY_EVENT_SEQ, KEY_LAST_APPLIED, KEY_LAST_VERSION};
-        let err = |e: ecommerce_storage::Error| Error::Storage(e.to_string());
-        self.storage.with_view(|view| {
-            let events: Option<u64> = view.get_value(CF_SM_META, KEY_EVENT_SEQ).map_err(err)?;
-            let version: Option<u64> = view.get_value(CF_SM_META, KEY_LAST_VERSION).map_err(err)?;
-            // A state written before commands were batched has no version
-            // count; its versions were its log indexes.
-            let applied: Option<Option<LogId>> =
-                view.get_value(CF_SM_META, KEY_LAST_APPLIED).map_err(err)?;
-            let applied = applied.flatten().map_or(0, |l| l.index);
-            Ok((events.unwrap_or(0), version.unwrap_or(0).max(applied)))
-        })
     }
 
     pub(crate) fn raft(&self) -> &Raft {
