@@ -111,9 +111,10 @@ pub fn put<V: Serialize>(
     Ok(())
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "test-support"))]
 pub mod memory {
-    //! An in-memory store for unit tests.
+    //! An in-memory store for tests (this crate's, and its integration tests
+    //! through the `test-support` feature).
     use super::*;
     use std::collections::BTreeMap;
 
@@ -140,6 +141,8 @@ pub mod memory {
         pub events: Vec<crate::Event>,
         /// Each write's table, key and the value it replaced, for rollbacks.
         undo: Vec<(&'static str, Key, Option<Vec<u8>>)>,
+        /// Every `put`, in order: table and value (rollbacks do not remove them).
+        pub writes: Vec<(&'static str, Vec<u8>)>,
     }
 
     impl MemoryStore {
@@ -224,6 +227,7 @@ pub mod memory {
 
     impl StoreMut for MemoryStore {
         fn put_raw(&mut self, table: &'static str, key: &[KeyPart<'_>], value: Vec<u8>) {
+            self.writes.push((table, value.clone()));
             self.write(table, own(key), Some(value));
         }
         fn delete_raw(&mut self, table: &'static str, key: &[KeyPart<'_>]) {
