@@ -40,7 +40,8 @@ pub struct Money {
 }
 
 impl Money {
-    /// A non-negative amount up to [`MAX_AMOUNT`].
+    /// A non-negative amount up to [`MAX_AMOUNT`]. A bad currency is
+    /// reported on `<field>.currency`.
     pub fn parse(field: &str, amount: i64, currency: &str) -> Result<Self, DomainError> {
         if !(0..=MAX_AMOUNT).contains(&amount) {
             return Err(DomainError::validation(
@@ -48,10 +49,13 @@ impl Money {
                 format!("amount must be between 0 and {MAX_AMOUNT} minor units"),
             ));
         }
-        Ok(Self {
-            amount,
-            currency: Currency::parse(currency)?,
-        })
+        let currency = Currency::parse(currency).map_err(|e| match e {
+            DomainError::Validation { message, .. } => {
+                DomainError::validation(&format!("{field}.currency"), message)
+            }
+            other => other,
+        })?;
+        Ok(Self { amount, currency })
     }
 
     /// Checks a value that did not come through [`Money::parse`] (the fields
@@ -107,7 +111,14 @@ mod tests {
         assert_eq!(eur.times(4).unwrap().amount, 1000);
         assert!(eur.times(u64::MAX).is_none());
         assert!(Money::parse("price", -1, "EUR").is_err());
-        assert!(Money::parse("price", 1, "eur").is_err());
+        assert_eq!(
+            Money::parse("lines[2].price", 1, "eur"),
+            Err(DomainError::validation(
+                "lines[2].price.currency",
+                "must be a three-letter upper-case ISO 4217 code"
+            )),
+            "a bad currency names the amount it belongs to"
+        );
         let usd = Money::parse("price", 1, "USD").unwrap();
         assert!(eur.plus(&usd).is_none());
         assert_eq!(eur.plus(&eur).unwrap().amount, 500);
