@@ -5,29 +5,25 @@
 //! every acknowledged write.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
-use ecommerce_domains::catalog::{
-    self, CatalogCommand, CatalogId, Category, ImageRef, Product, ProductDraft, Variant,
-};
+use ecommerce_domains::catalog::{Category, Product};
 use ecommerce_domains::idempotency::Principal;
-use ecommerce_domains::inventory::Sku;
-use ecommerce_domains::listing;
 use ecommerce_domains::media::ContentHash;
-use ecommerce_domains::money::Money;
-use ecommerce_domains::{Actor, Command, DomainError, Response as Reply, Role};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{AdminOnly, VendorOrAdmin};
-use super::error::{AppError, AppResult, ErrorBody};
+use super::error::{AppResult, ErrorBody};
 use super::extract::{AppJson, AppPath, AppQuery, Consistency, MutationMeta};
 use super::listings::MoneyDto;
-use super::{unexpected, App};
-use crate::app::ErrorCode;
+use super::App;
+use crate::app::catalog::{
+    self, CategoryRequest, ImageRequest, ImportProductRequest, ImportRequest, ProductKey,
+    ProductQuery, ProductRequest, VariantRequest,
+};
 use crate::config::Settings;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -72,63 +68,35 @@ pub struct ProductBody {
     pub variants: Vec<VariantBody>,
 }
 
-impl ProductBody {
-    /// The validated draft of product `id`, as `actor` sends it.
-    pub fn draft(&self, id: &str, actor: &Actor) -> AppResult<ProductDraft> {
-        let vendor_id = match (&self.vendor_id, actor.role) {
-            (None, Role::Vendor) => Some(actor.user_id.clone()),
-            (v, _) => v.clone(),
-        };
-        let variants = self
-            .variants
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                Ok(Variant {
-                    sku: Sku::parse(&v.sku)?,
-                    attributes: catalog::parse_attributes(
-                        &format!("variants[{i}].attributes"),
-                        v.attributes.clone(),
-                    )?,
-                    price: Money::parse(
-                        &format!("variants[{i}].price"),
-                        v.price.amount,
-                        &v.price.currency,
-                    )?,
+impl From<ProductBody> for ProductRequest {
+    fn from(body: ProductBody) -> Self {
+        Self {
+            name: body.name,
+            slug: body.slug,
+            description: body.description,
+            category_id: body.category_id,
+            attributes: body.attributes,
+            images: body
+                .images
+                .into_iter()
+                .map(|i| ImageRequest {
+                    hash: i.hash,
+                    alt: i.alt,
+                })
+                .collect(),
+            vendor_id: body.vendor_id,
+            active: body.active,
+            variants: body
+                .variants
+                .into_iter()
+                .map(|v| VariantRequest {
+                    sku: v.sku,
+                    attributes: v.attributes,
+                    price: v.price.into(),
                     weight_grams: v.weight_grams,
                 })
-            })
-            .collect::<Result<Vec<_>, DomainError>>()?;
-        let slug = match &self.slug {
-            Some(s) => catalog::parse_slug("slug", s)?,
-            None => catalog::slugify(&self.name),
-        };
-        Ok(ProductDraft {
-            id: CatalogId::parse("id", id)?,
-            slug,
-            name: self.name.clone(),
-            description: self.description.clone(),
-            category_id: self
-                .category_id
-                .as_deref()
-                .map(|c| CatalogId::parse("category_id", c))
-                .transpose()?,
-            attributes: catalog::parse_attributes("attributes", self.attributes.clone())?,
-            images: self
-                .images
-                .iter()
-                .map(|i| {
-                    Ok(ImageRef {
-                        hash: ContentHash::parse(&i.hash)?.to_string(),
-                        alt: i.alt.clone(),
-                    })
-                })
-                .collect::<Result<Vec<_>, DomainError>>()?,
-            vendor_id,
-            active: self.active.unwrap_or(true),
-            variants,
+                .collect(),
         }
-        .validate()?)
     }
 }
 
@@ -212,13 +180,6 @@ impl ProductDto {
     }
 }
 
-fn product_reply(settings: &Settings) -> impl FnOnce(Reply) -> AppResult<ProductDto> + '_ {
-    move |reply| match reply {
-        Reply::Product(p) => Ok(ProductDto::new(&p, settings)),
-        other => Err(unexpected(other)),
-    }
-}
-
 /// Create or replace product `id` (its vendor, or an admin).
 #[utoipa::path(put, path = "/api/v1/products/{id}", tag = "catalog", request_body = ProductBody,
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
@@ -231,11 +192,12 @@ pub async fn put_product(
     meta: MutationMeta,
     AppJson(body): AppJson<ProductBody>,
 ) -> AppResult<Response> {
-    let tag = meta.tag(&Principal::from(&actor), &body);
-    let draft = body.draft(&id, &actor)?;
-    let command = CatalogCommand::UpsertProduct { actor, draft };
-    let committed = state.propose(Command::Catalog(command), tag).await?;
-    Ok(committed.respond(product_reply(&state.settings)))
+    let request = ProductRequest::from(body);
+    let tag = meta.tag(&Principal::from(&actor), &request);
+    let rendered = state.put_product(&actor, &id, &request, tag).await?;
+    Ok(rendered
+        .map(|p| ProductDto::new(&p, &state.settings))
+        .into_response())
 }
 
 /// Soft-delete a product: it stays readable by id (`deleted: true`), its SKUs stop selling.
@@ -249,12 +211,10 @@ pub async fn delete_product(
     meta: MutationMeta,
 ) -> AppResult<Response> {
     let tag = meta.tag(&Principal::from(&actor), &());
-    let command = CatalogCommand::DeleteProduct {
-        actor,
-        id: CatalogId::parse("id", &id)?,
-    };
-    let committed = state.propose(Command::Catalog(command), tag).await?;
-    Ok(committed.respond(product_reply(&state.settings)))
+    let rendered = state.delete_product(&actor, &id, tag).await?;
+    Ok(rendered
+        .map(|p| ProductDto::new(&p, &state.settings))
+        .into_response())
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -264,41 +224,10 @@ pub struct BrowseParams {
     pub consistency: Option<Consistency>,
 }
 
-/// A product by id or slug, through the cache for stale reads.
-pub async fn find_product(
-    state: &App,
-    by: ProductKey<'_>,
-    consistency: Consistency,
-) -> AppResult<Arc<Product>> {
-    let cache = &state.products;
-    if consistency == Consistency::Stale {
-        if let ProductKey::Id(id) = by {
-            if let Some(hit) = cache.get(id) {
-                return Ok(hit);
-            }
-        }
+impl BrowseParams {
+    fn consistency(&self) -> Consistency {
+        self.consistency.unwrap_or(Consistency::Stale)
     }
-    let generation = cache.generation();
-    let reader = state.read(consistency).await?;
-    let found = match by {
-        ProductKey::Id(id) => catalog::get_product(&reader, &CatalogId::parse("id", id)?)?,
-        ProductKey::Slug(slug) => catalog::product_by_slug(&reader, slug)?,
-    };
-    drop(reader);
-    let product = Arc::new(found.ok_or_else(|| {
-        let raw = match by {
-            ProductKey::Id(s) | ProductKey::Slug(s) => s,
-        };
-        AppError::from(DomainError::ProductNotFound(raw.to_string()))
-    })?);
-    cache.insert(product.clone(), generation);
-    Ok(product)
-}
-
-#[derive(Clone, Copy)]
-pub enum ProductKey<'a> {
-    Id(&'a str),
-    Slug(&'a str),
 }
 
 /// Read a product (deleted products are still answered, with `deleted: true`).
@@ -309,8 +238,9 @@ pub async fn get_product(
     AppPath(id): AppPath<String>,
     AppQuery(params): AppQuery<BrowseParams>,
 ) -> AppResult<Json<ProductDto>> {
-    let consistency = params.consistency.unwrap_or(Consistency::Stale);
-    let product = find_product(&state, ProductKey::Id(&id), consistency).await?;
+    let product = state
+        .product(ProductKey::Id(&id), params.consistency())
+        .await?;
     Ok(Json(ProductDto::new(&product, &state.settings)))
 }
 
@@ -323,8 +253,9 @@ pub async fn get_product_by_slug(
     AppPath(slug): AppPath<String>,
     AppQuery(params): AppQuery<BrowseParams>,
 ) -> AppResult<Json<ProductDto>> {
-    let consistency = params.consistency.unwrap_or(Consistency::Stale);
-    let product = find_product(&state, ProductKey::Slug(&slug), consistency).await?;
+    let product = state
+        .product(ProductKey::Slug(&slug), params.consistency())
+        .await?;
     Ok(Json(ProductDto::new(&product, &state.settings)))
 }
 
@@ -357,61 +288,20 @@ pub async fn list_products(
     State(state): State<App>,
     AppQuery(params): AppQuery<ProductListParams>,
 ) -> AppResult<Json<ProductList>> {
-    let limit = params.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(AppError::new(
-            ErrorCode::InvalidQuery,
-            "limit must be between 1 and 100",
-        ));
-    }
-    let after = params
-        .after
-        .as_deref()
-        .map(|a| CatalogId::parse("after", a))
-        .transpose()?;
-    let reader = state
-        .read(params.consistency.unwrap_or(Consistency::Stale))
-        .await?;
-    let include_all = params.include_unavailable.unwrap_or(false);
-    let mut items = Vec::new();
-    let mut cursor = after;
-    // Skip unavailable products without letting one request walk everything.
-    for _ in 0..20 {
-        let page = match &params.category {
-            Some(c) => {
-                let category = CatalogId::parse("category", c)?;
-                if catalog::get_category(&reader, &category)?.is_none() {
-                    return Err(DomainError::CategoryNotFound(c.clone()).into());
-                }
-                catalog::products_in_category(&reader, &category, cursor.as_ref(), limit)?
-            }
-            None => catalog::products_after(&reader, cursor.as_ref(), limit)?,
-        };
-        let full = page.len() == limit;
-        cursor = page.last().map(|p| p.id.clone()).or(cursor);
-        items.extend(page.into_iter().filter(|p| include_all || p.sellable()));
-        if items.len() >= limit || !full {
-            items.truncate(limit);
-            let next_after = if full || items.len() == limit {
-                items.last().map(|p| p.id.as_str().to_string())
-            } else {
-                None
-            };
-            return Ok(Json(ProductList {
-                items: items
-                    .iter()
-                    .map(|p| ProductDto::new(p, &state.settings))
-                    .collect(),
-                next_after,
-            }));
-        }
-    }
+    let query = ProductQuery {
+        category: params.category,
+        after: params.after,
+        limit: params.limit,
+        include_unavailable: params.include_unavailable.unwrap_or(false),
+        consistency: params.consistency.unwrap_or(Consistency::Stale),
+    };
+    let (products, next_after) = state.products(&query).await?;
     Ok(Json(ProductList {
-        items: items
+        items: products
             .iter()
             .map(|p| ProductDto::new(p, &state.settings))
             .collect(),
-        next_after: cursor.map(|c| c.as_str().to_string()),
+        next_after,
     }))
 }
 
@@ -425,6 +315,17 @@ pub struct CategoryBody {
     pub parent_id: Option<String>,
     #[serde(default)]
     pub position: i32,
+}
+
+impl From<CategoryBody> for CategoryRequest {
+    fn from(body: CategoryBody) -> Self {
+        Self {
+            name: body.name,
+            slug: body.slug,
+            parent_id: body.parent_id,
+            position: body.position,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -450,13 +351,6 @@ impl From<Category> for CategoryDto {
     }
 }
 
-fn category_reply(reply: Reply) -> AppResult<CategoryDto> {
-    match reply {
-        Reply::Category(c) => Ok(c.into()),
-        other => Err(unexpected(other)),
-    }
-}
-
 /// Create, rename or move a category (admins).
 #[utoipa::path(put, path = "/api/v1/categories/{id}", tag = "catalog", request_body = CategoryBody,
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
@@ -469,25 +363,10 @@ pub async fn put_category(
     meta: MutationMeta,
     AppJson(body): AppJson<CategoryBody>,
 ) -> AppResult<Response> {
-    let tag = meta.tag(&Principal::from(&admin), &body);
-    let name = listing::parse_name("name", &body.name)?;
-    let slug = match &body.slug {
-        Some(s) => catalog::parse_slug("slug", s)?,
-        None => catalog::slugify(&name),
-    };
-    let command = CatalogCommand::UpsertCategory {
-        id: CatalogId::parse("id", &id)?,
-        parent_id: body
-            .parent_id
-            .as_deref()
-            .map(|p| CatalogId::parse("parent_id", p))
-            .transpose()?,
-        slug,
-        name,
-        position: body.position,
-    };
-    let committed = state.propose(Command::Catalog(command), tag).await?;
-    Ok(committed.respond(category_reply))
+    let request = CategoryRequest::from(body);
+    let tag = meta.tag(&Principal::from(&admin), &request);
+    let rendered = state.put_category(&admin, &id, &request, tag).await?;
+    Ok(rendered.map(CategoryDto::from).into_response())
 }
 
 /// Remove a category with no subcategories and no products (admins).
@@ -501,11 +380,8 @@ pub async fn delete_category(
     meta: MutationMeta,
 ) -> AppResult<Response> {
     let tag = meta.tag(&Principal::from(&admin), &());
-    let command = CatalogCommand::DeleteCategory {
-        id: CatalogId::parse("id", &id)?,
-    };
-    let committed = state.propose(Command::Catalog(command), tag).await?;
-    Ok(committed.respond(category_reply))
+    let rendered = state.delete_category(&admin, &id, tag).await?;
+    Ok(rendered.map(CategoryDto::from).into_response())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -521,35 +397,10 @@ pub async fn list_categories(
     State(state): State<App>,
     AppQuery(params): AppQuery<BrowseParams>,
 ) -> AppResult<Json<CategoryTree>> {
-    let reader = state
-        .read(params.consistency.unwrap_or(Consistency::Stale))
-        .await?;
-    let all = catalog::categories(&reader)?;
-    let mut children: BTreeMap<Option<String>, Vec<Category>> = BTreeMap::new();
-    for c in all {
-        children
-            .entry(c.parent_id.as_ref().map(|p| p.as_str().to_string()))
-            .or_default()
-            .push(c);
-    }
-    for list in children.values_mut() {
-        list.sort_by(|a, b| {
-            a.position
-                .cmp(&b.position)
-                .then_with(|| a.name.cmp(&b.name))
-        });
-    }
-    let mut items = Vec::new();
-    let mut stack: Vec<Category> = children.remove(&None).unwrap_or_default();
-    stack.reverse();
-    while let Some(c) = stack.pop() {
-        if let Some(mut kids) = children.remove(&Some(c.id.as_str().to_string())) {
-            kids.reverse();
-            stack.extend(kids);
-        }
-        items.push(c.into());
-    }
-    Ok(Json(CategoryTree { items }))
+    let categories = state.category_tree(params.consistency()).await?;
+    Ok(Json(CategoryTree {
+        items: categories.into_iter().map(CategoryDto::from).collect(),
+    }))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -565,6 +416,21 @@ pub struct ImportProduct {
 pub struct ImportBody {
     /// 1 to 500 products, each applied or refused on its own.
     pub products: Vec<ImportProduct>,
+}
+
+impl From<ImportBody> for ImportRequest {
+    fn from(body: ImportBody) -> Self {
+        Self {
+            products: body
+                .products
+                .into_iter()
+                .map(|p| ImportProductRequest {
+                    id: p.id,
+                    product: p.product.into(),
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -584,6 +450,28 @@ pub struct ImportReport {
     pub items: Vec<ImportItemDto>,
 }
 
+impl From<catalog::ImportReport> for ImportReport {
+    fn from(report: catalog::ImportReport) -> Self {
+        Self {
+            imported: report.imported,
+            refused: report.refused,
+            items: report
+                .items
+                .into_iter()
+                .map(|i| {
+                    let (error_code, error) = i.error.unzip();
+                    ImportItemDto {
+                        id: i.id,
+                        version: i.version,
+                        error_code,
+                        error,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Upsert a batch of products (admins; `ecommerce catalog import` sends these).
 /// One command: a retry with the same `Idempotency-Key` applies nothing twice.
 #[utoipa::path(post, path = "/api/v1/catalog/import", tag = "catalog", request_body = ImportBody,
@@ -591,58 +479,12 @@ pub struct ImportReport {
     responses((status = 200, body = ImportReport), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn import_products(
     State(state): State<App>,
-    AdminOnly(actor): AdminOnly,
+    AdminOnly(admin): AdminOnly,
     meta: MutationMeta,
     AppJson(body): AppJson<ImportBody>,
 ) -> AppResult<Response> {
-    let tag = meta.tag(&Principal::from(&actor), &body);
-    if body.products.is_empty() || body.products.len() > catalog::MAX_IMPORT_BATCH {
-        return Err(DomainError::validation(
-            "products",
-            format!("1 to {} products per batch", catalog::MAX_IMPORT_BATCH),
-        )
-        .into());
-    }
-    // Products that fail validation here are reported like those the state refuses.
-    let mut drafts = Vec::with_capacity(body.products.len());
-    let mut early = Vec::new();
-    for (i, p) in body.products.iter().enumerate() {
-        match p.product.draft(&p.id, &actor) {
-            Ok(d) => drafts.push(d),
-            Err(e) => early.push((i, p.id.clone(), e)),
-        }
-    }
-    let refused_early: Vec<ImportItemDto> = early
-        .into_iter()
-        .map(|(_, id, e)| ImportItemDto {
-            id,
-            version: None,
-            error_code: Some(e.body.code.to_string()),
-            error: Some(e.body.message),
-        })
-        .collect();
-    let command = CatalogCommand::ImportProducts { actor, drafts };
-    let committed = state.propose(Command::Catalog(command), tag).await?;
-    Ok(committed.respond(move |reply| match reply {
-        Reply::Imported(items) => {
-            let mut items: Vec<ImportItemDto> = items
-                .into_iter()
-                .map(|i| ImportItemDto {
-                    id: i.id,
-                    version: i.version,
-                    error_code: i.error.as_ref().map(|(c, _)| c.clone()),
-                    error: i.error.map(|(_, m)| m),
-                })
-                .chain(refused_early)
-                .collect();
-            items.sort_by(|a, b| a.id.cmp(&b.id));
-            let refused = items.iter().filter(|i| i.error_code.is_some()).count();
-            Ok(ImportReport {
-                imported: items.len() - refused,
-                refused,
-                items,
-            })
-        }
-        other => Err(unexpected(other)),
-    }))
+    let request = ImportRequest::from(body);
+    let tag = meta.tag(&Principal::from(&admin), &request);
+    let rendered = state.import_products(&admin, &request, tag).await?;
+    Ok(rendered.map(ImportReport::from).into_response())
 }

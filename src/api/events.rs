@@ -10,13 +10,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::AdminOnly;
-use super::error::{AppError, AppResult, ErrorBody};
+use super::error::{AppResult, ErrorBody};
 use super::extract::{AppQuery, Consistency};
 use super::App;
-use crate::app::ErrorCode;
-
-/// Longest a long-poll waits (`wait_ms` above it is cut to it).
-pub const MAX_WAIT_MS: u64 = 30_000;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -71,28 +67,17 @@ pub async fn list_events(
     AdminOnly(_admin): AdminOnly,
     AppQuery(params): AppQuery<EventParams>,
 ) -> AppResult<Json<EventPage>> {
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(AppError::new(
-            ErrorCode::InvalidQuery,
-            "limit must be between 1 and 1000",
-        ));
-    }
-    let wait = Duration::from_millis(params.wait_ms.unwrap_or(0).min(MAX_WAIT_MS));
-    let after = params.after.unwrap_or(0);
-    state.read(params.consistency.unwrap_or_default()).await?;
-    let mut applied = state.subscribe_applied();
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let records = state.events_after(after, limit)?;
-        if !records.is_empty() || tokio::time::Instant::now() >= deadline {
-            let last_id = records.last().map_or(after, |r| r.id);
-            return Ok(Json(EventPage {
-                events: records.into_iter().map(Into::into).collect(),
-                last_id,
-            }));
-        }
-        // Wake on the next apply, or give up at the deadline.
-        let _ = tokio::time::timeout_at(deadline, applied.changed()).await;
-    }
+    let wait = Duration::from_millis(params.wait_ms.unwrap_or(0));
+    let (records, last_id) = state
+        .wait_for_events(
+            params.after.unwrap_or(0),
+            params.limit.unwrap_or(100),
+            wait,
+            params.consistency.unwrap_or_default(),
+        )
+        .await?;
+    Ok(Json(EventPage {
+        events: records.into_iter().map(Into::into).collect(),
+        last_id,
+    }))
 }

@@ -15,7 +15,8 @@ use super::auth::SignedIn;
 use super::error::{AppResult, ErrorBody};
 use super::extract::{AppJson, AppPath, AppQuery, MutationMeta, ReadParams};
 use super::App;
-use crate::app::inventory::{ListingRequest, MoneyInput};
+use crate::app::inventory::ListingRequest;
+use crate::app::MoneyInput;
 
 /// An amount in minor units (cents) and its ISO 4217 currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

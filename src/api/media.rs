@@ -18,21 +18,22 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use ecommerce_domains::idempotency::Principal;
-use ecommerce_domains::media::{self, ContentHash, ImageType, MediaCommand, MediaRecord};
-use ecommerce_domains::{Command, DomainError, Response as Reply};
+use ecommerce_domains::media::{self, ImageType, MediaRecord};
+use ecommerce_domains::DomainError;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::SignedIn;
 use super::error::{AppError, AppResult, ErrorBody};
-use super::extract::{AppPath, AppQuery, Consistency, MutationMeta};
-use super::{unexpected, App};
+use super::extract::{AppPath, AppQuery, MutationMeta};
+use super::App;
 use crate::app::access::forbidden;
 use crate::app::idempotency::IDEMPOTENT_REPLAYED;
+use crate::app::media::Uploaded;
 use crate::app::ErrorCode;
 use crate::config::Settings;
-use crate::media::imaging::{self, THUMBNAIL_SIZES};
-use crate::media::{blobs, media_url, thumbnail_url, MediaError};
+use crate::media::imaging::THUMBNAIL_SIZES;
+use crate::media::{media_url, thumbnail_url, MediaError};
 
 /// Images never change under their URL: any cache may keep them for a year.
 pub const CACHE_IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -197,7 +198,7 @@ pub async fn upload(
     meta: MutationMeta,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> AppResult<Response> {
-    let principal = Principal::from(&actor);
+    // A customer is refused before its body is read.
     if !media::may_upload(&actor) {
         return Err(forbidden());
     }
@@ -209,52 +210,14 @@ pub async fn upload(
     })?;
     let max = state.settings.media.max_upload_bytes;
     let bytes = read_file(&mut multipart, max).await?;
-    let Some(content_type) = ImageType::sniff(&bytes) else {
-        let accepted: Vec<_> = ImageType::ALL.iter().map(|t| t.mime()).collect();
-        return Err(AppError::new(
-            ErrorCode::UnsupportedMediaType,
-            "the file is not a JPEG, PNG, WebP or GIF image",
-        )
-        .with_details(serde_json::json!({ "accepted": accepted })));
-    };
-    let examined = bytes.clone();
-    let (hash, dimensions) = tokio::task::spawn_blocking(move || {
-        (
-            blobs::digest(&examined),
-            imaging::dimensions(&examined, content_type),
-        )
-    })
-    .await
-    .map_err(AppError::internal)?;
-    let (width, height) = dimensions.map_err(|e| {
-        AppError::new(
-            ErrorCode::MediaUndecodable,
-            format!("the {} image cannot be read: {e}", content_type.mime()),
-        )
-    })?;
-    let size = bytes.len() as u64;
-    media::check_image(size, width, height)?;
-    state.media.store(hash.clone(), bytes).await?;
-
-    let command = Command::Media(MediaCommand::Register {
-        hash: hash.clone(),
-        content_type,
-        size,
-        width,
-        height,
-        uploaded_by: actor,
-        origin_node: state.node_id(),
-    });
-    let tag = meta.tag(&principal, &serde_json::json!({ "sha256": hash }));
+    let principal = Principal::from(&actor);
     let rendered = state
-        .propose(command, tag)
-        .await?
-        .render(|reply| match reply {
-            Reply::Media { record, created } => Ok((record, created)),
-            other => Err(unexpected(other)),
-        });
+        .upload_image(&actor, bytes, |hash| {
+            meta.tag(&principal, &serde_json::json!({ "sha256": hash }))
+        })
+        .await?;
     let mut response = match rendered.result {
-        Ok((record, created)) => {
+        Ok(Uploaded { record, created }) => {
             let status = if created {
                 StatusCode::CREATED
             } else {
@@ -276,20 +239,6 @@ pub async fn upload(
             .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
     Ok(response)
-}
-
-/// The record of the image `raw`: from this node's replica when it has it
-/// (records never change), else after a linearizable read, else 404.
-pub async fn find_media(state: &App, raw: &str) -> AppResult<MediaRecord> {
-    let hash = ContentHash::parse(raw)
-        .map_err(|e| AppError::new(ErrorCode::InvalidPath, e.to_string()))?;
-    for consistency in [Consistency::Stale, Consistency::Linearizable] {
-        let reader = state.read(consistency).await?;
-        if let Some(record) = media::get(&reader, &hash)? {
-            return Ok(record);
-        }
-    }
-    Err(DomainError::MediaNotFound(hash.as_str().to_string()).into())
 }
 
 /// Whether `If-None-Match` names `etag` (or `*`); weak tags compare equal.
@@ -342,7 +291,7 @@ pub async fn get_media(
     AppPath(raw): AppPath<String>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
-    let record = find_media(&state, &raw).await?;
+    let record = state.media_record(&raw).await?;
     let etag = format!("\"{}\"", record.hash);
     if matches_etag(&headers, &etag) {
         return Ok(image_response(etag, None));
@@ -381,7 +330,7 @@ pub async fn get_thumbnail(
         ))
         .with_details(serde_json::json!({ "field": "size", "allowed": THUMBNAIL_SIZES })));
     }
-    let record = find_media(&state, &raw).await?;
+    let record = state.media_record(&raw).await?;
     let etag = format!("\"{}-{}\"", record.hash, params.size);
     if matches_etag(&headers, &etag) {
         return Ok(image_response(etag, None));
@@ -397,7 +346,7 @@ pub async fn get_meta(
     State(state): State<App>,
     AppPath(raw): AppPath<String>,
 ) -> AppResult<Json<MediaDto>> {
-    let record = find_media(&state, &raw).await?;
+    let record = state.media_record(&raw).await?;
     Ok(Json(MediaDto::new(&state.settings, record)))
 }
 

@@ -206,7 +206,7 @@ pub fn router(state: App) -> Router {
         .layer(timeouts::budget(request_budget));
 
     // Routes that wait longer on purpose, each with its own budget.
-    let long_poll = request_budget + Duration::from_millis(events::MAX_WAIT_MS);
+    let long_poll = request_budget + crate::app::events::MAX_WAIT;
     let upload = Duration::from_millis(settings.media.upload_timeout_ms);
     let membership = timeouts::budget(Duration::from_millis(settings.http.membership_timeout_ms));
     let waiting = Router::new()

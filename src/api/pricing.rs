@@ -1,17 +1,10 @@
-//! Promotions and coupons (the rules are in `domains::pricing`; carts and
-//! checkout apply them).
+//! Promotions and coupons over REST (`app::pricing` holds the use cases).
 
 use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
-use ecommerce_domains::catalog::CatalogId;
 use ecommerce_domains::idempotency::Principal;
-use ecommerce_domains::inventory::Sku;
-use ecommerce_domains::money::Money;
-use ecommerce_domains::pricing::{
-    self, Coupon, CouponKind, PricingCommand, Promotion, PromotionKind, Target, Tier,
-};
-use ecommerce_domains::{Command, DomainError, Response as Reply};
+use ecommerce_domains::pricing::{Coupon, CouponKind, Promotion};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -19,11 +12,8 @@ use super::auth::{AdminOnly, VendorOrAdmin};
 use super::error::{AppResult, ErrorBody};
 use super::extract::{AppJson, AppPath, AppQuery, MutationMeta, ReadParams};
 use super::listings::MoneyDto;
-use super::{unexpected, App};
-
-fn money(field: &str, m: &MoneyDto) -> Result<Money, DomainError> {
-    Money::parse(field, m.amount, &m.currency)
-}
+use super::App;
+use crate::app::pricing::{CouponRequest, PromotionRequest, TierRequest};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -57,80 +47,32 @@ pub struct PromotionBody {
     pub active: Option<bool>,
 }
 
-impl PromotionBody {
-    fn promotion(&self, id: &str) -> Result<Promotion, DomainError> {
-        let kinds = [
-            self.percent_bp
-                .map(|bp| Ok(PromotionKind::Percent { basis_points: bp })),
-            self.amount_off_per_unit.as_ref().map(|m| {
-                Ok(PromotionKind::AmountOff {
-                    per_unit: money("amount_off_per_unit", m)?,
-                })
-            }),
-            self.sale_price.as_ref().map(|m| {
-                Ok(PromotionKind::SalePrice {
-                    unit_price: money("sale_price", m)?,
-                })
-            }),
-            self.tiers.as_ref().map(|tiers| {
-                let tiers = tiers
-                    .iter()
-                    .map(|t| {
-                        Ok(Tier {
-                            min_quantity: t.min_quantity,
-                            unit_price: money("tiers.unit_price", &t.unit_price)?,
-                        })
+impl From<PromotionBody> for PromotionRequest {
+    fn from(body: PromotionBody) -> Self {
+        Self {
+            name: body.name,
+            percent_bp: body.percent_bp,
+            amount_off_per_unit: body.amount_off_per_unit.map(Into::into),
+            sale_price: body.sale_price.map(Into::into),
+            tiers: body.tiers.map(|tiers| {
+                tiers
+                    .into_iter()
+                    .map(|t| TierRequest {
+                        min_quantity: t.min_quantity,
+                        unit_price: t.unit_price.into(),
                     })
-                    .collect::<Result<Vec<_>, DomainError>>()?;
-                Ok(PromotionKind::Tiered { tiers })
+                    .collect()
             }),
-        ];
-        let mut kinds = kinds.into_iter().flatten();
-        let (Some(kind), None) = (kinds.next(), kinds.next()) else {
-            return Err(DomainError::validation(
-                "percent_bp",
-                "give exactly one of percent_bp, amount_off_per_unit, sale_price, tiers",
-            ));
-        };
-        let kind = kind?;
-        pricing::validate_kind(&kind)?;
-        let targets = [
-            self.all.then_some(Ok(Target::All)),
-            self.product_id
-                .as_deref()
-                .map(|p| CatalogId::parse("product_id", p).map(Target::Product)),
-            self.category_id
-                .as_deref()
-                .map(|c| CatalogId::parse("category_id", c).map(Target::Category)),
-            self.vendor_id.clone().map(|v| Ok(Target::Vendor(v))),
-            self.sku.as_deref().map(|s| Sku::parse(s).map(Target::Sku)),
-        ];
-        let mut targets = targets.into_iter().flatten();
-        let (Some(target), None) = (targets.next(), targets.next()) else {
-            return Err(DomainError::validation(
-                "all",
-                "give exactly one target: all, product_id, category_id, vendor_id or sku",
-            ));
-        };
-        if let (Some(s), Some(e)) = (self.starts_ms, self.ends_ms) {
-            if e <= s {
-                return Err(DomainError::validation(
-                    "ends_ms",
-                    "must be after starts_ms",
-                ));
-            }
+            all: body.all,
+            product_id: body.product_id,
+            category_id: body.category_id,
+            vendor_id: body.vendor_id,
+            sku: body.sku,
+            starts_ms: body.starts_ms,
+            ends_ms: body.ends_ms,
+            stackable: body.stackable,
+            active: body.active,
         }
-        Ok(Promotion {
-            id: CatalogId::parse("id", id)?,
-            name: ecommerce_domains::listing::parse_name("name", &self.name)?,
-            kind,
-            target: target?,
-            starts_ms: self.starts_ms,
-            ends_ms: self.ends_ms,
-            stackable: self.stackable,
-            active: self.active.unwrap_or(true),
-            version: 0,
-        })
     }
 }
 
@@ -177,16 +119,10 @@ pub async fn put_promotion(
     meta: MutationMeta,
     AppJson(body): AppJson<PromotionBody>,
 ) -> AppResult<Response> {
-    let tag = meta.tag(&Principal::from(&actor), &body);
-    let command = PricingCommand::UpsertPromotion {
-        actor,
-        promotion: body.promotion(&id)?,
-    };
-    let committed = state.propose(Command::Pricing(command), tag).await?;
-    Ok(committed.respond(|reply| match reply {
-        Reply::Promotion(p) => Ok(PromotionDto::from(p)),
-        other => Err(unexpected(other)),
-    }))
+    let request = PromotionRequest::from(body);
+    let tag = meta.tag(&Principal::from(&actor), &request);
+    let rendered = state.put_promotion(&actor, &id, &request, tag).await?;
+    Ok(rendered.map(PromotionDto::from).into_response())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -201,8 +137,9 @@ pub async fn list_promotions(
     State(state): State<App>,
     AppQuery(params): AppQuery<ReadParams>,
 ) -> AppResult<Json<PromotionList>> {
-    let reader = state.read(params.consistency.unwrap_or_default()).await?;
-    let items = pricing::promotions(&reader)?
+    let items = state
+        .promotions(params.consistency.unwrap_or_default())
+        .await?
         .into_iter()
         .map(Into::into)
         .collect();
@@ -264,10 +201,18 @@ impl From<Coupon> for CouponDto {
     }
 }
 
-fn coupon_reply(reply: Reply) -> AppResult<CouponDto> {
-    match reply {
-        Reply::Coupon(c) => Ok(c.into()),
-        other => Err(unexpected(other)),
+impl From<CouponBody> for CouponRequest {
+    fn from(body: CouponBody) -> Self {
+        Self {
+            percent_bp: body.percent_bp,
+            amount_off: body.amount_off.map(Into::into),
+            min_subtotal: body.min_subtotal.map(Into::into),
+            usage_limit: body.usage_limit,
+            per_customer_limit: body.per_customer_limit,
+            starts_ms: body.starts_ms,
+            ends_ms: body.ends_ms,
+            active: body.active,
+        }
     }
 }
 
@@ -282,45 +227,10 @@ pub async fn put_coupon(
     meta: MutationMeta,
     AppJson(body): AppJson<CouponBody>,
 ) -> AppResult<Response> {
-    let tag = meta.tag(&Principal::from(&admin), &body);
-    let kind = match (body.percent_bp, &body.amount_off) {
-        (Some(bp), None) if (1..=pricing::FULL).contains(&bp) => {
-            CouponKind::Percent { basis_points: bp }
-        }
-        (None, Some(m)) => CouponKind::AmountOff {
-            amount: money("amount_off", m)?,
-        },
-        _ => {
-            return Err(DomainError::validation(
-                "percent_bp",
-                "give exactly one of percent_bp (1 to 10000) and amount_off",
-            )
-            .into())
-        }
-    };
-    let coupon = Coupon {
-        code: pricing::parse_code(&code)?,
-        kind,
-        min_subtotal: body
-            .min_subtotal
-            .as_ref()
-            .map(|m| money("min_subtotal", m))
-            .transpose()?,
-        usage_limit: body.usage_limit,
-        per_customer_limit: body.per_customer_limit,
-        used: 0,
-        starts_ms: body.starts_ms,
-        ends_ms: body.ends_ms,
-        active: body.active.unwrap_or(true),
-        version: 0,
-    };
-    let committed = state
-        .propose(
-            Command::Pricing(PricingCommand::UpsertCoupon { coupon }),
-            tag,
-        )
-        .await?;
-    Ok(committed.respond(coupon_reply))
+    let request = CouponRequest::from(body);
+    let tag = meta.tag(&Principal::from(&admin), &request);
+    let rendered = state.put_coupon(&admin, &code, &request, tag).await?;
+    Ok(rendered.map(CouponDto::from).into_response())
 }
 
 /// Read a coupon with its redemption count (admins).
@@ -328,12 +238,10 @@ pub async fn put_coupon(
     responses((status = 200, body = CouponDto), (status = 404, body = ErrorBody)))]
 pub async fn get_coupon(
     State(state): State<App>,
-    AdminOnly(_admin): AdminOnly,
+    AdminOnly(admin): AdminOnly,
     AppPath(code): AppPath<String>,
     AppQuery(params): AppQuery<ReadParams>,
 ) -> AppResult<Json<CouponDto>> {
-    let code = pricing::parse_code(&code)?;
-    let reader = state.read(params.consistency.unwrap_or_default()).await?;
-    let coupon = pricing::get_coupon(&reader, &code)?.ok_or(DomainError::CouponNotFound(code))?;
-    Ok(Json(coupon.into()))
+    let consistency = params.consistency.unwrap_or_default();
+    Ok(Json(state.coupon(&admin, &code, consistency).await?.into()))
 }

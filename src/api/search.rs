@@ -10,36 +10,17 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::Json;
-use ecommerce_domains::catalog::{self, CatalogId};
-use ecommerce_domains::DomainError;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::catalog::{find_product, ProductDto, ProductKey};
+use super::catalog::ProductDto;
 use super::error::{AppError, AppResult, ErrorBody};
-use super::extract::{AppQuery, Consistency};
+use super::extract::AppQuery;
 use super::App;
+use crate::app::search::MAX_LIMIT;
 use crate::app::ErrorCode;
 use crate::search::query::{Cursor, FacetCount};
-use crate::search::{SearchError, SearchRequest, SortBy, PRICE_BUCKETS};
-
-/// Largest page.
-const MAX_LIMIT: usize = 100;
-/// Largest number of suggestions.
-const MAX_SUGGESTIONS: usize = 20;
-/// Longest query text.
-const MAX_TEXT: usize = 500;
-
-impl From<SearchError> for AppError {
-    fn from(e: SearchError) -> Self {
-        match e {
-            SearchError::Invalid(message) => AppError::new(ErrorCode::InvalidQuery, message),
-            SearchError::Raft(e) => e.into(),
-            SearchError::Store(e) => e.into(),
-            other => AppError::internal(other),
-        }
-    }
-}
+use crate::search::{SearchRequest, SortBy, PRICE_BUCKETS};
 
 /// Query parameters of `GET /api/v1/search` (documentation; parsed by hand
 /// because of the open-ended `attr.<name>` parameters).
@@ -152,20 +133,16 @@ fn parse_u64(key: &str, value: &str) -> AppResult<u64> {
     })
 }
 
-/// The request a query string asks for; `category` is returned separately
-/// because its path is read from the state.
+/// The request a query string asks for (its bounds are checked by the use
+/// case); `category` is returned separately because its path is read from
+/// the state.
 fn parse_request(pairs: Vec<(String, String)>) -> AppResult<(SearchRequest, Option<String>)> {
     let mut req = SearchRequest::browse(20);
     let mut sort = None;
     let mut category = None;
     for (key, value) in pairs {
         match key.as_str() {
-            "q" => {
-                if value.chars().count() > MAX_TEXT {
-                    return Err(invalid(format!("q must be at most {MAX_TEXT} characters")));
-                }
-                req.text = Some(value);
-            }
+            "q" => req.text = Some(value),
             "category" => category = Some(value),
             "min_price" => req.min_price = Some(parse_u64(&key, &value)?),
             "max_price" => req.max_price = Some(parse_u64(&key, &value)?),
@@ -191,20 +168,13 @@ fn parse_request(pairs: Vec<(String, String)>) -> AppResult<(SearchRequest, Opti
             "limit" => {
                 req.limit = value
                     .parse()
-                    .ok()
-                    .filter(|l| (1..=MAX_LIMIT).contains(l))
-                    .ok_or_else(|| invalid(format!("limit must be between 1 and {MAX_LIMIT}")))?
+                    .map_err(|_| invalid(format!("limit must be between 1 and {MAX_LIMIT}")))?
             }
             "consistency" => {} // Search always reads this node's index.
             other => match other.strip_prefix("attr.") {
                 Some(name) if !name.is_empty() => req.attributes.push((name.to_string(), value)),
                 _ => return Err(invalid(format!("unknown query parameter {other}"))),
             },
-        }
-    }
-    if let (Some(min), Some(max)) = (req.min_price, req.max_price) {
-        if min > max {
-            return Err(invalid("min_price must not exceed max_price"));
         }
     }
     let has_text = req.text.as_deref().is_some_and(|t| !t.trim().is_empty());
@@ -216,23 +186,6 @@ fn parse_request(pairs: Vec<(String, String)>) -> AppResult<(SearchRequest, Opti
     Ok((req, category))
 }
 
-/// Runs `query` on the blocking pool once one of the node's search permits
-/// is free (see `Inner::search_queries`).
-async fn run_query<T: Send + 'static>(
-    state: &App,
-    query: impl FnOnce(&crate::search::SearchIndex) -> T + Send + 'static,
-) -> AppResult<T> {
-    let _permit = state
-        .search_queries
-        .acquire()
-        .await
-        .map_err(AppError::internal)?;
-    let index = state.search.clone();
-    tokio::task::spawn_blocking(move || query(&index))
-        .await
-        .map_err(AppError::internal)
-}
-
 /// Search products: full text with typo tolerance, filters, facets, sorting,
 /// highlighting and cursor pagination. Without `q`, a filtered listing.
 #[utoipa::path(get, path = "/api/v1/search", tag = "search", params(SearchParams),
@@ -242,43 +195,19 @@ pub async fn search(
     State(state): State<App>,
     AppQuery(pairs): AppQuery<Vec<(String, String)>>,
 ) -> AppResult<Json<SearchResponse>> {
-    let (mut req, category) = parse_request(pairs)?;
-    if let Some(raw) = category {
-        let id = CatalogId::parse("category", &raw)?;
-        let reader = state.read(Consistency::Stale).await?;
-        let mut path: Vec<String> = catalog::ancestors(&reader, &id)?
-            .into_iter()
-            .map(|c| c.id.as_str().to_string())
-            .collect();
-        drop(reader);
-        if path.is_empty() {
-            return Err(DomainError::CategoryNotFound(raw).into());
-        }
-        path.reverse();
-        req.category = Some(path);
-    }
-    let results = run_query(&state, move |index| index.search(&req)).await??;
-    let mut items = Vec::with_capacity(results.hits.len());
-    for hit in results.hits {
-        let product = match find_product(&state, ProductKey::Id(&hit.id), Consistency::Stale).await
-        {
-            Ok(p) => p,
-            Err(e) if e.body.code == "product_not_found" => continue,
-            Err(e) => return Err(e),
-        };
-        if !product.sellable() {
-            continue;
-        }
-        let highlights = results.highlighter.as_ref().map(|h| {
-            let (name, description) = h.highlight(&product.name, &product.description);
-            Highlights { name, description }
-        });
-        items.push(SearchHit {
-            product: ProductDto::new(&product, &state.settings),
+    let (req, category) = parse_request(pairs)?;
+    let results = state.search(req, category.as_deref()).await?;
+    let items = results
+        .hits
+        .into_iter()
+        .map(|hit| SearchHit {
+            product: ProductDto::new(&hit.product, &state.settings),
             score: hit.score,
-            highlights,
-        });
-    }
+            highlights: hit
+                .highlights
+                .map(|(name, description)| Highlights { name, description }),
+        })
+        .collect();
     let f = results.facets;
     let price = f
         .price
@@ -312,7 +241,7 @@ pub async fn search(
                 .collect(),
         },
         next_after: results.next_after,
-        indexed_event_id: state.search.indexed_event_id(),
+        indexed_event_id: results.indexed_event_id,
     }))
 }
 
@@ -346,15 +275,7 @@ pub async fn suggest(
     AppQuery(params): AppQuery<SuggestParams>,
 ) -> AppResult<Json<SuggestResponse>> {
     let limit = params.limit.unwrap_or(10);
-    if !(1..=MAX_SUGGESTIONS).contains(&limit) {
-        return Err(invalid(format!(
-            "limit must be between 1 and {MAX_SUGGESTIONS}"
-        )));
-    }
-    if params.q.chars().count() > MAX_TEXT {
-        return Err(invalid(format!("q must be at most {MAX_TEXT} characters")));
-    }
-    let found = run_query(&state, move |index| index.suggest(&params.q, limit)).await??;
+    let found = state.suggest(params.q, limit).await?;
     Ok(Json(SuggestResponse {
         items: found
             .into_iter()
@@ -383,20 +304,22 @@ pub struct SearchStatus {
 #[utoipa::path(get, path = "/api/v1/search/status", tag = "search",
     responses((status = 200, body = SearchStatus)))]
 pub async fn status(State(state): State<App>) -> AppResult<Json<SearchStatus>> {
-    let applied = state.last_event_id()?;
-    let indexed = state.search.indexed_event_id();
+    let status = state.search_status()?;
     Ok(Json(SearchStatus {
-        indexed_event_id: indexed,
-        applied_event_id: applied,
-        lag_events: applied.saturating_sub(indexed),
-        documents: state.search.documents(),
-        rebuilding: state.search.rebuilding(),
+        indexed_event_id: status.indexed_event_id,
+        applied_event_id: status.applied_event_id,
+        lag_events: status
+            .applied_event_id
+            .saturating_sub(status.indexed_event_id),
+        documents: status.documents,
+        rebuilding: status.rebuilding,
     }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::search::MAX_TEXT;
 
     fn pairs(raw: &[(&str, &str)]) -> Vec<(String, String)> {
         raw.iter()
@@ -435,10 +358,21 @@ mod tests {
             ("colour", "red"),
             ("attr.", "x"),
         ] {
-            let err = parse_request(pairs(&[bad])).unwrap_err();
+            let err = checked(pairs(&[bad])).unwrap_err();
             assert_eq!(err.body.code, "invalid_query", "{bad:?}");
         }
-        let err = parse_request(pairs(&[("min_price", "5"), ("max_price", "4")])).unwrap_err();
+        let err = checked(pairs(&[("min_price", "5"), ("max_price", "4")])).unwrap_err();
         assert_eq!(err.body.code, "invalid_query");
+        let long = "x".repeat(MAX_TEXT + 1);
+        let err = checked(pairs(&[("q", long.as_str())])).unwrap_err();
+        assert_eq!(err.body.code, "invalid_query");
+    }
+
+    /// What the route answers before running a query: the parse, then the
+    /// use case's bounds.
+    fn checked(pairs: Vec<(String, String)>) -> AppResult<SearchRequest> {
+        let (req, _) = parse_request(pairs)?;
+        crate::app::search::check(&req)?;
+        Ok(req)
     }
 }

@@ -20,11 +20,8 @@ pub fn signed_in(caller: Option<Actor>) -> AppResult<Actor> {
 /// A signed-in vendor or admin, else `unauthenticated` or `forbidden`.
 pub fn vendor_or_admin(caller: Option<Actor>) -> AppResult<Actor> {
     let actor = signed_in(caller)?;
-    if matches!(actor.role, Role::Vendor | Role::Admin) {
-        Ok(actor)
-    } else {
-        Err(forbidden())
-    }
+    require_vendor_or_admin(&actor)?;
+    Ok(actor)
 }
 
 /// A signed-in admin, else `unauthenticated` or `forbidden`.
@@ -38,6 +35,15 @@ pub fn admin_only(caller: Option<Actor>) -> AppResult<Actor> {
 /// checks of the actor it is given.
 pub fn require_admin(actor: &Actor) -> AppResult<()> {
     if actor.is_admin() {
+        Ok(())
+    } else {
+        Err(forbidden())
+    }
+}
+
+/// `forbidden` unless `actor` is a vendor or an admin.
+pub fn require_vendor_or_admin(actor: &Actor) -> AppResult<()> {
+    if matches!(actor.role, Role::Vendor | Role::Admin) {
         Ok(())
     } else {
         Err(forbidden())

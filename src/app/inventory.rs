@@ -18,7 +18,7 @@ use ecommerce_domains::{Actor, Command, DomainError, Response};
 use serde::Serialize;
 
 use super::access::require_admin;
-use super::{unexpected, App, AppError, AppResult, Consistency, Rendered};
+use super::{unexpected, App, AppError, AppResult, Consistency, MoneyInput, Rendered};
 use crate::app::ErrorCode;
 
 /// Creating or replacing a warehouse. Like every request type here, its
@@ -57,14 +57,6 @@ pub struct ThresholdRequest {
     pub threshold: Option<i64>,
     /// A warehouse, or `None` for the SKU over all warehouses.
     pub warehouse_id: Option<String>,
-}
-
-/// An amount as a client wrote it: minor units and an ISO 4217 code,
-/// parsed into [`Money`] by the use case.
-#[derive(Debug, Clone, Serialize)]
-pub struct MoneyInput {
-    pub amount: i64,
-    pub currency: String,
 }
 
 /// Creating or replacing the listing of a SKU.

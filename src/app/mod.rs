@@ -13,12 +13,16 @@
 pub mod access;
 pub mod accounts;
 pub mod carts;
+pub mod catalog;
 pub mod cluster;
 pub mod error;
 pub mod events;
 pub mod idempotency;
 pub mod inventory;
+pub mod media;
 pub mod orders;
+pub mod pricing;
+pub mod search;
 pub mod sessions;
 
 use std::sync::Arc;
@@ -28,7 +32,7 @@ use ecommerce_domains::idempotency::IdempotencyTag;
 use ecommerce_domains::{Command, Envelope};
 use ecommerce_raft::{RaftNode, Reader};
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use utoipa::ToSchema;
 
@@ -44,6 +48,14 @@ pub enum Consistency {
     Linearizable,
     /// This node's local replica, possibly behind the leader.
     Stale,
+}
+
+/// An amount as a client wrote it: minor units and an ISO 4217 code,
+/// parsed into [`Money`](ecommerce_domains::money::Money) by the use case.
+#[derive(Debug, Clone, Serialize)]
+pub struct MoneyInput {
+    pub amount: i64,
+    pub currency: String,
 }
 
 /// The node's use cases and what they share; cheap to clone.

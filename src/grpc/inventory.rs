@@ -9,7 +9,8 @@ use ecommerce_domains::listing::Listing;
 use tonic::{Request, Response, Status};
 
 use super::{call, money, proto, Commerce};
-use crate::app::inventory::{ListingRequest, MoneyInput, PageQuery, ThresholdRequest};
+use crate::app::inventory::{ListingRequest, PageQuery, ThresholdRequest};
+use crate::app::MoneyInput;
 
 fn listing(l: Listing) -> proto::Listing {
     proto::Listing {
