@@ -51,19 +51,18 @@ impl App {
         let dir = self.settings.data_dir.join("backups");
         let path = dir.join(format!("backup-{}.snap", uuid::Uuid::new_v4()));
         let storage = self.node().storage().clone();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<std::fs::File> {
-            std::fs::create_dir_all(&dir)?;
+        tokio::task::spawn_blocking(move || -> AppResult<std::fs::File> {
+            std::fs::create_dir_all(&dir).map_err(AppError::internal)?;
             if let Err(e) = ecommerce_raft::write_snapshot(&storage, &path) {
                 let _ = std::fs::remove_file(&path);
-                return Err(e.into());
+                return Err(AppError::internal(e));
             }
-            let file = std::fs::File::open(&path)?;
-            std::fs::remove_file(&path)?;
+            let file = std::fs::File::open(&path).map_err(AppError::internal)?;
+            std::fs::remove_file(&path).map_err(AppError::internal)?;
             Ok(file)
         })
         .await
         .map_err(AppError::internal)?
-        .map_err(AppError::internal)
     }
 
     /// The last log index this replica applied.
@@ -76,11 +75,10 @@ impl App {
     pub async fn state_digest(&self) -> AppResult<(Option<u64>, String)> {
         let storage = self.node().storage().clone();
         tokio::task::spawn_blocking(move || {
-            ecommerce_raft::state_digest(&storage).map_err(anyhow::Error::from)
+            ecommerce_raft::state_digest(&storage).map_err(AppError::internal)
         })
         .await
         .map_err(AppError::internal)?
-        .map_err(AppError::internal)
     }
 }
 

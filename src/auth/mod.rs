@@ -23,8 +23,17 @@ pub struct Auth {
     pub social: social::Social,
 }
 
+/// Why the authentication services could not be set up from the settings.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("password hashing: {0}")]
+    Passwords(#[from] passwords::PasswordError),
+    #[error("social sign-in: {0}")]
+    Social(#[from] social::SetupError),
+}
+
 impl Auth {
-    pub fn new(settings: &AuthSettings) -> anyhow::Result<Self> {
+    pub fn new(settings: &AuthSettings) -> Result<Self, SetupError> {
         Ok(Self {
             settings: settings.clone(),
             passwords: passwords::Passwords::new(settings)?,

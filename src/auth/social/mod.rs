@@ -91,7 +91,7 @@ struct Endpoints {
 }
 
 impl Endpoints {
-    fn new(kind: Kind, p: &ProviderSettings) -> anyhow::Result<Self> {
+    fn new(kind: Kind, p: &ProviderSettings) -> Result<Self, SetupError> {
         type Defaults = (
             &'static str,
             &'static str,
@@ -130,15 +130,17 @@ impl Endpoints {
                 "email public_profile",
             ),
         };
-        let url = |configured: &Option<String>, default: &str| -> anyhow::Result<Url> {
-            Ok(Url::parse(configured.as_deref().unwrap_or(default))?)
+        let parse = |raw: &str| {
+            Url::parse(raw).map_err(|source| SetupError::Url {
+                url: raw.to_string(),
+                source,
+            })
+        };
+        let url = |configured: &Option<String>, default: &str| {
+            parse(configured.as_deref().unwrap_or(default))
         };
         let optional = |configured: &Option<String>, default: Option<&str>| {
-            configured
-                .as_deref()
-                .or(default)
-                .map(Url::parse)
-                .transpose()
+            configured.as_deref().or(default).map(parse).transpose()
         };
         Ok(Self {
             authorize: url(&p.authorize_url, authorize)?,
@@ -153,6 +155,19 @@ impl Endpoints {
             scopes: p.scopes.clone().unwrap_or_else(|| scopes.to_string()),
         })
     }
+}
+
+/// Why the configured providers could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("{url:?} is not a URL: {source}")]
+    Url {
+        url: String,
+        #[source]
+        source: <Url as std::str::FromStr>::Err,
+    },
 }
 
 /// The start of a sign-in: where to send the browser, and the secrets the
@@ -184,7 +199,7 @@ pub struct Social {
 }
 
 impl Social {
-    pub fn new(settings: &SocialSettings) -> anyhow::Result<Self> {
+    pub fn new(settings: &SocialSettings) -> Result<Self, SetupError> {
         let http = reqwest::Client::builder()
             .timeout(PROVIDER_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
