@@ -4,6 +4,8 @@
 
 pub mod api;
 pub mod app;
+#[cfg(test)]
+mod architecture;
 pub mod auth;
 pub mod config;
 pub mod grpc;

@@ -7,8 +7,8 @@
 //! Architecture invariant: only this module reaches the Raft node
 //! ([`App`] keeps it private); `api/` and `grpc/` never name `RaftNode`,
 //! RocksDB or openraft, nor each other: what both transports need
-//! (role checks, idempotency keys, request types) lives here (checked by the
-//! tests below).
+//! (role checks, idempotency keys, request types) lives here (checked by
+//! `crate::architecture`).
 
 pub mod access;
 pub mod accounts;
@@ -177,57 +177,4 @@ impl<T> Rendered<T> {
 /// An unexpected command response: a bug, answered as a 500.
 pub fn unexpected(response: ecommerce_domains::Response) -> AppError {
     AppError::internal(format!("unexpected command response {response:?}"))
-}
-
-#[cfg(test)]
-mod tests {
-    /// The transports reach the replicated state only through `App`: no file
-    /// of `api/` or `grpc/` names the Raft node, openraft or RocksDB.
-    #[test]
-    fn the_transports_never_name_the_node_openraft_or_rocksdb() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut offenders = Vec::new();
-        for dir in ["api", "grpc"] {
-            for entry in walk(&root.join(dir)) {
-                let text = std::fs::read_to_string(&entry).unwrap();
-                for word in ["RaftNode", "openraft", "rocksdb", "ecommerce_storage"] {
-                    if text.contains(word) {
-                        offenders.push(format!("{} names {word}", entry.display()));
-                    }
-                }
-            }
-        }
-        assert!(offenders.is_empty(), "{offenders:#?}");
-    }
-
-    /// REST and gRPC are two adapters over `App`, neither built on the
-    /// other: no file of `grpc/` names `crate::api`, and no file of `api/`
-    /// names `crate::grpc`.
-    #[test]
-    fn the_transports_never_name_each_other() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut offenders = Vec::new();
-        for (dir, other) in [("grpc", "crate::api"), ("api", "crate::grpc")] {
-            for entry in walk(&root.join(dir)) {
-                let text = std::fs::read_to_string(&entry).unwrap();
-                if text.contains(other) {
-                    offenders.push(format!("{} names {other}", entry.display()));
-                }
-            }
-        }
-        assert!(offenders.is_empty(), "{offenders:#?}");
-    }
-
-    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                files.extend(walk(&path));
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                files.push(path);
-            }
-        }
-        files
-    }
 }
