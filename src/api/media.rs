@@ -1,6 +1,6 @@
 //! Images over REST: multipart upload by vendors and admins, the bytes and
-//! thumbnails with CDN-friendly cache headers, metadata, and the node-to-node
-//! route peers download blobs from.
+//! thumbnails with CDN-friendly cache headers, and metadata (`app::media`
+//! holds the use cases; peers fetch blobs over the peer protocol).
 //!
 //! An upload's type comes from its magic bytes, never from what the client
 //! claims. The bytes are stored on this node first, then one command

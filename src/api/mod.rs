@@ -1,5 +1,5 @@
-//! The REST API: routes, shared state, and the helpers every handler uses to
-//! propose a command or read the replicated state.
+//! The REST API: routes with their time budgets, the service every request
+//! goes through, and rendering a use case's answer.
 //!
 //! Architecture invariant: handlers parse request DTOs into domain types, call
 //! the application layer (`app/`) and render its answer; they never touch

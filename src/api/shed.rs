@@ -34,9 +34,8 @@
 //! hold a permit with a slow upload, and for at most `media.upload_timeout_ms`.
 //!
 //! Never shed: `/health`, `/ready`, `/metrics`, cluster administration
-//! (`/cluster...`, each route checks its own credential) and the nodes' own
-//! `/internal` traffic: a node must stay observable and manageable when it is
-//! busiest. `GET /cluster/digest` hashes the whole state, so it is never shed
+//! (`/cluster...`, each route checks its own credential): a node must stay
+//! observable and manageable when it is busiest. `GET /cluster/digest` hashes the whole state, so it is never shed
 //! only when it carries the operator token; an admin's call takes a permit.
 
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The public gRPC API (service clients): standard health checking, cluster
 //! status and the event-log stream (here), and the commerce operations of the
 //! REST API ([`Commerce`]: `carts`, `orders`, `inventory` with listings).
-//! Served on the same port as the node-to-node Raft service.
+//! Served on the client gRPC listener (the peer protocol has its own).
 //!
 //! Architecture invariant: a commerce RPC is an adapter over a use case of
 //! `app/`, as its REST twin is. It reads credentials, cart token and
