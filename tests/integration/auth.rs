@@ -74,7 +74,8 @@ fn encode(value: &Value) -> String {
 
 #[tokio::test]
 async fn register_login_refresh_rotation_reuse_and_logout() {
-    let cluster = Cluster::start(1).await;
+    // At debug level every request is logged, with its headers' names.
+    let cluster = Cluster::start_logging_debug(1).await;
     let client = cluster.client(1);
 
     let created = register(&client, "  Ann@Example.TEST ", PASSWORD).await;
@@ -182,6 +183,25 @@ async fn register_login_refresh_rotation_reuse_and_logout() {
         "invalid_refresh_token",
         "garbage refresh token",
     );
+
+    // Nothing secret or personal reached the node's log on the way.
+    let log = std::fs::read_to_string(cluster.node(1).log_path()).unwrap();
+    assert!(
+        log.contains("/auth/refresh"),
+        "requests are logged at debug"
+    );
+    let text = |v: &Value| v.as_str().unwrap().to_string();
+    for (what, secret) in [
+        ("the password", PASSWORD.to_string()),
+        ("a refresh token", text(&first["refresh_token"])),
+        ("a rotated refresh token", text(&second["refresh_token"])),
+        ("a logged-out refresh token", text(&a["refresh_token"])),
+        ("an access token", access),
+        ("another access token", token_of(&b)),
+        ("the e-mail address", "ann@example.test".to_string()),
+    ] {
+        assert!(!log.contains(&secret), "the node's log holds {what}");
+    }
 }
 
 #[tokio::test]

@@ -269,9 +269,21 @@ impl Cluster {
     /// waits until every node agrees on a leader and signs in the test admin. `extra_args`
     /// go to every node.
     pub async fn start_with(size: u64, extra_args: &[&str]) -> Cluster {
+        Cluster::start_from(size, settings(extra_args)).await
+    }
+
+    /// [`Cluster::start`] with every node logging at `debug` (`RUST_LOG`), for
+    /// tests that read what a node logs.
+    pub async fn start_logging_debug(size: u64) -> Cluster {
+        let mut settings = settings(&[]);
+        settings.env.push(("RUST_LOG".into(), "debug".into()));
+        Cluster::start_from(size, settings).await
+    }
+
+    async fn start_from(size: u64, settings: testkit::Settings) -> Cluster {
         assert!(size >= 1, "a cluster has at least one node");
         let layout = testkit::Layout::loopback(size as usize).expect("cluster ports");
-        let kit = testkit::Cluster::start(settings(extra_args), layout)
+        let kit = testkit::Cluster::start(settings, layout)
             .await
             .unwrap_or_else(|e| panic!("start a {size}-node cluster: {e:#}"));
         let mut cluster = Cluster {
