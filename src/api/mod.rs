@@ -6,6 +6,7 @@
 //! storage or Raft.
 
 pub mod auth;
+pub mod browser;
 pub mod carts;
 pub mod catalog;
 pub mod cluster;
@@ -81,10 +82,11 @@ pub fn service(state: App) -> Router {
     let admission = shed::Admission::new(http, state.auth.clone());
     let body_read_timeout = Duration::from_millis(http.body_read_timeout_ms);
     let max_body_bytes = http.max_body_bytes;
+    let settings = state.settings.clone();
     // A layer added to a `Router` wraps each route, after routing (so
     // `MatchedPath` is known) and around the route's own layers (its budget);
     // the first added is the innermost.
-    router(state)
+    let routes = router(state)
         .layer(axum::middleware::from_fn_with_state(admission, shed::admit))
         // A pause between two pieces of a body; the deadline on the whole body
         // is `shed::admit`'s (a trickle restarts this one with every byte).
@@ -101,7 +103,10 @@ pub fn service(state: App) -> Router {
         .layer(SetRequestIdLayer::new(
             HeaderName::from_static("x-request-id"),
             MakeRequestUuid,
-        ))
+        ));
+    // Outermost: a preflight is answered before admission, and every
+    // answer (a shed or a panic included) gets the headers.
+    browser::wrap(routes, &settings)
 }
 
 /// Every route of the node, each with its budget (`timeouts`): ordinary

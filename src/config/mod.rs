@@ -146,6 +146,11 @@ pub struct HttpSettings {
     /// Longest time a client may take to send a request's line and headers
     /// (HTTP/1.1); a slower one is disconnected.
     pub header_read_timeout_ms: u64,
+    /// Browser origins (`https://shop.example.com`) allowed to call the API
+    /// from their pages (CORS), or `["*"]` for any origin. Empty (the
+    /// default): no cross-origin access.
+    #[serde(default)]
+    pub cors_allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -273,6 +278,7 @@ impl Default for Settings {
                 max_body_bytes: 1 << 20,
                 max_in_flight: 256,
                 header_read_timeout_ms: 10_000,
+                cors_allowed_origins: Vec::new(),
             },
             idempotency: IdempotencySettings {
                 ttl_secs: 24 * 3600,
@@ -464,6 +470,7 @@ impl Settings {
             self.http.header_read_timeout_ms > 0,
             "http.header_read_timeout_ms must be positive"
         );
+        check_origins(&self.http.cors_allowed_origins)?;
         ensure!(
             self.idempotency.ttl_secs > 0,
             "idempotency.ttl_secs must be positive"
@@ -553,6 +560,31 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// Checks `http.cors_allowed_origins`: `*` alone, or origins written as a
+/// browser sends them (`scheme://host[:port]`, no path, no trailing slash).
+fn check_origins(origins: &[String]) -> anyhow::Result<()> {
+    if origins.iter().any(|o| o == "*") {
+        anyhow::ensure!(
+            origins.len() == 1,
+            "http.cors_allowed_origins: \"*\" allows every origin and goes alone"
+        );
+        return Ok(());
+    }
+    for origin in origins {
+        let url = reqwest::Url::parse(origin).map_err(|e| {
+            anyhow::anyhow!("http.cors_allowed_origins: {origin:?} is not an origin: {e}")
+        })?;
+        anyhow::ensure!(
+            matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some()
+                && url.origin().ascii_serialization() == *origin,
+            "http.cors_allowed_origins: {origin:?} is not an origin (write scheme://host[:port], \
+             as a browser sends it in `Origin`)"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

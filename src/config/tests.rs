@@ -90,3 +90,29 @@ fn media_limits_and_cdn_url_are_checked() {
         .to_string()
         .contains("max_upload_bytes"));
 }
+
+fn origins(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn cors_origins_are_written_as_browsers_send_them() {
+    for good in [
+        &[][..],
+        &["*"],
+        &["https://shop.example.com"],
+        &["http://localhost:5173", "https://admin.example.com:8443"],
+    ] {
+        check_origins(&origins(good)).unwrap_or_else(|e| panic!("{good:?}: {e}"));
+    }
+    for bad in [
+        &["https://shop.example.com/"][..],
+        &["https://shop.example.com/path"],
+        &["shop.example.com"],
+        &["ftp://shop.example.com"],
+        &["*", "https://shop.example.com"],
+        &["HTTPS://Shop.Example.com"],
+    ] {
+        assert!(check_origins(&origins(bad)).is_err(), "{bad:?} accepted");
+    }
+}

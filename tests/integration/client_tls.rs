@@ -35,6 +35,11 @@ async fn a_node_with_a_certificate_serves_clients_over_tls_only() {
         .await
         .expect("GET /cluster over https");
     assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("strict-transport-security"),
+        Some("max-age=31536000"),
+        "browsers are told to use nothing but TLS"
+    );
 
     // Plain HTTP on the same port gets no answer a client could take for the API.
     let plain = Client::with_timeout(

@@ -15,6 +15,7 @@ mod shop;
 mod auth;
 mod authz_matrix;
 mod backup;
+mod browser;
 mod catalog;
 mod client_tls;
 mod cluster;
