@@ -244,6 +244,8 @@ impl Application {
                 payments: Arc::new(crate::payments::sandbox::Sandbox {
                     delay: Duration::from_millis(settings.payments.sandbox_delay_ms),
                 }),
+                guest_limits: crate::auth::limits::GuestLimits::new(&settings.commerce),
+                trusted_proxies: settings.http.trusted_proxy_networks()?,
             },
         );
         Ok(Self {

@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 
 use super::auth::{Caller, SignedIn};
 use super::error::{AppError, AppResult, ErrorBody};
-use super::extract::{AppJson, AppPath, AppQuery, MutationMeta, ReadParams};
+use super::extract::{AppJson, AppPath, AppQuery, ClientIp, MutationMeta, ReadParams};
 use super::listings::MoneyDto;
 use super::{App, Rendered};
 use crate::app::carts::{
@@ -147,11 +147,12 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Caller(actor) = Caller::from_request_parts(parts, state).await?;
+        let ClientIp(client) = ClientIp::from_request_parts(parts, state).await?;
         let token = match parts.headers.get(CART_TOKEN) {
             None => None,
             Some(raw) => Some(raw.to_str().map_err(|_| unreadable_token())?),
         };
-        CartRef::new(actor, token)
+        CartRef::new(actor, token, client)
     }
 }
 
@@ -209,10 +210,13 @@ pub async fn add_line(
 /// a guest that retries with `Idempotency-Key` gets its token here first.
 #[utoipa::path(post, path = "/api/v1/cart/token", tag = "carts",
     responses((status = 200, body = CartTokenDto)))]
-pub async fn new_cart_token(State(state): State<App>) -> Json<CartTokenDto> {
-    Json(CartTokenDto {
-        cart_token: state.new_cart_token(),
-    })
+pub async fn new_cart_token(
+    State(state): State<App>,
+    ClientIp(client): ClientIp,
+) -> AppResult<Json<CartTokenDto>> {
+    Ok(Json(CartTokenDto {
+        cart_token: state.new_cart_token(client)?,
+    }))
 }
 
 /// Set the quantity of a line (0 removes it).

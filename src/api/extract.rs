@@ -4,7 +4,9 @@
 //! `app::idempotency`, which the gRPC services use too).
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Request};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, OriginalUri, Request};
 use axum::http::request::Parts;
 use ecommerce_domains::idempotency::{IdempotencyKey, IdempotencyTag, Principal};
 use serde::de::DeserializeOwned;
@@ -13,6 +15,7 @@ use utoipa::IntoParams;
 
 use super::error::AppError;
 use crate::app::idempotency::{idempotency_key, idempotency_tag};
+use crate::app::App;
 
 /// A JSON body; rejections become `malformed_json`, `invalid_body`,
 /// `unsupported_media_type` or `payload_too_large`.
@@ -141,4 +144,25 @@ use crate::app::ErrorCode;
 pub struct ReadParams {
     /// `linearizable` (default) or `stale`.
     pub consistency: Option<Consistency>,
+}
+
+/// The client's IP address: the TCP peer, or the client a trusted proxy
+/// names (`http.trusted_proxies`, see `app::client_addr`).
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl<S> FromRequestParts<S> for ClientIp
+where
+    S: Send + Sync,
+    App: FromRef<S>,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let app = App::from_ref(state);
+        Ok(Self(app.client_address(peer, &parts.headers)))
+    }
 }

@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{AppResult, ErrorBody};
+use super::extract::ClientIp;
 use super::extract::{AppPath, AppQuery};
-use super::users::{ClientIp, TokenResponse};
+use super::users::TokenResponse;
 use super::App;
 use crate::app::sessions::SocialCallback;
 

@@ -15,10 +15,7 @@
 //! carries new credentials that a replay could not give again; each says why
 //! its plain retry is safe (see docs/api.md).
 
-use std::net::{IpAddr, SocketAddr};
-
-use axum::extract::{ConnectInfo, FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -29,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{AdminOnly, Operator, SignedIn};
-use super::error::{AppError, AppResult, ErrorBody};
-use super::extract::{AppJson, AppPath, AppQuery, Consistency, MutationMeta};
+use super::error::{AppResult, ErrorBody};
+use super::extract::{AppJson, AppPath, AppQuery, ClientIp, Consistency, MutationMeta};
 use super::App;
 use crate::app::accounts::ProfileChange;
 use crate::app::sessions::Tokens;
@@ -256,22 +253,6 @@ const PASSWORD_BODY: &str = "the body holds a password, which no fingerprint may
 /// Why the routes that hand out credentials take no `Idempotency-Key`.
 const NEW_CREDENTIALS: &str =
     "each answer carries new credentials, which a replayed answer could not give again";
-
-/// The client's IP address (the TCP peer; proxies' headers are not trusted).
-pub struct ClientIp(pub Option<IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
-    }
-}
 
 fn parse_role(raw: &str) -> AppResult<Role> {
     Role::parse(raw)

@@ -162,7 +162,7 @@ impl App {
             .load_user(&actor.user_id, Consistency::Linearizable)
             .await?;
         if let Some(email) = &user.email {
-            self.check_account(email)?;
+            self.check_account(email, None)?;
         }
         users::check_password_policy(&new, user.email.as_ref())?;
         let phc = user.password_hash.as_ref().map(|h| h.0.clone());
@@ -198,7 +198,7 @@ impl App {
         let Ok(email) = Email::parse(email) else {
             return Ok(());
         };
-        self.check_account(&email)?;
+        self.check_account(&email, ip)?;
         let app = self.clone();
         tokio::spawn(async move {
             let user = match app.read(Consistency::Linearizable).await {

@@ -11,6 +11,8 @@
 //! writes belong to the cart's owner: the user, or the guest cart token (by
 //! its digest, [`CartRef::principal`]).
 
+use std::net::IpAddr;
+
 use base64::Engine;
 use ecommerce_domains::cart::{self, CartCommand, CartOwner, LineMode, PricedCart};
 use ecommerce_domains::idempotency::{IdempotencyTag, Principal};
@@ -63,19 +65,33 @@ pub struct LineAdded {
 #[derive(Debug, Clone)]
 pub struct CartRef {
     owner: Option<CartOwner>,
+    /// The client's address when the caller is a guest (for its limits).
+    guest: Option<IpAddr>,
 }
 
 impl CartRef {
     /// The cart of `caller` if signed in, else of the guest cart `token`
-    /// (as the client sent it; `None` without one).
-    pub fn new(caller: Option<Actor>, token: Option<&str>) -> AppResult<Self> {
+    /// (as the client sent it; `None` without one) of the guest at `client`.
+    pub fn new(
+        caller: Option<Actor>,
+        token: Option<&str>,
+        client: Option<IpAddr>,
+    ) -> AppResult<Self> {
         if let Some(actor) = caller {
             return Ok(Self {
                 owner: Some(CartOwner::User(actor.user_id)),
+                guest: None,
             });
         }
         let owner = token.map(token_owner).transpose()?;
-        Ok(Self { owner })
+        Ok(Self {
+            owner,
+            guest: client,
+        })
+    }
+
+    fn is_guest(&self) -> bool {
+        !matches!(self.owner, Some(CartOwner::User(_)))
     }
 
     /// Whose idempotency keys a cart write uses: the cart owner's (a guest
@@ -144,11 +160,24 @@ impl App {
         Ok(cart::priced(&reader, stored.as_ref(), now_ms())?)
     }
 
-    /// A new guest cart token. Nothing is stored until a line is added with
-    /// it; a guest that retries with an idempotency key gets its token here
-    /// first.
-    pub fn new_cart_token(&self) -> String {
-        new_token()
+    /// A new guest cart token for the guest at `client` (counted as a new
+    /// cart). Nothing is stored until a line is added with it; a guest that
+    /// retries with an idempotency key gets its token here first.
+    pub fn new_cart_token(&self, client: Option<IpAddr>) -> AppResult<String> {
+        self.guest_limits
+            .check_new_cart(client)
+            .map_err(super::sessions::rate_limited)?;
+        Ok(new_token())
+    }
+
+    /// Refuses a guest's cart write past its network's quota.
+    fn check_guest_write(&self, cart: &CartRef) -> AppResult<()> {
+        if !cart.is_guest() {
+            return Ok(());
+        }
+        self.guest_limits
+            .check_write(cart.guest)
+            .map_err(super::sessions::rate_limited)
     }
 
     /// Adds units of a SKU to the cart; a guest without a token gets a new
@@ -163,6 +192,7 @@ impl App {
     ) -> AppResult<Rendered<LineAdded>> {
         let quantity = cart::parse_added_quantity(request.quantity)?;
         let sku = Sku::parse(&request.sku)?;
+        self.check_guest_write(&cart)?;
         let (owner, new_token) = match cart.owner {
             Some(owner) => (owner, None),
             None if tag.is_some() => {
@@ -173,7 +203,7 @@ impl App {
                 .into())
             }
             None => {
-                let token = new_token();
+                let token = self.new_cart_token(cart.guest)?;
                 (token_owner(&token)?, Some(token))
             }
         };
@@ -195,6 +225,7 @@ impl App {
         request: &SetLineRequest,
         tag: Option<IdempotencyTag>,
     ) -> AppResult<Rendered<PricedCart>> {
+        self.check_guest_write(&cart)?;
         let command = CartCommand::SetLine {
             owner: cart.existing()?,
             sku: Sku::parse(sku)?,
@@ -211,6 +242,7 @@ impl App {
         sku: &str,
         tag: Option<IdempotencyTag>,
     ) -> AppResult<Rendered<PricedCart>> {
+        self.check_guest_write(&cart)?;
         let command = CartCommand::SetLine {
             owner: cart.existing()?,
             sku: Sku::parse(sku)?,
@@ -226,6 +258,7 @@ impl App {
         cart: CartRef,
         tag: Option<IdempotencyTag>,
     ) -> AppResult<Rendered<PricedCart>> {
+        self.check_guest_write(&cart)?;
         let command = CartCommand::Clear {
             owner: cart.existing()?,
         };
@@ -281,20 +314,20 @@ mod tests {
             role: ecommerce_domains::Role::Customer,
         };
         let token = new_token();
-        let user = CartRef::new(Some(ann), Some(&token)).unwrap();
+        let user = CartRef::new(Some(ann), Some(&token), None).unwrap();
         assert_eq!(user.owner, Some(CartOwner::User("ann".into())));
-        let guest = CartRef::new(None, Some(&token)).unwrap();
+        let guest = CartRef::new(None, Some(&token), None).unwrap();
         let digest = hex::encode(Sha256::digest(token.as_bytes()));
         assert_eq!(guest.owner, Some(CartOwner::Guest(digest.clone())));
         assert_eq!(guest.principal(), Principal::Guest(digest));
-        let nobody = CartRef::new(None, None).unwrap();
+        let nobody = CartRef::new(None, None, None).unwrap();
         assert_eq!(nobody.principal(), Principal::Anonymous);
         assert_eq!(
             nobody.existing().unwrap_err().body.code,
             DomainError::CartEmpty.code()
         );
         for bad in ["short", &"x".repeat(129), "twenty chars with spaces"] {
-            let e = CartRef::new(None, Some(bad)).unwrap_err();
+            let e = CartRef::new(None, Some(bad), None).unwrap_err();
             assert_eq!(e.body.code, "invalid_header", "{bad}");
         }
     }

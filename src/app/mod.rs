@@ -14,6 +14,7 @@ pub mod access;
 pub mod accounts;
 pub mod carts;
 pub mod catalog;
+pub mod client_addr;
 pub mod cluster;
 pub mod error;
 pub mod events;
@@ -87,6 +88,10 @@ pub struct Services {
     /// The payment provider's port: how a checkout's payment input becomes
     /// a stored payment method (the payment worker calls the rest of it).
     pub payments: Arc<dyn crate::payments::PaymentProvider>,
+    /// What guests may do with carts per minute (`commerce.guest_*`).
+    pub guest_limits: crate::auth::limits::GuestLimits,
+    /// `http.trusted_proxies`, parsed: whose forwarding headers name the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl std::ops::Deref for App {

@@ -183,11 +183,12 @@ impl App {
         }
     }
 
-    /// Refuses an account that had too many attempts.
-    pub(super) fn check_account(&self, email: &Email) -> AppResult<()> {
+    /// Refuses an account that had too many attempts from client `ip`'s
+    /// network (`None`: its signed-in owner).
+    pub(super) fn check_account(&self, email: &Email, ip: Option<IpAddr>) -> AppResult<()> {
         self.auth
             .limits
-            .check_account(&tokens::digest(email.as_str()))
+            .check_account(&tokens::digest(email.as_str()), ip)
             .map_err(rate_limited)
     }
 
@@ -202,7 +203,7 @@ impl App {
         self.check_ip(ip)?;
         let email = Email::parse(email).ok();
         if let Some(email) = &email {
-            self.check_account(email)?;
+            self.check_account(email, ip)?;
         }
         let user = match &email {
             Some(email) => {
@@ -466,7 +467,7 @@ impl App {
     }
 }
 
-fn rate_limited(
+pub(super) fn rate_limited(
     crate::auth::limits::RetryAfter(wait): crate::auth::limits::RetryAfter,
 ) -> AppError {
     let secs = wait

@@ -151,6 +151,32 @@ pub struct HttpSettings {
     /// default): no cross-origin access.
     #[serde(default)]
     pub cors_allowed_origins: Vec<String>,
+    /// Reverse proxies (addresses, or networks such as `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` / `Forwarded` headers name the client. Empty (the
+    /// default): the TCP peer is the client, whatever it sends.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+impl HttpSettings {
+    /// `trusted_proxies` parsed: addresses (`10.0.0.7`) or networks
+    /// (`10.0.0.0/8`, `fd00::/8`).
+    pub fn trusted_proxy_networks(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        self.trusted_proxies
+            .iter()
+            .map(|entry| {
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "http.trusted_proxies: {entry:?} is neither an IP address nor a \
+                             network (a.b.c.d/n)"
+                        )
+                    })
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -173,6 +199,13 @@ pub struct CommerceSettings {
     pub cart_idle_secs: u64,
     /// How often the leader looks for expired holds and idle carts.
     pub sweep_interval_ms: u64,
+    /// Guest carts one client network (an IPv4 address, an IPv6 /64) may
+    /// start per minute on a node; past it 429 `rate_limited`.
+    pub guest_carts_per_network_per_minute: u32,
+    /// Guest carts all clients together may start per minute on a node.
+    pub guest_carts_per_minute: u32,
+    /// Cart writes by guests of one client network per minute on a node.
+    pub guest_writes_per_network_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -279,6 +312,7 @@ impl Default for Settings {
                 max_in_flight: 256,
                 header_read_timeout_ms: 10_000,
                 cors_allowed_origins: Vec::new(),
+                trusted_proxies: Vec::new(),
             },
             idempotency: IdempotencySettings {
                 ttl_secs: 24 * 3600,
@@ -295,6 +329,9 @@ impl Default for Settings {
                 max_hold_ttl_secs: 3600,
                 cart_idle_secs: 30 * 24 * 3600,
                 sweep_interval_ms: 1000,
+                guest_carts_per_network_per_minute: 30,
+                guest_carts_per_minute: 3000,
+                guest_writes_per_network_per_minute: 600,
             },
             payments: PaymentSettings {
                 provider: "sandbox".into(),
@@ -471,6 +508,14 @@ impl Settings {
             "http.header_read_timeout_ms must be positive"
         );
         check_origins(&self.http.cors_allowed_origins)?;
+        self.http.trusted_proxy_networks()?;
+        let c = &self.commerce;
+        ensure!(
+            c.guest_carts_per_network_per_minute > 0
+                && c.guest_carts_per_minute > 0
+                && c.guest_writes_per_network_per_minute > 0,
+            "commerce: the guest limits must be positive"
+        );
         ensure!(
             self.idempotency.ttl_secs > 0,
             "idempotency.ttl_secs must be positive"

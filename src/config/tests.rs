@@ -116,3 +116,16 @@ fn cors_origins_are_written_as_browsers_send_them() {
         assert!(check_origins(&origins(bad)).is_err(), "{bad:?} accepted");
     }
 }
+
+#[test]
+fn trusted_proxies_are_addresses_or_networks() {
+    let mut http = Settings::default().http;
+    http.trusted_proxies = vec!["10.0.0.0/8".into(), "::1".into(), "fd00::/8".into()];
+    let nets = http.trusted_proxy_networks().unwrap();
+    assert!(nets[0].contains(&"10.200.0.1".parse::<std::net::IpAddr>().unwrap()));
+    assert!(nets[1].contains(&"::1".parse::<std::net::IpAddr>().unwrap()));
+    for bad in ["10.0.0.0/33", "proxy.local"] {
+        http.trusted_proxies = vec![bad.into()];
+        assert!(http.trusted_proxy_networks().is_err(), "{bad} accepted");
+    }
+}

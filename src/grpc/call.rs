@@ -12,6 +12,7 @@
 //! cases' (`app/`), and `grpc/` never reaches into `api/`.
 
 use std::future::Future;
+use std::net::IpAddr;
 
 use ecommerce_domains::idempotency::{IdempotencyTag, Principal};
 use ecommerce_domains::{Actor, DomainError};
@@ -22,7 +23,7 @@ use super::proto;
 use crate::app::access::{admin_only, signed_in};
 use crate::app::carts::{unreadable_token, CartRef, CART_TOKEN};
 use crate::app::idempotency::{idempotency_key, idempotency_tag, IDEMPOTENT_REPLAYED};
-use crate::app::{AppError, AppResult, Consistency, Rendered};
+use crate::app::{App, AppError, AppResult, Consistency, Rendered};
 
 /// Metadata key of the stable error code on every error status.
 pub const ERROR_CODE: &str = "x-error-code";
@@ -42,13 +43,20 @@ pub fn admin_caller<T>(request: &Request<T>) -> AppResult<Actor> {
     admin_only(caller(request)?)
 }
 
+/// The client's address: the TCP peer, or the client a trusted proxy names
+/// in `x-forwarded-for` / `forwarded` (see `app::client_addr`).
+pub fn client<T>(request: &Request<T>, app: &App) -> Option<IpAddr> {
+    let peer = request.remote_addr().map(|a| a.ip());
+    app.client_address(peer, &request.metadata().clone().into_headers())
+}
+
 /// Whose cart the call is about: the caller's, else `x-cart-token`'s.
-pub fn cart<T>(request: &Request<T>) -> AppResult<CartRef> {
+pub fn cart<T>(request: &Request<T>, app: &App) -> AppResult<CartRef> {
     let token = match request.metadata().get(CART_TOKEN) {
         None => None,
         Some(raw) => Some(raw.to_str().map_err(|_| unreadable_token())?),
     };
-    CartRef::new(caller(request)?, token)
+    CartRef::new(caller(request)?, token, client(request, app))
 }
 
 /// The idempotency tag of a write by `principal`, if it carries an

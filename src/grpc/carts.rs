@@ -49,7 +49,7 @@ impl proto::cart_service_server::CartService for Commerce {
         request: Request<proto::GetCartRequest>,
     ) -> Result<Response<proto::Cart>, Status> {
         call::read(async {
-            let cart = call::cart(&request)?;
+            let cart = call::cart(&request, &self.state)?;
             let consistency = call::consistency(request.get_ref().consistency);
             Ok(priced(self.state.cart(&cart, consistency).await?))
         })
@@ -62,7 +62,7 @@ impl proto::cart_service_server::CartService for Commerce {
     ) -> Result<Response<proto::Cart>, Status> {
         let mut token = None;
         let mut response = call::write(async {
-            let cart = call::cart(&request)?;
+            let cart = call::cart(&request, &self.state)?;
             let r = request.get_ref();
             let add = AddLineRequest {
                 sku: r.sku.clone(),
@@ -87,7 +87,7 @@ impl proto::cart_service_server::CartService for Commerce {
         request: Request<proto::SetLineRequest>,
     ) -> Result<Response<proto::Cart>, Status> {
         call::write(async {
-            let cart = call::cart(&request)?;
+            let cart = call::cart(&request, &self.state)?;
             let r = request.get_ref();
             let set = SetLineRequest {
                 quantity: r.quantity,
@@ -105,7 +105,7 @@ impl proto::cart_service_server::CartService for Commerce {
         request: Request<proto::RemoveLineRequest>,
     ) -> Result<Response<proto::Cart>, Status> {
         call::write(async {
-            let cart = call::cart(&request)?;
+            let cart = call::cart(&request, &self.state)?;
             let sku = &request.get_ref().sku;
             let path = format!("{LINES}/{sku}");
             let tag = call::tag(&request, &cart.principal(), "DELETE", &path, &())?;
@@ -120,7 +120,7 @@ impl proto::cart_service_server::CartService for Commerce {
         request: Request<proto::ClearCartRequest>,
     ) -> Result<Response<proto::Cart>, Status> {
         call::write(async {
-            let cart = call::cart(&request)?;
+            let cart = call::cart(&request, &self.state)?;
             let tag = call::tag(&request, &cart.principal(), "DELETE", CART, &())?;
             Ok(self.state.clear_cart(cart, tag).await?.map(priced))
         })

@@ -12,6 +12,7 @@ mod client;
 mod harness;
 mod shop;
 
+mod abuse;
 mod auth;
 mod authz_matrix;
 mod backup;
