@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ecommerce_raft::{NodeInfo, NodeOptions, PeerTls, RaftGrpc, RaftNode, Role};
+use ecommerce_storage::disk::DiskWatch;
 use ecommerce_storage::{Storage, StorageOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -226,6 +227,13 @@ impl Application {
         let search_dir = data_dir.join("search");
         let search = crate::search::SearchIndex::open(&search_dir)
             .with_context(|| format!("opening the search index in {}", search_dir.display()))?;
+        let disk = Arc::new(DiskWatch::new(
+            &data_dir,
+            settings.storage.min_free_bytes,
+            settings.storage.min_free_percent,
+        ));
+        disk.refresh()
+            .with_context(|| format!("reading the free space of {}", data_dir.display()))?;
         let state = App::new(
             node.clone(),
             Services {
@@ -245,6 +253,7 @@ impl Application {
                     delay: Duration::from_millis(settings.payments.sandbox_delay_ms),
                 }),
                 guest_limits: crate::auth::limits::GuestLimits::new(&settings.commerce),
+                disk: disk.clone(),
                 trusted_proxies: settings.http.trusted_proxy_networks()?,
             },
         );
@@ -388,6 +397,7 @@ impl Application {
             workers.push(tokio::spawn(cert.watch(crate::tls::RELOAD_CHECK_INTERVAL)));
         }
         workers.push(tokio::spawn(exit_when_raft_stops(self.node.clone())));
+        workers.push(tokio::spawn(watch_disk(self.state.disk.clone())));
         let m = &self.settings.media;
         workers.push(tokio::spawn(crate::media::fetch::replicate(
             self.state.media.fetcher.clone(),
@@ -484,6 +494,36 @@ async fn join_cluster(node: Arc<RaftNode>, member: String, as_learner: bool) {
 /// with a full disk): the process exits so a supervisor restarts it, instead of
 /// answering `no_leader` for ever.
 pub const EXIT_RAFT_STOPPED: i32 = 70;
+
+/// How often the data directory's free space is read.
+const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Reads the data directory's free space every [`DISK_CHECK_INTERVAL`]:
+/// writes are refused while it is below the watermark (see
+/// `ecommerce_storage::disk`), and resume by themselves once it is back.
+async fn watch_disk(disk: Arc<DiskWatch>) {
+    let mut was_low = disk.is_low();
+    loop {
+        match disk.refresh() {
+            Ok(space) => {
+                metrics::gauge!("storage_free_bytes").set(space.free as f64);
+                metrics::gauge!("storage_writes_refused").set(if space.low { 1.0 } else { 0.0 });
+                if space.low != was_low {
+                    if space.low {
+                        tracing::error!(free = space.free, watermark = space.watermark,
+                            path = %disk.path().display(),
+                            "the data directory is nearly full: refusing writes until space is freed");
+                    } else {
+                        tracing::warn!(free = space.free, "free space is back: accepting writes");
+                    }
+                    was_low = space.low;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the data directory's free space"),
+        }
+        tokio::time::sleep(DISK_CHECK_INTERVAL).await;
+    }
+}
 
 /// Watches the Raft core; exits the process if it stopped on a fatal error.
 /// Everything acknowledged is already durable (fsynced before the

@@ -60,10 +60,10 @@ error_codes! {
     Unauthenticated = "unauthenticated", UNAUTHORIZED, Unauthenticated;
     Forbidden = "forbidden", FORBIDDEN, PermissionDenied;
     RouteNotFound = "route_not_found", NOT_FOUND, NotFound;
-    MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED, Internal;
-    RequestTimeout = "request_timeout", REQUEST_TIMEOUT, Internal;
-    PayloadTooLarge = "payload_too_large", PAYLOAD_TOO_LARGE, Internal;
-    UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, Internal;
+    MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED, Unimplemented;
+    RequestTimeout = "request_timeout", REQUEST_TIMEOUT, DeadlineExceeded;
+    PayloadTooLarge = "payload_too_large", PAYLOAD_TOO_LARGE, ResourceExhausted;
+    UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, InvalidArgument;
     ValidationFailed = "validation_failed", UNPROCESSABLE_ENTITY, InvalidArgument;
     IdempotencyKeyReused = "idempotency_key_reused", UNPROCESSABLE_ENTITY, InvalidArgument;
     SkuNotForSale = "sku_not_for_sale", UNPROCESSABLE_ENTITY, InvalidArgument;
@@ -101,12 +101,13 @@ error_codes! {
     InvalidResetToken = "invalid_reset_token", BAD_REQUEST, InvalidArgument;
     UserNotFound = "user_not_found", NOT_FOUND, NotFound;
     WeakPassword = "weak_password", UNPROCESSABLE_ENTITY, InvalidArgument;
-    RateLimited = "rate_limited", TOO_MANY_REQUESTS, Internal;
+    RateLimited = "rate_limited", TOO_MANY_REQUESTS, ResourceExhausted;
     InvalidSocialState = "invalid_social_state", BAD_REQUEST, InvalidArgument;
     EmailNotVerified = "email_not_verified", FORBIDDEN, PermissionDenied;
     SocialLoginFailed = "social_login_failed", BAD_REQUEST, InvalidArgument;
     ProviderNotConfigured = "provider_not_configured", NOT_FOUND, NotFound;
-    ProviderUnavailable = "provider_unavailable", BAD_GATEWAY, Internal;
+    ProviderUnavailable = "provider_unavailable", BAD_GATEWAY, Unavailable;
+    InsufficientStorage = "insufficient_storage", INSUFFICIENT_STORAGE, ResourceExhausted;
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -92,6 +92,8 @@ pub struct Services {
     pub guest_limits: crate::auth::limits::GuestLimits,
     /// `http.trusted_proxies`, parsed: whose forwarding headers name the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Free space of the data directory: writes are refused while it is low.
+    pub disk: Arc<ecommerce_storage::disk::DiskWatch>,
 }
 
 impl std::ops::Deref for App {
@@ -126,6 +128,9 @@ impl App {
         command: Command,
         idempotency: Option<IdempotencyTag>,
     ) -> AppResult<Committed> {
+        if self.disk.is_low() {
+            return Err(insufficient_storage());
+        }
         let envelope = Envelope {
             // Stamped by the leader when it proposes the command.
             now_ms: 0,
@@ -177,6 +182,14 @@ impl<T> Rendered<T> {
             replayed: self.replayed,
         }
     }
+}
+
+/// A write refused because the data directory is nearly full.
+pub fn insufficient_storage() -> AppError {
+    AppError::new(
+        ErrorCode::InsufficientStorage,
+        "this node's disk is nearly full: writes are refused until space is freed (reads go on)",
+    )
 }
 
 /// An unexpected command response: a bug, answered as a 500.

@@ -277,6 +277,11 @@ pub struct StorageSettings {
     pub write_buffer_mb: usize,
     /// Memtables of all tables together; past it the largest is flushed.
     pub memtable_budget_mb: usize,
+    /// Writes are refused (507 `insufficient_storage`) while the data
+    /// directory's filesystem has less free space than the smaller of this
+    /// and `min_free_percent` of its size; reads go on.
+    pub min_free_bytes: u64,
+    pub min_free_percent: u8,
 }
 
 impl Default for Settings {
@@ -322,6 +327,8 @@ impl Default for Settings {
                 block_cache_mb: 64,
                 write_buffer_mb: 16,
                 memtable_budget_mb: 64,
+                min_free_bytes: 1 << 30,
+                min_free_percent: 5,
             },
             auth: AuthSettings::default(),
             commerce: CommerceSettings {
@@ -494,6 +501,10 @@ impl Settings {
         ensure!(
             self.storage.memtable_budget_mb > 0,
             "storage.memtable_budget_mb must be positive"
+        );
+        ensure!(
+            self.storage.min_free_percent <= 100,
+            "storage.min_free_percent is a percentage (0 to 100)"
         );
         ensure!(
             (1..=64).contains(&self.raft.proposals_in_flight),

@@ -10,6 +10,7 @@
 //! (see [`snapshot`]), never held in memory whole.
 
 pub mod codec;
+pub mod disk;
 pub mod keys;
 pub mod snapshot;
 

@@ -195,7 +195,13 @@ impl Node {
 
     /// [`Node::new`] with the cluster certificate directory `certs` (`--certs`).
     pub fn with_certs(id: u64, extra_args: &[&str], certs: Option<PathBuf>) -> Node {
-        Node::make(settings(extra_args), id, certs)
+        Node::make(settings(extra_args), id, certs, None)
+    }
+
+    /// [`Node::new`] keeping its `data/` and `node.log` in `dir` (e.g. a small
+    /// filesystem the test mounted).
+    pub fn in_dir(id: u64, extra_args: &[&str], dir: PathBuf) -> Node {
+        Node::make(settings(extra_args), id, None, Some(dir))
     }
 
     /// [`Node::with_certs`] serving REST and client gRPC over TLS with node `id`'s
@@ -206,13 +212,19 @@ impl Node {
             client_tls: true,
             ..settings(extra_args)
         };
-        Node::make(settings, id, Some(certs))
+        Node::make(settings, id, Some(certs), None)
     }
 
-    fn make(settings: testkit::Settings, id: u64, certs: Option<PathBuf>) -> Node {
+    fn make(
+        settings: testkit::Settings,
+        id: u64,
+        certs: Option<PathBuf>,
+        dir: Option<PathBuf>,
+    ) -> Node {
         let certs = certs.map(|dir| testkit::Certs::open(settings.bin.as_ref(), &dir));
         let spec = testkit::NodeSpec {
             certs,
+            dir,
             ..testkit::NodeSpec::lone(id).expect("node ports")
         };
         let node = testkit::Node::new(Arc::new(settings), spec)

@@ -22,6 +22,7 @@ mod client_tls;
 mod cluster;
 mod commerce;
 mod digest;
+mod disk;
 mod errors;
 mod events;
 mod grpc;
