@@ -28,12 +28,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{self, CatalogId};
 use crate::check;
-use crate::command::{ApplyContext, Outcome, Response};
+use crate::command::{ApplyContext, Response};
 use crate::inventory::Sku;
 use crate::listing::Listing;
 use crate::money::{Currency, Money};
 use crate::store::{self, KeyPart, Store, StoreExt, StoreFault, StoreMut};
-use crate::{Actor, DomainError, Role};
+use crate::{Actor, ApplyError, DomainError, Role};
 
 pub const PROMOTIONS: &str = "pricing_promotions";
 pub const COUPONS: &str = "pricing_coupons";
@@ -514,7 +514,7 @@ pub fn apply(
     command: &PricingCommand,
     ctx: &ApplyContext,
     store: &mut dyn StoreMut,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     match command {
         PricingCommand::UpsertPromotion { actor, promotion } => {
             let own = |v: &str| actor.role == Role::Vendor && actor.user_id == v;
@@ -526,13 +526,14 @@ pub fn apply(
                 actor.is_admin() || matches!(&p.target, Target::Vendor(v) if own(v))
             });
             if !allowed || !may_replace {
-                return Ok(Err(DomainError::Forbidden));
+                return Err(DomainError::Forbidden.into());
             }
             if existing.is_none() && promotions(store)?.len() >= MAX_PROMOTIONS {
-                return Ok(Err(DomainError::validation(
+                return Err(DomainError::validation(
                     "id",
                     format!("at most {MAX_PROMOTIONS} promotions"),
-                )));
+                )
+                .into());
             }
             let stored = Promotion {
                 version: ctx.version,
@@ -544,7 +545,7 @@ pub fn apply(
                 &[KeyPart::Str(stored.id.as_str())],
                 &stored,
             )?;
-            Ok(Ok(Response::Promotion(stored)))
+            Ok(Response::Promotion(stored))
         }
         PricingCommand::UpsertCoupon { coupon } => {
             let used = get_coupon(store, &coupon.code)?.map_or(0, |c| c.used);
@@ -554,7 +555,7 @@ pub fn apply(
                 ..coupon.clone()
             };
             store::put(store, COUPONS, &[KeyPart::Str(&stored.code)], &stored)?;
-            Ok(Ok(Response::Coupon(stored)))
+            Ok(Response::Coupon(stored))
         }
     }
 }
