@@ -14,14 +14,22 @@
 
 use bincode::config::{self, Config};
 
-use crate::{Error, Result};
+use crate::Result;
+
+/// Why a value could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("encoding: {0}")]
+    Encode(#[from] bincode::error::EncodeError),
+    #[error("decoding: {0}")]
+    Decode(#[from] bincode::error::DecodeError),
+}
 
 /// The most bytes a decoded value may claim per encoded byte.
 pub const CLAIM_PER_BYTE: usize = 16;
 
 pub fn encode<V: serde::Serialize + ?Sized>(value: &V) -> Result<Vec<u8>> {
-    bincode::serde::encode_to_vec(value, config::standard())
-        .map_err(|e| Error::Codec(e.to_string()))
+    Ok(bincode::serde::encode_to_vec(value, config::standard()).map_err(CodecError::from)?)
 }
 
 pub fn decode<V: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<V> {
@@ -42,8 +50,7 @@ pub fn decode<V: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<V> {
 }
 
 fn decode_with<V: serde::de::DeserializeOwned>(bytes: &[u8], config: impl Config) -> Result<V> {
-    let (value, _) = bincode::serde::decode_from_slice(bytes, config)
-        .map_err(|e| Error::Codec(e.to_string()))?;
+    let (value, _) = bincode::serde::decode_from_slice(bytes, config).map_err(CodecError::from)?;
     Ok(value)
 }
 
