@@ -175,7 +175,7 @@ impl Envelope {
             return Err(DecodeError::TooLarge(bytes.len()));
         }
         // A valid encoding claims at most 16 bytes per encoded byte (see
-        // `ecommerce_storage::codec`); the limit bounds what a length prefix
+        // `ecommerce_codec::CLAIM_PER_BYTE`); the limit bounds what a length prefix
         // can make bincode allocate.
         let config = bincode::config::standard().with_limit::<{ 16 * MAX_ENVELOPE_BYTES }>();
         let (envelope, _): (Envelope, usize) = bincode::serde::decode_from_slice(bytes, config)

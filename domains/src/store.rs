@@ -10,12 +10,9 @@ use std::sync::Arc;
 
 use serde::{de::DeserializeOwned, Serialize};
 
-/// One component of a composite key; encoded order-preservingly by the storage layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum KeyPart<'a> {
-    U64(u64),
-    Str(&'a str),
-}
+/// One component of a composite key; the storage layer encodes keys with
+/// [`ecommerce_codec::keys`], order-preservingly.
+pub use ecommerce_codec::KeyPart;
 
 /// A storage failure while applying or reading; not a domain error.
 ///
@@ -97,15 +94,15 @@ pub trait StoreMut: Store {
     fn rollback_to(&mut self, savepoint: Savepoint);
 }
 
+/// Encodes a value as every stored value is ([`ecommerce_codec::encode`]).
 pub fn encode<V: Serialize>(value: &V) -> Result<Vec<u8>, StoreFault> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard())
-        .map_err(|e| StoreFault::new("encoding a value", e))
+    ecommerce_codec::encode(value).map_err(|e| StoreFault::new("encoding a value", e))
 }
 
+/// Decodes a stored value ([`ecommerce_codec::decode`], bounded by the
+/// input's length).
 pub fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Result<V, StoreFault> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-        .map(|(v, _)| v)
-        .map_err(|e| StoreFault::new("decoding a stored value", e))
+    ecommerce_codec::decode(bytes).map_err(|e| StoreFault::new("decoding a stored value", e))
 }
 
 /// Typed helpers over [`Store`].

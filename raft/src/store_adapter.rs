@@ -14,14 +14,7 @@ use ecommerce_storage::{keys, Batch, Storage};
 
 /// Encodes a domain key with the storage layer's order-preserving encoding.
 pub fn encode_key(parts: &[KeyPart<'_>]) -> Vec<u8> {
-    let parts: Vec<keys::KeyPart<'_>> = parts
-        .iter()
-        .map(|p| match p {
-            KeyPart::U64(n) => keys::KeyPart::U64(*n),
-            KeyPart::Str(s) => keys::KeyPart::Str(s),
-        })
-        .collect();
-    keys::encode(&parts)
+    keys::encode(parts)
 }
 
 /// A storage error while `what`ing (reading, scanning) `table`, as the domains see it.

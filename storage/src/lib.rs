@@ -10,8 +10,10 @@
 //! (see [`snapshot`]), never held in memory whole.
 
 pub mod codec;
-pub mod keys;
 pub mod snapshot;
+
+/// Order-preserving key encoding (shared with `domains`).
+pub use ecommerce_codec::keys;
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
