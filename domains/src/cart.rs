@@ -9,12 +9,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::check;
-use crate::command::{ApplyContext, Outcome, Response};
+use crate::command::{ApplyContext, Response};
 use crate::inventory::Sku;
 use crate::listing::{self, Listing};
 use crate::money::{Currency, Money};
 use crate::store::{self, KeyPart, Store, StoreExt, StoreFault, StoreMut};
-use crate::DomainError;
+use crate::{ApplyError, DomainError};
 
 /// Carts keyed by owner.
 pub const CARTS: &str = "carts";
@@ -176,11 +176,11 @@ pub fn get(store: &dyn Store, owner: &CartOwner) -> Result<Option<Cart>, StoreFa
 }
 
 /// A listing that can be sold, or `sku_not_for_sale`.
-pub fn sellable(store: &dyn Store, sku: &Sku) -> Result<Result<Listing, DomainError>, StoreFault> {
-    Ok(match listing::get(store, sku)? {
+pub fn sellable(store: &dyn Store, sku: &Sku) -> Result<Listing, ApplyError> {
+    match listing::get(store, sku)? {
         Some(l) if l.active => Ok(l),
-        _ => Err(DomainError::SkuNotForSale(sku.as_str().to_string())),
-    })
+        _ => Err(DomainError::SkuNotForSale(sku.as_str().to_string()).into()),
+    }
 }
 
 fn cart_currency(store: &dyn Store, cart: &Cart) -> Result<Option<Currency>, StoreFault> {
@@ -241,7 +241,7 @@ pub fn apply(
     command: &CartCommand,
     ctx: &ApplyContext,
     store: &mut dyn StoreMut,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     match command {
         CartCommand::SetLine {
             owner,
@@ -259,16 +259,14 @@ pub fn apply(
                 LineMode::Set => Some(*quantity),
             };
             let Some(target) = target.filter(|t| *t <= MAX_LINE_QUANTITY) else {
-                return Ok(Err(DomainError::validation(
+                return Err(DomainError::validation(
                     "quantity",
                     format!("a cart holds at most {MAX_LINE_QUANTITY} units of one SKU"),
-                )));
+                )
+                .into());
             };
             if target > 0 {
-                let listing = match sellable(store, sku)? {
-                    Ok(l) => l,
-                    Err(e) => return Ok(Err(e)),
-                };
+                let listing = sellable(store, sku)?;
                 let others = Cart {
                     lines: cart
                         .lines
@@ -280,10 +278,11 @@ pub fn apply(
                 };
                 if let Some(currency) = cart_currency(store, &others)? {
                     if currency != listing.price.currency {
-                        return Ok(Err(DomainError::CurrencyMismatch {
+                        return Err(DomainError::CurrencyMismatch {
                             cart: currency.as_str().to_string(),
                             sku: listing.price.currency.as_str().to_string(),
-                        }));
+                        }
+                        .into());
                     }
                 }
             }
@@ -297,10 +296,11 @@ pub fn apply(
                 (None, 0) => {}
                 (None, q) => {
                     if cart.lines.len() >= MAX_LINES {
-                        return Ok(Err(DomainError::validation(
+                        return Err(DomainError::validation(
                             "sku",
                             format!("a cart holds at most {MAX_LINES} lines"),
-                        )));
+                        )
+                        .into());
                     }
                     cart.lines.push(CartLine {
                         sku: sku.clone(),
@@ -308,12 +308,12 @@ pub fn apply(
                     });
                 }
             }
-            Ok(Ok(Response::Cart(save(store, cart, ctx)?)))
+            Ok(Response::Cart(save(store, cart, ctx)?))
         }
         CartCommand::Merge { guest, user } => {
             let mut target = get(store, user)?.unwrap_or_else(|| Cart::empty(user.clone()));
             let Some(source) = get(store, guest)? else {
-                return Ok(Ok(Response::Cart(target)));
+                return Ok(Response::Cart(target));
             };
             for line in &source.lines {
                 let full = target.lines.len() >= MAX_LINES;
@@ -329,13 +329,13 @@ pub fn apply(
                 }
             }
             delete(store, &source);
-            Ok(Ok(Response::Cart(save(store, target, ctx)?)))
+            Ok(Response::Cart(save(store, target, ctx)?))
         }
         CartCommand::Clear { owner } => {
             if let Some(cart) = get(store, owner)? {
                 delete(store, &cart);
             }
-            Ok(Ok(Response::Cart(Cart::empty(owner.clone()))))
+            Ok(Response::Cart(Cart::empty(owner.clone())))
         }
         CartCommand::Expire { idle_ms } => {
             let cutoff = ctx.now_ms.saturating_sub(*idle_ms);
@@ -354,7 +354,7 @@ pub fn apply(
                     _ => remove_entry(store, entry.updated_ms, &entry.owner),
                 }
             }
-            Ok(Ok(Response::Expired { removed }))
+            Ok(Response::Expired { removed })
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::media::{MediaCommand, MediaRecord};
 use crate::order::{Order, OrderCommand};
 use crate::pricing::{Coupon, PricingCommand, Promotion};
 use crate::store::{StoreFault, StoreMut};
-use crate::DomainError;
+use crate::{ApplyError, DomainError};
 
 /// What a client request becomes before it is proposed: one log entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,7 +175,7 @@ impl Envelope {
             return Err(DecodeError::TooLarge(bytes.len()));
         }
         // A valid encoding claims at most 16 bytes per encoded byte (see
-        // `ecommerce_storage::codec`); the limit bounds what a length prefix
+        // `ecommerce_codec::CLAIM_PER_BYTE`); the limit bounds what a length prefix
         // can make bincode allocate.
         let config = bincode::config::standard().with_limit::<{ 16 * MAX_ENVELOPE_BYTES }>();
         let (envelope, _): (Envelope, usize) = bincode::serde::decode_from_slice(bytes, config)
@@ -300,29 +300,33 @@ pub fn apply_envelope(
 /// Applies one command under a savepoint: when it is refused, every write and
 /// event it staged is taken back, so a refused command leaves no trace however
 /// far it got. (A storage fault needs no rollback: the state machine discards
-/// the whole run and stops.)
+/// the whole run and stops.) This is the one place an [`ApplyError`] becomes
+/// an [`Outcome`] or a [`StoreFault`].
 pub fn apply_command(
     command: &Command,
     ctx: &ApplyContext,
     store: &mut dyn StoreMut,
 ) -> Result<Outcome, StoreFault> {
     let mark = store.savepoint();
-    let outcome = crate::apply(command, ctx, store)?;
-    if outcome.is_err() {
-        store.rollback_to(mark);
+    match crate::apply(command, ctx, store) {
+        Ok(response) => Ok(Ok(response)),
+        Err(ApplyError::Refused(refusal)) => {
+            store.rollback_to(mark);
+            Ok(Err(refusal))
+        }
+        Err(ApplyError::Fault(fault)) => Err(fault),
     }
-    Ok(outcome)
 }
 
 pub(crate) fn apply_system(
     command: &SystemCommand,
     ctx: &ApplyContext,
     store: &mut dyn StoreMut,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     match command {
         SystemCommand::ExpireIdempotency { ttl_ms } => {
             let removed = idempotency::expire(store, ctx.now_ms, *ttl_ms)?;
-            Ok(Ok(Response::Expired { removed }))
+            Ok(Response::Expired { removed })
         }
     }
 }

@@ -1,7 +1,12 @@
 //! Domain errors: the reasons a command or query is refused. Each has a stable
 //! code; the HTTP layer maps codes to statuses in one table.
+//!
+//! Also [`ApplyError`], what the apply paths return: a refusal or a storage
+//! fault, told apart in one place ([`crate::command::apply_command`]).
 
 use serde::{Deserialize, Serialize};
+
+use crate::store::StoreFault;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum DomainError {
@@ -181,4 +186,18 @@ impl DomainError {
             message: message.into(),
         }
     }
+}
+
+/// Why applying a command stopped: the domain refused it, or the store failed.
+///
+/// Every apply path returns this, so `?` propagates either. Only
+/// [`crate::command::apply_command`] tells them apart: a refusal becomes the
+/// command's outcome (and its writes are taken back), a fault stops the
+/// state machine.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Refused(#[from] DomainError),
+    #[error(transparent)]
+    Fault(#[from] StoreFault),
 }

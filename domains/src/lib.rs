@@ -48,7 +48,7 @@ pub mod users;
 
 pub use actor::{Actor, Role};
 pub use command::{ApplyContext, Command, Envelope, Outcome, Response, SystemCommand};
-pub use error::DomainError;
+pub use error::{ApplyError, DomainError};
 pub use event::{Event, EventRecord};
 
 /// Every domain table (one column family each), in a fixed order.
@@ -88,20 +88,18 @@ pub const TABLES: &[&str] = &[
     users::AUTH_EXPIRY,
 ];
 
-/// Applies one command. Writes go to `store`; when the command is rejected
-/// (`Ok(Err(..))`) the caller takes back what it wrote (see
-/// [`command::apply_command`], which every replica goes through). `Err` is a
-/// storage fault: the replica must stop, since it could no longer apply the
-/// log faithfully. The command's fields are checked first
-/// ([`Command::validate`]), whoever built it.
+/// Applies one command. Writes go to `store`; when the command is refused
+/// ([`ApplyError::Refused`]) the caller takes back what it wrote (see
+/// [`command::apply_command`], which every replica goes through).
+/// [`ApplyError::Fault`] is a storage fault: the replica must stop, since it
+/// could no longer apply the log faithfully. The command's fields are checked
+/// first ([`Command::validate`]), whoever built it.
 pub fn apply(
     command: &Command,
     ctx: &ApplyContext,
     store: &mut dyn store::StoreMut,
-) -> Result<Outcome, store::StoreFault> {
-    if let Err(e) = command.validate() {
-        return Ok(Err(e));
-    }
+) -> Result<Response, ApplyError> {
+    command.validate()?;
     match command {
         Command::Inventory(c) => inventory::apply(c, ctx, store),
         Command::Listing(c) => listing::apply(c, ctx, store),
@@ -113,9 +111,8 @@ pub fn apply(
         Command::Users(c) => users::apply(c, ctx, store),
         Command::Media(c) => media::apply(c, ctx, store),
         // Refused by `validate` above.
-        Command::Batch(_) => Ok(Err(DomainError::validation(
-            "command",
-            "a batch may not contain a batch",
-        ))),
+        Command::Batch(_) => {
+            Err(DomainError::validation("command", "a batch may not contain a batch").into())
+        }
     }
 }

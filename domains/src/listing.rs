@@ -7,11 +7,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::check;
-use crate::command::{ApplyContext, Outcome, Response};
+use crate::command::{ApplyContext, Response};
 use crate::inventory::Sku;
 use crate::money::Money;
 use crate::store::{self, KeyPart, Store, StoreExt, StoreFault, StoreMut};
-use crate::{Actor, DomainError, Event};
+use crate::{Actor, ApplyError, DomainError, Event};
 
 /// Listings keyed by SKU.
 pub const LISTINGS: &str = "catalog_listings";
@@ -79,7 +79,7 @@ pub fn apply(
     command: &ListingCommand,
     ctx: &ApplyContext,
     store: &mut dyn StoreMut,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     match command {
         ListingCommand::Upsert {
             actor,
@@ -98,7 +98,7 @@ pub fn apply(
             let allowed =
                 owner_ok(vendor_id) && existing.as_ref().is_none_or(|l| owner_ok(&l.vendor_id));
             if !allowed {
-                return Ok(Err(DomainError::Forbidden));
+                return Err(DomainError::Forbidden.into());
             }
             let listing = Listing {
                 sku: sku.clone(),
@@ -110,7 +110,7 @@ pub fn apply(
             };
             store::put(store, LISTINGS, &[KeyPart::Str(sku.as_str())], &listing)?;
             store.emit(Event::ListingUpserted(listing.clone()));
-            Ok(Ok(Response::Listing(listing)))
+            Ok(Response::Listing(listing))
         }
     }
 }

@@ -17,9 +17,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::check;
-use crate::command::{ApplyContext, Outcome, Response};
+use crate::command::{ApplyContext, Response};
 use crate::store::{self, KeyPart, Store, StoreExt, StoreFault, StoreMut};
-use crate::{Actor, DomainError, Event, Role};
+use crate::{Actor, ApplyError, DomainError, Event, Role};
 
 /// Media records keyed by hash.
 pub const MEDIA: &str = "media_records";
@@ -165,7 +165,7 @@ pub fn apply(
     command: &MediaCommand,
     ctx: &ApplyContext,
     store: &mut dyn StoreMut,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     match command {
         MediaCommand::Register {
             hash,
@@ -177,16 +177,14 @@ pub fn apply(
             origin_node,
         } => {
             if !may_upload(uploaded_by) {
-                return Ok(Err(DomainError::Forbidden));
+                return Err(DomainError::Forbidden.into());
             }
-            if let Err(e) = check_image(*size, *width, *height) {
-                return Ok(Err(e));
-            }
+            check_image(*size, *width, *height)?;
             if let Some(existing) = get(store, hash)? {
-                return Ok(Ok(Response::Media {
+                return Ok(Response::Media {
                     record: existing,
                     created: false,
-                }));
+                });
             }
             let record = MediaRecord {
                 hash: hash.clone(),
@@ -201,10 +199,10 @@ pub fn apply(
             };
             store::put(store, MEDIA, &[KeyPart::Str(hash.as_str())], &record)?;
             store.emit(Event::MediaRegistered(record.clone()));
-            Ok(Ok(Response::Media {
+            Ok(Response::Media {
                 record,
                 created: true,
-            }))
+            })
         }
     }
 }

@@ -6,19 +6,50 @@
 //! refused command leaves no trace (see [`crate::command::apply_command`]),
 //! whatever it wrote before it found a reason to refuse.
 
+use std::sync::Arc;
+
 use serde::{de::DeserializeOwned, Serialize};
 
-/// One component of a composite key; encoded order-preservingly by the storage layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum KeyPart<'a> {
-    U64(u64),
-    Str(&'a str),
-}
+/// One component of a composite key; the storage layer encodes keys with
+/// [`ecommerce_codec::keys`], order-preservingly.
+pub use ecommerce_codec::KeyPart;
 
 /// A storage failure while applying or reading; not a domain error.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("storage fault: {0}")]
-pub struct StoreFault(pub String);
+///
+/// It says what failed and keeps the store's own error as its `source()`,
+/// without this crate naming the store's error types.
+#[derive(Debug, Clone)]
+pub struct StoreFault {
+    what: String,
+    source: Arc<dyn std::error::Error + Send + Sync>,
+}
+
+impl StoreFault {
+    /// `what` failed because of `source`.
+    pub fn new(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            what: what.into(),
+            source: Arc::new(source),
+        }
+    }
+}
+
+/// The cause is in the text too: most callers log only the `Display` text
+/// (as `ecommerce_storage::Error` does for its sources).
+impl std::fmt::Display for StoreFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "storage fault: {}: {}", self.what, self.source)
+    }
+}
+
+impl std::error::Error for StoreFault {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
 
 /// Read access to the state.
 pub trait Store {
@@ -63,15 +94,15 @@ pub trait StoreMut: Store {
     fn rollback_to(&mut self, savepoint: Savepoint);
 }
 
+/// Encodes a value as every stored value is ([`ecommerce_codec::encode`]).
 pub fn encode<V: Serialize>(value: &V) -> Result<Vec<u8>, StoreFault> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard())
-        .map_err(|e| StoreFault(e.to_string()))
+    ecommerce_codec::encode(value).map_err(|e| StoreFault::new("encoding a value", e))
 }
 
+/// Decodes a stored value ([`ecommerce_codec::decode`], bounded by the
+/// input's length).
 pub fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Result<V, StoreFault> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-        .map(|(v, _)| v)
-        .map_err(|e| StoreFault(e.to_string()))
+    ecommerce_codec::decode(bytes).map_err(|e| StoreFault::new("decoding a stored value", e))
 }
 
 /// Typed helpers over [`Store`].
@@ -255,5 +286,21 @@ pub mod memory {
             }
             self.events.truncate(savepoint.events);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreFault;
+
+    #[test]
+    fn a_fault_keeps_its_cause() {
+        let fault = StoreFault::new("reading products", std::io::Error::other("disk gone"));
+        assert_eq!(
+            fault.to_string(),
+            "storage fault: reading products: disk gone"
+        );
+        let source = std::error::Error::source(&fault).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("disk gone"));
     }
 }

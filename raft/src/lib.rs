@@ -54,19 +54,41 @@ pub enum Error {
     /// The node id was removed from the cluster once and may not come back.
     #[error("node id {0} was removed from the cluster and may not be reused")]
     NodeIdRemoved(NodeId),
-    /// A membership change was refused (unknown node, in progress, ...).
+    /// A membership change was refused (unknown node, in progress, ...). The
+    /// reason is text: it is often the leader's, sent over the wire.
     #[error("membership change refused: {0}")]
     Membership(String),
+    /// This node's storage failed: a [`ecommerce_storage::Error`], or
+    /// openraft's view of one.
     #[error("storage: {0}")]
-    Storage(String),
+    Storage(#[source] BoxError),
     /// Raft stopped on this node (shut down or a fatal error).
     #[error("raft stopped: {0}")]
-    Fatal(String),
+    Fatal(#[source] BoxError),
+    /// A call to a peer failed in transport, or the peer failed to answer it.
     #[error("peer rpc failed: {0}")]
-    Rpc(String),
+    Rpc(#[source] tonic::Status),
     /// This node is installing a snapshot; its state is not readable yet.
     #[error("a snapshot is being installed")]
     Installing,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The source of [`Error::Storage`] and [`Error::Fatal`]: openraft's errors
+/// are generic over the type configuration, so they are kept boxed (the
+/// concrete type stays reachable with `downcast_ref`).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl From<ecommerce_storage::Error> for Error {
+    fn from(e: ecommerce_storage::Error) -> Self {
+        Self::Storage(Box::new(e))
+    }
+}
+
+impl Error {
+    /// Raft stopped because of `source`.
+    pub(crate) fn fatal(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Fatal(Box::new(source))
+    }
+}

@@ -71,13 +71,14 @@ fn flush_loop(storage: Storage, rx: mpsc::Receiver<LogFlushed<TypeConfig>>) {
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         waiting.extend(rx.try_iter());
-        let result = storage.sync_wal();
+        // One failure for every waiter: shared, so each gets the cause.
+        let result = storage.sync_wal().map_err(std::sync::Arc::new);
         metrics::counter!("raft_log_fsyncs_total").increment(1);
         metrics::histogram!("raft_log_fsync_batch_size").record(waiting.len() as f64);
         for callback in waiting {
             let outcome = match &result {
                 Ok(()) => Ok(()),
-                Err(e) => Err(std::io::Error::other(e.to_string())),
+                Err(e) => Err(std::io::Error::other(std::sync::Arc::clone(e))),
             };
             callback.log_io_completed(outcome);
         }

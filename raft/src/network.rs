@@ -112,11 +112,22 @@ pub const MAX_MESSAGE: usize = 64 << 20;
 pub fn encode<T: Serialize>(value: &T) -> Result<Payload, tonic::Status> {
     codec::encode(value)
         .map(|data| Payload { data })
-        .map_err(|e| tonic::Status::internal(e.to_string()))
+        .map_err(|e| with_source(tonic::Status::internal(e.to_string()), e))
 }
 
 pub fn decode<T: DeserializeOwned>(payload: &Payload) -> Result<T, tonic::Status> {
-    codec::decode(&payload.data).map_err(|e| tonic::Status::invalid_argument(e.to_string()))
+    codec::decode(&payload.data)
+        .map_err(|e| with_source(tonic::Status::invalid_argument(e.to_string()), e))
+}
+
+/// `status`, with `source` kept for whoever reads it on this node (the wire
+/// carries only the message).
+fn with_source(
+    mut status: tonic::Status,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> tonic::Status {
+    status.set_source(std::sync::Arc::new(source));
+    status
 }
 
 /// Creates the per-peer connections openraft replicates through.

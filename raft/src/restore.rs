@@ -23,21 +23,15 @@ pub fn restore_into(
     node_id: NodeId,
     info: NodeInfo,
 ) -> Result<SnapshotMeta> {
-    if storage
-        .last(ecommerce_storage::CF_RAFT_LOG)
-        .map_err(storage_err)?
-        .is_some()
-        || storage
-            .get(CF_RAFT_META, b"vote")
-            .map_err(storage_err)?
-            .is_some()
+    if storage.last(ecommerce_storage::CF_RAFT_LOG)?.is_some()
+        || storage.get(CF_RAFT_META, b"vote")?.is_some()
     {
         return Err(Error::Storage(
             "the data directory already holds a node's state; restore needs an empty one".into(),
         ));
     }
-    let header = snapshot::verify(backup).map_err(storage_err)?;
-    let meta: SnapshotMeta = codec::decode(&header).map_err(storage_err)?;
+    let header = snapshot::verify(backup)?;
+    let meta: SnapshotMeta = codec::decode(&header)?;
     let last = meta
         .last_log_id
         .ok_or_else(|| Error::Storage("the backup holds no applied entries".into()))?;
@@ -46,25 +40,19 @@ pub fn restore_into(
         BTreeMap::from([(node_id, info)]),
     );
     let stored = StoredMembership::new(Some(last), membership);
-    storage
-        .import(backup, |batch| {
-            batch.put(CF_SM_META, KEY_LAST_APPLIED, &codec::encode(&Some(last))?)?;
-            batch.put(CF_SM_META, KEY_MEMBERSHIP, &codec::encode(&stored)?)?;
-            batch.put(
-                CF_SM_META,
-                KEY_REMOVED_NODES,
-                &codec::encode(&BTreeSet::<u64>::new())?,
-            )?;
-            batch.put(CF_RAFT_META, b"last_purged", &codec::encode(&last)?)?;
-            // Start from the backup's term: entries of a lower term would sort
-            // below the restored log id and never count as committed.
-            let vote = crate::types::Vote::new(last.leader_id.term, node_id);
-            batch.put(CF_RAFT_META, b"vote", &codec::encode(&vote)?)
-        })
-        .map_err(storage_err)?;
+    storage.import(backup, |batch| {
+        batch.put(CF_SM_META, KEY_LAST_APPLIED, &codec::encode(&Some(last))?)?;
+        batch.put(CF_SM_META, KEY_MEMBERSHIP, &codec::encode(&stored)?)?;
+        batch.put(
+            CF_SM_META,
+            KEY_REMOVED_NODES,
+            &codec::encode(&BTreeSet::<u64>::new())?,
+        )?;
+        batch.put(CF_RAFT_META, b"last_purged", &codec::encode(&last)?)?;
+        // Start from the backup's term: entries of a lower term would sort
+        // below the restored log id and never count as committed.
+        let vote = crate::types::Vote::new(last.leader_id.term, node_id);
+        batch.put(CF_RAFT_META, b"vote", &codec::encode(&vote)?)
+    })?;
     Ok(meta)
-}
-
-fn storage_err(e: ecommerce_storage::Error) -> Error {
-    Error::Storage(e.to_string())
 }

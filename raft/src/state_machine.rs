@@ -229,7 +229,7 @@ fn command_kind(command: &ecommerce_domains::Command) -> &'static str {
 async fn import(storage: Storage, path: PathBuf) -> Result<(), StorageError> {
     tokio::task::spawn_blocking(move || storage.import(&path, |_| Ok(())))
         .await
-        .map_err(|e| sm_write_err(std::io::Error::other(e.to_string())))?
+        .map_err(sm_write_err)?
         .map_err(sm_write_err)
 }
 
@@ -356,11 +356,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        let err = |e: &dyn std::error::Error| {
+        let err = |e: &(dyn std::error::Error + 'static)| {
             openraft::StorageIOError::new(
                 ErrorSubject::Snapshot(Some(meta.signature())),
                 ErrorVerb::Write,
-                openraft::AnyError::error(e.to_string()),
+                openraft::AnyError::from_dyn(e, None),
             )
             .into()
         };
@@ -392,7 +392,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let verify_path = path.clone();
         let header = tokio::task::spawn_blocking(move || snapshot::verify(&verify_path))
             .await
-            .map_err(|e| err(&std::io::Error::other(e.to_string())))?
+            .map_err(|e| err(&e))?
             .map_err(|e| err(&e))?;
         let file_meta: SnapshotMeta = codec::decode(&header).map_err(|e| err(&e))?;
         if file_meta.last_log_id != meta.last_log_id {
@@ -511,7 +511,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             Ok((meta, file))
         })
         .await
-        .map_err(|e| sm_write_err(std::io::Error::other(e.to_string())))??;
+        .map_err(sm_write_err)??;
         metrics::histogram!("raft_snapshot_build_seconds").record(started.elapsed().as_secs_f64());
         tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
         Ok(Snapshot {

@@ -14,18 +14,15 @@ use ecommerce_storage::{keys, Batch, Storage};
 
 /// Encodes a domain key with the storage layer's order-preserving encoding.
 pub fn encode_key(parts: &[KeyPart<'_>]) -> Vec<u8> {
-    let parts: Vec<keys::KeyPart<'_>> = parts
-        .iter()
-        .map(|p| match p {
-            KeyPart::U64(n) => keys::KeyPart::U64(*n),
-            KeyPart::Str(s) => keys::KeyPart::Str(s),
-        })
-        .collect();
-    keys::encode(&parts)
+    keys::encode(parts)
 }
 
-fn fault(e: impl std::fmt::Display) -> StoreFault {
-    StoreFault(e.to_string())
+/// A storage error while `what`ing (reading, scanning) `table`, as the domains see it.
+fn fault<'a>(
+    what: &'a str,
+    table: &'a str,
+) -> impl FnOnce(ecommerce_storage::Error) -> StoreFault + 'a {
+    move |e| StoreFault::new(format!("{what} {table}"), e)
 }
 
 /// Read-only access for queries; never sees a half-installed snapshot.
@@ -72,7 +69,9 @@ impl Store for Reader<'_> {
         table: &'static str,
         key: &[KeyPart<'_>],
     ) -> Result<Option<Vec<u8>>, StoreFault> {
-        self.storage.get(table, &encode_key(key)).map_err(fault)
+        self.storage
+            .get(table, &encode_key(key))
+            .map_err(fault("reading", table))
     }
 
     fn scan_raw(
@@ -86,7 +85,7 @@ impl Store for Reader<'_> {
         let rows = self
             .storage
             .scan(table, as_ref_range(&range), limit)
-            .map_err(fault)?;
+            .map_err(fault("scanning", table))?;
         Ok(rows.into_iter().map(|(_, v)| v).collect())
     }
 }
@@ -154,7 +153,9 @@ impl Store for ApplyTx<'_> {
         if let Some(staged) = self.pending.get(table).and_then(|t| t.get(&key)) {
             return Ok(staged.clone());
         }
-        self.storage.get(table, &key).map_err(fault)
+        self.storage
+            .get(table, &key)
+            .map_err(fault("reading", table))
     }
 
     fn scan_raw(
@@ -174,7 +175,7 @@ impl Store for ApplyTx<'_> {
         let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = self
             .storage
             .scan(table, as_ref_range(&range), limit.saturating_add(deletions))
-            .map_err(fault)?
+            .map_err(fault("scanning", table))?
             .into_iter()
             .map(|(k, v)| (k, Some(v)))
             .collect();

@@ -11,8 +11,10 @@
 
 pub mod codec;
 pub mod disk;
-pub mod keys;
 pub mod snapshot;
+
+/// Order-preserving key encoding (shared with `domains`).
+pub use ecommerce_codec::keys;
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -50,15 +52,45 @@ pub enum Error {
     Rocks(#[from] rocksdb::Error),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
-    #[error("encoding: {0}")]
-    Codec(String),
-    #[error("corrupt snapshot: {0}")]
-    CorruptSnapshot(String),
+    #[error(transparent)]
+    Codec(#[from] codec::CodecError),
+    /// A snapshot file that cannot be what [`snapshot`] wrote; the source,
+    /// when there is one, is the error that revealed it.
+    #[error("corrupt snapshot: {what}")]
+    CorruptSnapshot {
+        what: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// A key, value or header too long for a snapshot record.
+    #[error("a snapshot record of {0} bytes is over 4 GiB")]
+    RecordTooLarge(usize),
     #[error("unknown column family {0:?}")]
     UnknownTable(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A corrupt snapshot, found without an underlying error.
+    pub(crate) fn corrupt(what: impl Into<String>) -> Self {
+        Self::CorruptSnapshot {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// A corrupt snapshot, revealed by `source`.
+    pub(crate) fn corrupt_because(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::CorruptSnapshot {
+            what: what.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+}
 
 /// Whether a write must be on disk (WAL fsynced) before `write` returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

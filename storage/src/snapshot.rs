@@ -43,8 +43,7 @@ impl<W: Write> HashingWriter<W> {
     }
 
     fn put_len_prefixed(&mut self, bytes: &[u8]) -> Result<()> {
-        let len =
-            u32::try_from(bytes.len()).map_err(|_| Error::Codec("record over 4 GiB".into()))?;
+        let len = u32::try_from(bytes.len()).map_err(|_| Error::RecordTooLarge(bytes.len()))?;
         self.put(&len.to_le_bytes())?;
         self.put(bytes)
     }
@@ -128,9 +127,7 @@ impl<R: Read> Reader<R> {
         let mut magic = [0u8; 8];
         r.take(&mut magic)?;
         if &magic != MAGIC {
-            return Err(Error::CorruptSnapshot(
-                "not a snapshot file (bad magic)".into(),
-            ));
+            return Err(Error::corrupt("not a snapshot file (bad magic)"));
         }
         let header = r.take_len_prefixed()?;
         Ok((r, header))
@@ -139,7 +136,7 @@ impl<R: Read> Reader<R> {
     fn take(&mut self, buf: &mut [u8]) -> Result<()> {
         self.inner.read_exact(buf).map_err(|e| match e.kind() {
             std::io::ErrorKind::UnexpectedEof => {
-                Error::CorruptSnapshot("truncated snapshot file".into())
+                Error::corrupt_because("truncated snapshot file", e)
             }
             _ => Error::Io(e),
         })?;
@@ -152,7 +149,7 @@ impl<R: Read> Reader<R> {
         self.take(&mut len)?;
         let len = u32::from_le_bytes(len) as usize;
         if len > MAX_RECORD {
-            return Err(Error::CorruptSnapshot(format!("record of {len} bytes")));
+            return Err(Error::corrupt(format!("record of {len} bytes")));
         }
         let mut buf = vec![0u8; len];
         self.take(&mut buf)?;
@@ -168,7 +165,7 @@ impl<R: Read> Reader<R> {
         match tag[0] {
             TAG_TABLE => {
                 let name = String::from_utf8(self.take_len_prefixed()?)
-                    .map_err(|_| Error::CorruptSnapshot("table name is not UTF-8".into()))?;
+                    .map_err(|e| Error::corrupt_because("table name is not UTF-8", e))?;
                 Ok(Some(Record::Table(name)))
             }
             TAG_ENTRY => Ok(Some(Record::Entry(
@@ -180,19 +177,17 @@ impl<R: Read> Reader<R> {
                 let mut actual = [0u8; 32];
                 self.inner
                     .read_exact(&mut actual)
-                    .map_err(|_| Error::CorruptSnapshot("truncated checksum".into()))?;
+                    .map_err(|e| Error::corrupt_because("truncated checksum", e))?;
                 if expected.as_slice() != actual {
-                    return Err(Error::CorruptSnapshot("checksum mismatch".into()));
+                    return Err(Error::corrupt("checksum mismatch"));
                 }
                 if self.inner.read(&mut [0u8; 1])? != 0 {
-                    return Err(Error::CorruptSnapshot("bytes after the checksum".into()));
+                    return Err(Error::corrupt("bytes after the checksum"));
                 }
                 self.done = true;
                 Ok(None)
             }
-            other => Err(Error::CorruptSnapshot(format!(
-                "unknown record tag {other}"
-            ))),
+            other => Err(Error::corrupt(format!("unknown record tag {other}"))),
         }
     }
 }
@@ -253,7 +248,7 @@ impl Storage {
                 Record::Entry(k, v) => {
                     let cf = table
                         .as_deref()
-                        .ok_or_else(|| Error::CorruptSnapshot("entry before table".into()))?;
+                        .ok_or_else(|| Error::corrupt("entry before table"))?;
                     batch_bytes += k.len() + v.len();
                     batch.put(cf, &k, &v)?;
                     if batch_bytes >= IMPORT_BATCH_BYTES {
@@ -341,10 +336,10 @@ mod tests {
         let n = bytes.len();
         bytes[n - 40] ^= 0xFF;
         std::fs::write(&file, &bytes).unwrap();
-        assert!(matches!(verify(&file), Err(Error::CorruptSnapshot(_))));
+        assert!(matches!(verify(&file), Err(Error::CorruptSnapshot { .. })));
         std::fs::write(&file, &bytes[..n / 2]).unwrap();
-        assert!(matches!(verify(&file), Err(Error::CorruptSnapshot(_))));
+        assert!(matches!(verify(&file), Err(Error::CorruptSnapshot { .. })));
         std::fs::write(&file, b"garbage!garbage").unwrap();
-        assert!(matches!(verify(&file), Err(Error::CorruptSnapshot(_))));
+        assert!(matches!(verify(&file), Err(Error::CorruptSnapshot { .. })));
     }
 }

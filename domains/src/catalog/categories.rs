@@ -65,32 +65,30 @@ pub(super) fn upsert(
     slug: &str,
     name: &str,
     position: i32,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     if let Some(holder) = store.get::<CatalogId>(CATEGORY_SLUGS, &[KeyPart::Str(slug)])? {
         if &holder != id {
-            return Ok(Err(DomainError::SlugTaken(slug.to_string())));
+            return Err(DomainError::SlugTaken(slug.to_string()).into());
         }
     }
     if let Some(parent) = parent_id {
         if get_category(store, parent)?.is_none() {
-            return Ok(Err(DomainError::CategoryNotFound(
-                parent.as_str().to_string(),
-            )));
+            return Err(DomainError::CategoryNotFound(parent.as_str().to_string()).into());
         }
         // Moving under its own subtree would make a cycle.
         if ancestors(store, parent)?.iter().any(|c| &c.id == id) {
-            return Ok(Err(DomainError::validation(
+            return Err(DomainError::validation(
                 "parent_id",
                 "a category cannot move below itself",
-            )));
+            )
+            .into());
         }
     }
     let existing = get_category(store, id)?;
     if existing.is_none() && categories(store)?.len() >= MAX_CATEGORIES {
-        return Ok(Err(DomainError::validation(
-            "id",
-            format!("at most {MAX_CATEGORIES} categories"),
-        )));
+        return Err(
+            DomainError::validation("id", format!("at most {MAX_CATEGORIES} categories")).into(),
+        );
     }
     if let Some(old) = &existing {
         if old.slug != slug {
@@ -108,23 +106,21 @@ pub(super) fn upsert(
     store::put(store, CATEGORIES, &key(id), &category)?;
     store::put(store, CATEGORY_SLUGS, &[KeyPart::Str(slug)], id)?;
     store.emit(Event::CategoryChanged(category.clone()));
-    Ok(Ok(Response::Category(category)))
+    Ok(Response::Category(category))
 }
 
 /// Removes a category that has no children and no products.
-pub(super) fn delete(store: &mut dyn StoreMut, id: &CatalogId) -> Result<Outcome, StoreFault> {
-    let category = domain!(Ok::<_, StoreFault>(
-        get_category(store, id)?
-            .ok_or_else(|| DomainError::CategoryNotFound(id.as_str().to_string()))
-    ));
+pub(super) fn delete(store: &mut dyn StoreMut, id: &CatalogId) -> Result<Response, ApplyError> {
+    let category = get_category(store, id)?
+        .ok_or_else(|| DomainError::CategoryNotFound(id.as_str().to_string()))?;
     let has_children = categories(store)?
         .iter()
         .any(|c| c.parent_id.as_ref() == Some(id));
     let has_products = !store.scan_raw(BY_CATEGORY, &key(id), None, 1)?.is_empty();
     if has_children || has_products {
-        return Ok(Err(DomainError::CategoryNotEmpty(id.as_str().to_string())));
+        return Err(DomainError::CategoryNotEmpty(id.as_str().to_string()).into());
     }
     store.delete_raw(CATEGORIES, &key(id));
     store.delete_raw(CATEGORY_SLUGS, &[KeyPart::Str(&category.slug)]);
-    Ok(Ok(Response::Category(category)))
+    Ok(Response::Category(category))
 }

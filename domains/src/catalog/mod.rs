@@ -15,12 +15,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::check;
-use crate::command::{ApplyContext, Outcome, Response};
+use crate::command::{ApplyContext, Response};
 use crate::inventory::{parse_identifier, Sku};
 use crate::listing::{self, Listing};
 use crate::money::Money;
 use crate::store::{self, KeyPart, Store, StoreExt, StoreFault, StoreMut};
-use crate::{Actor, DomainError, Event};
+use crate::{Actor, ApplyError, DomainError, Event};
 
 pub const PRODUCTS: &str = "catalog_products";
 /// slug → product id.
@@ -77,15 +77,6 @@ pub struct ImportItem {
     pub version: Option<u64>,
     /// The stable code and message when it was refused.
     pub error: Option<(String, String)>,
-}
-
-macro_rules! domain {
-    ($e:expr) => {
-        match $e? {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
-        }
-    };
 }
 
 mod categories;
@@ -233,21 +224,19 @@ fn upsert_product(
     ctx: &ApplyContext,
     actor: &Actor,
     draft: &ProductDraft,
-) -> Result<Outcome, StoreFault> {
-    if let Err(e) = draft.check() {
-        return Ok(Err(e));
-    }
+) -> Result<Response, ApplyError> {
+    draft.check()?;
     let existing = get_product(store, &draft.id)?;
     let owner_ok = |vendor: &Option<String>| match vendor {
         Some(v) => actor.may_manage_vendor(v),
         None => actor.is_admin(),
     };
     if !owner_ok(&draft.vendor_id) || existing.as_ref().is_some_and(|p| !owner_ok(&p.vendor_id)) {
-        return Ok(Err(DomainError::Forbidden));
+        return Err(DomainError::Forbidden.into());
     }
     if let Some(holder) = store.get::<CatalogId>(PRODUCT_SLUGS, &[KeyPart::Str(&draft.slug)])? {
         if holder != draft.id {
-            return Ok(Err(DomainError::SlugTaken(draft.slug.clone())));
+            return Err(DomainError::SlugTaken(draft.slug.clone()).into());
         }
     }
     for v in &draft.variants {
@@ -255,18 +244,18 @@ fn upsert_product(
             store.get::<CatalogId>(SKU_PRODUCTS, &[KeyPart::Str(v.sku.as_str())])?
         {
             if holder != draft.id {
-                return Ok(Err(DomainError::SkuTaken(v.sku.as_str().to_string())));
+                return Err(DomainError::SkuTaken(v.sku.as_str().to_string()).into());
             }
         } else if let Some(l) = listing::get(store, &v.sku)? {
             // A SKU listed on its own (not by a product) belongs to its vendor.
             if !owner_ok(&l.vendor_id) {
-                return Ok(Err(DomainError::SkuTaken(v.sku.as_str().to_string())));
+                return Err(DomainError::SkuTaken(v.sku.as_str().to_string()).into());
             }
         }
     }
     if let Some(c) = &draft.category_id {
         if get_category(store, c)?.is_none() {
-            return Ok(Err(DomainError::CategoryNotFound(c.as_str().to_string())));
+            return Err(DomainError::CategoryNotFound(c.as_str().to_string()).into());
         }
     }
     // Images must have been uploaded (registered) first.
@@ -276,7 +265,7 @@ fn upsert_product(
             Err(_) => false,
         };
         if !known {
-            return Ok(Err(DomainError::MediaNotFound(image.hash.clone())));
+            return Err(DomainError::MediaNotFound(image.hash.clone()).into());
         }
     }
     // Unlink what the previous version had.
@@ -339,52 +328,53 @@ fn upsert_product(
     }
     write_listings(store, &product, &dropped, ctx)?;
     store.emit(Event::ProductChanged(Box::new(product.clone())));
-    Ok(Ok(Response::Product(Box::new(product))))
+    Ok(Response::Product(Box::new(product)))
 }
 
 pub fn apply(
     command: &CatalogCommand,
     ctx: &ApplyContext,
     store: &mut dyn StoreMut,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     match command {
         CatalogCommand::UpsertProduct { actor, draft } => upsert_product(store, ctx, actor, draft),
         CatalogCommand::ImportProducts { actor, drafts } => {
             if !actor.is_admin() {
-                return Ok(Err(DomainError::Forbidden));
+                return Err(DomainError::Forbidden.into());
             }
             let mut items = Vec::with_capacity(drafts.len());
             for draft in drafts {
                 // A refused product writes nothing (checks come before writes).
-                let item = match upsert_product(store, ctx, actor, draft)? {
+                let item = match upsert_product(store, ctx, actor, draft) {
                     Ok(_) => ImportItem {
                         id: draft.id.as_str().to_string(),
                         version: Some(ctx.version),
                         error: None,
                     },
-                    Err(e) => ImportItem {
+                    Err(ApplyError::Refused(e)) => ImportItem {
                         id: draft.id.as_str().to_string(),
                         version: None,
                         error: Some((e.code().to_string(), e.to_string())),
                     },
+                    Err(fault @ ApplyError::Fault(_)) => return Err(fault),
                 };
                 items.push(item);
             }
-            Ok(Ok(Response::Imported(items)))
+            Ok(Response::Imported(items))
         }
         CatalogCommand::DeleteProduct { actor, id } => {
             let Some(mut product) = get_product(store, id)? else {
-                return Ok(Err(DomainError::ProductNotFound(id.as_str().to_string())));
+                return Err(DomainError::ProductNotFound(id.as_str().to_string()).into());
             };
             let allowed = match &product.vendor_id {
                 Some(v) => actor.may_manage_vendor(v),
                 None => actor.is_admin(),
             };
             if !allowed {
-                return Ok(Err(DomainError::Forbidden));
+                return Err(DomainError::Forbidden.into());
             }
             if product.deleted_ms.is_some() {
-                return Ok(Ok(Response::Product(Box::new(product))));
+                return Ok(Response::Product(Box::new(product)));
             }
             product.deleted_ms = Some(ctx.now_ms);
             product.updated_ms = ctx.now_ms;
@@ -392,7 +382,7 @@ pub fn apply(
             store::put(store, PRODUCTS, &key(&product.id), &product)?;
             write_listings(store, &product, &[], ctx)?;
             store.emit(Event::ProductChanged(Box::new(product.clone())));
-            Ok(Ok(Response::Product(Box::new(product))))
+            Ok(Response::Product(Box::new(product)))
         }
         CatalogCommand::UpsertCategory {
             id,

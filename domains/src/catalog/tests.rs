@@ -1,7 +1,7 @@
 use super::*;
 // Commands apply as the state machine applies them (idempotency, savepoint).
 use crate::store::memory::{apply, MemoryStore};
-use crate::Role;
+use crate::{Outcome, Role};
 
 fn ctx(i: u64) -> ApplyContext {
     ApplyContext {

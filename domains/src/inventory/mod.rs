@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::allocation::{Allocation, Candidate};
 use crate::check;
-use crate::command::{ApplyContext, Outcome, Response};
+use crate::command::{ApplyContext, Response};
 use crate::store::{self, KeyPart, Store, StoreExt, StoreFault, StoreMut};
-use crate::{DomainError, Event};
+use crate::{ApplyError, DomainError, Event};
 
 mod thresholds;
 pub use thresholds::*;
@@ -295,7 +295,7 @@ pub fn apply(
     command: &InventoryCommand,
     ctx: &ApplyContext,
     store: &mut dyn StoreMut,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     match command {
         InventoryCommand::UpsertWarehouse {
             id,
@@ -312,7 +312,7 @@ pub fn apply(
             };
             store::put(store, WAREHOUSES, &[KeyPart::Str(id.as_str())], &warehouse)?;
             store.emit(Event::WarehouseUpserted(warehouse.clone()));
-            Ok(Ok(Response::Warehouse(warehouse)))
+            Ok(Response::Warehouse(warehouse))
         }
         InventoryCommand::SetStock {
             sku,
@@ -320,21 +320,19 @@ pub fn apply(
             on_hand,
             expected_version,
         } => {
-            let current = match current_level(store, sku, warehouse_id)? {
-                Ok(level) => level,
-                Err(e) => return Ok(Err(e)),
-            };
+            let current = current_level(store, sku, warehouse_id)?;
             if let Some(expected) = expected_version {
                 if *expected != current.version {
-                    return Ok(Err(DomainError::VersionConflict {
+                    return Err(DomainError::VersionConflict {
                         expected: *expected,
                         actual: current.version,
-                    }));
+                    }
+                    .into());
                 }
             }
             if *on_hand < current.reserved {
                 let requested = current.on_hand.saturating_sub(*on_hand);
-                return Ok(Err(insufficient(&current, requested)));
+                return Err(insufficient(&current, requested).into());
             }
             let delta = difference(*on_hand, current.on_hand);
             write_level(store, current, *on_hand, delta, None, ctx)
@@ -345,19 +343,17 @@ pub fn apply(
             delta,
             reason,
         } => {
-            let current = match current_level(store, sku, warehouse_id)? {
-                Ok(level) => level,
-                Err(e) => return Ok(Err(e)),
-            };
+            let current = current_level(store, sku, warehouse_id)?;
             let target = i128::from(current.on_hand).saturating_add(i128::from(*delta));
             if target < i128::from(current.reserved) {
-                return Ok(Err(insufficient(&current, delta.unsigned_abs())));
+                return Err(insufficient(&current, delta.unsigned_abs()).into());
             }
             let Some(target) = u64::try_from(target).ok().filter(|t| *t <= MAX_QUANTITY) else {
-                return Ok(Err(DomainError::validation(
+                return Err(DomainError::validation(
                     "delta",
                     format!("on hand would exceed {MAX_QUANTITY}"),
-                )));
+                )
+                .into());
             };
             write_level(store, current, target, *delta, reason.clone(), ctx)
         }
@@ -390,14 +386,12 @@ fn current_level(
     store: &dyn Store,
     sku: &Sku,
     warehouse_id: &WarehouseId,
-) -> Result<Result<StockLevel, DomainError>, StoreFault> {
+) -> Result<StockLevel, ApplyError> {
     if store
         .get_raw(WAREHOUSES, &[KeyPart::Str(warehouse_id.as_str())])?
         .is_none()
     {
-        return Ok(Err(DomainError::WarehouseNotFound(
-            warehouse_id.as_str().to_string(),
-        )));
+        return Err(DomainError::WarehouseNotFound(warehouse_id.as_str().to_string()).into());
     }
     let level = store
         .get::<StockLevel>(STOCK, &stock_key(sku, warehouse_id))?
@@ -408,7 +402,7 @@ fn current_level(
             reserved: 0,
             version: 0,
         });
-    Ok(Ok(level))
+    Ok(level)
 }
 
 fn write_level(
@@ -418,10 +412,10 @@ fn write_level(
     delta: i64,
     reason: Option<String>,
     ctx: &ApplyContext,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     level.on_hand = on_hand;
     let level = save_level(store, level, delta, 0, reason, ctx)?;
-    Ok(Ok(Response::Stock(level)))
+    Ok(Response::Stock(level))
 }
 
 /// Stores a changed level, announces it, and re-evaluates its thresholds.
@@ -462,29 +456,25 @@ pub(crate) fn move_stock(
     reserved_sign: i64,
     reason: &str,
     ctx: &ApplyContext,
-) -> Result<Result<StockLevel, DomainError>, StoreFault> {
+) -> Result<StockLevel, ApplyError> {
     let q = i128::from(allocation.quantity);
-    let level = match current_level(store, &allocation.sku, &allocation.warehouse_id)? {
-        Ok(level) => level,
-        Err(e) => return Ok(Err(e)),
-    };
+    let level = current_level(store, &allocation.sku, &allocation.warehouse_id)?;
     // Signs are -1, 0 or 1 and quantities u64: nothing here nears i128's range.
     let on_hand =
         i128::from(level.on_hand).saturating_add(i128::from(on_hand_sign).saturating_mul(q));
     let reserved =
         i128::from(level.reserved).saturating_add(i128::from(reserved_sign).saturating_mul(q));
     if reserved < 0 || on_hand < reserved {
-        return Ok(Err(insufficient(&level, allocation.quantity)));
+        return Err(insufficient(&level, allocation.quantity).into());
     }
     let (Ok(on_hand), Ok(reserved), Ok(quantity)) = (
         u64::try_from(on_hand),
         u64::try_from(reserved),
         i64::try_from(allocation.quantity),
     ) else {
-        return Ok(Err(DomainError::validation(
-            "quantity",
-            "the stock level would be out of range",
-        )));
+        return Err(
+            DomainError::validation("quantity", "the stock level would be out of range").into(),
+        );
     };
     let mut next = level;
     next.on_hand = on_hand;
@@ -499,7 +489,7 @@ pub(crate) fn move_stock(
         Some(reason.to_string()),
         ctx,
     )?;
-    Ok(Ok(saved))
+    Ok(saved)
 }
 
 // ---- low-stock thresholds ----

@@ -90,10 +90,10 @@ pub(super) fn set_threshold(
     warehouse: Option<&WarehouseId>,
     threshold: Option<u64>,
     ctx: &ApplyContext,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     if let Some(w) = warehouse {
         if get_warehouse(store, w)?.is_none() {
-            return Ok(Err(DomainError::WarehouseNotFound(w.as_str().to_string())));
+            return Err(DomainError::WarehouseNotFound(w.as_str().to_string()).into());
         }
     }
     let key = threshold_key(sku, warehouse);
@@ -113,7 +113,7 @@ pub(super) fn set_threshold(
             store.delete_raw(LOW_STOCK, &key);
         }
     }
-    Ok(Ok(Response::Threshold(record)))
+    Ok(Response::Threshold(record))
 }
 
 /// Everything below its threshold, in (sku, warehouse) order, with the current availability.

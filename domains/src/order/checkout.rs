@@ -14,10 +14,10 @@ pub(super) fn checkout(
     hold_ttl_ms: u64,
     payment_method: &PaymentMethod,
     coupon: Option<&String>,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     let cart = match cart::get(store, cart_owner)? {
         Some(c) if !c.lines.is_empty() => c,
-        _ => return Ok(Err(DomainError::CartEmpty)),
+        _ => return Err(DomainError::CartEmpty.into()),
     };
     // Price every line (listing, sale, tier and promotions at the command's
     // time): the order keeps this snapshot.
@@ -25,19 +25,14 @@ pub(super) fn checkout(
     let mut lines = Vec::with_capacity(cart.lines.len());
     let mut subtotal: Option<Money> = None;
     for line in &cart.lines {
-        let listing = domain!(cart::sellable(store, &line.sku));
+        let listing = cart::sellable(store, &line.sku)?;
         // A price the listing rules refuse (stored before they were checked
         // in apply) is not sold.
-        if let Err(e) = listing.price.check("price") {
-            return Ok(Err(e));
-        }
+        listing.price.check("price")?;
         let context = pricing::LineContext::load(store, listing.clone())?;
         let Some(priced) = pricing::price_line(&context, line.quantity, ctx.now_ms, &promotions)
         else {
-            return Ok(Err(DomainError::validation(
-                "quantity",
-                "the line total is too large",
-            )));
+            return Err(DomainError::validation("quantity", "the line total is too large").into());
         };
         let line_total = priced.line_total.clone();
         subtotal = match subtotal {
@@ -45,16 +40,16 @@ pub(super) fn checkout(
             Some(s) => match s.plus(&line_total) {
                 Some(s) => Some(s),
                 None if s.currency != line_total.currency => {
-                    return Ok(Err(DomainError::CurrencyMismatch {
+                    return Err(DomainError::CurrencyMismatch {
                         cart: s.currency.as_str().to_string(),
                         sku: line_total.currency.as_str().to_string(),
-                    }))
+                    }
+                    .into())
                 }
                 None => {
-                    return Ok(Err(DomainError::validation(
-                        "quantity",
-                        "the order total is too large",
-                    )))
+                    return Err(
+                        DomainError::validation("quantity", "the order total is too large").into(),
+                    )
                 }
             },
         };
@@ -71,28 +66,22 @@ pub(super) fn checkout(
         });
     }
     let Some(subtotal) = subtotal else {
-        return Ok(Err(DomainError::CartEmpty));
+        return Err(DomainError::CartEmpty.into());
     };
     let (discount, redeemed) = match coupon {
         None => (Money::zero(subtotal.currency.clone()), None),
         Some(code) => {
             let Some(found) = pricing::get_coupon(store, code)? else {
-                return Ok(Err(DomainError::CouponNotFound(code.clone())));
+                return Err(DomainError::CouponNotFound(code.clone()).into());
             };
             let uses = pricing::customer_uses(store, code, &actor.user_id)?;
-            let discount = match pricing::coupon_discount(&found, &subtotal, ctx.now_ms, uses) {
-                Ok(d) => d,
-                Err(e) => return Ok(Err(e)),
-            };
+            let discount = pricing::coupon_discount(&found, &subtotal, ctx.now_ms, uses)?;
             (discount, Some(found))
         }
     };
     // 0 <= discount <= subtotal (`coupon_discount`), so this never fails.
     let Some(amount) = subtotal.amount.checked_sub(discount.amount) else {
-        return Ok(Err(DomainError::validation(
-            "coupon",
-            "the discount is out of range",
-        )));
+        return Err(DomainError::validation("coupon", "the discount is out of range").into());
     };
     let total = Money {
         amount,
@@ -109,21 +98,14 @@ pub(super) fn checkout(
     }
     let allocations = match allocation::allocate(&wanted, strategy, address.location) {
         Ok(a) => a,
-        Err(shortages) => return Ok(Err(DomainError::OutOfStock(shortages))),
+        Err(shortages) => return Err(DomainError::OutOfStock(shortages).into()),
     };
     let id = ctx.version;
     if let Some(c) = &redeemed {
         pricing::redeem(store, c, &actor.user_id, ctx)?;
     }
     for a in &allocations {
-        domain!(inventory::move_stock(
-            store,
-            a,
-            0,
-            1,
-            &format!("reserved for order {id}"),
-            ctx
-        ));
+        inventory::move_stock(store, a, 0, 1, &format!("reserved for order {id}"), ctx)?;
     }
     let expires_at_ms = ctx.now_ms.saturating_add(hold_ttl_ms);
     let zero = Money::zero(subtotal.currency.clone());
@@ -188,5 +170,5 @@ pub(super) fn checkout(
     enqueue(store, &order, PaymentOp::Authorize, None, ctx)?;
     cart::delete(store, &cart);
     save(store, &mut order, ctx)?;
-    Ok(Ok(Response::Order(Box::new(order))))
+    Ok(Response::Order(Box::new(order)))
 }

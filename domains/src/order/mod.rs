@@ -26,12 +26,12 @@ use serde::{Deserialize, Serialize};
 use crate::allocation::{self, Allocation, Strategy};
 use crate::cart::{self, CartOwner};
 use crate::check;
-use crate::command::{ApplyContext, Outcome, Response};
+use crate::command::{ApplyContext, Response};
 use crate::inventory::{self, Location};
 use crate::money::Money;
 use crate::pricing;
 use crate::store::{self, KeyPart, Store, StoreExt, StoreFault, StoreMut};
-use crate::{Actor, DomainError, Event, Role};
+use crate::{Actor, ApplyError, DomainError, Event, Role};
 
 /// Orders keyed by id.
 pub const ORDERS: &str = "orders";
@@ -270,19 +270,17 @@ fn release(
     order: &mut Order,
     reason: &str,
     ctx: &ApplyContext,
-) -> Result<Result<(), DomainError>, StoreFault> {
+) -> Result<(), ApplyError> {
     if let Hold::Held { expires_at_ms } = order.hold {
         unschedule_expiry(store, expires_at_ms, order.id);
     }
     if matches!(order.hold, Hold::Held { .. } | Hold::Committed) {
         for a in &order.allocations {
-            if let Err(e) = inventory::move_stock(store, a, 0, -1, reason, ctx)? {
-                return Ok(Err(e));
-            }
+            inventory::move_stock(store, a, 0, -1, reason, ctx)?;
         }
         order.hold = Hold::Released;
     }
-    Ok(Ok(()))
+    Ok(())
 }
 
 fn may_act(actor: &Actor, order: &Order) -> bool {
@@ -304,11 +302,11 @@ fn load_for(
     store: &dyn Store,
     id: OrderId,
     allowed: impl Fn(&Order) -> bool,
-) -> Result<Result<Order, DomainError>, StoreFault> {
-    Ok(match get(store, id)? {
+) -> Result<Order, ApplyError> {
+    match get(store, id)? {
         Some(o) if allowed(&o) => Ok(o),
-        _ => Err(DomainError::OrderNotFound(id)),
-    })
+        _ => Err(DomainError::OrderNotFound(id).into()),
+    }
 }
 
 fn invalid(order: &Order, to: OrderStatus) -> DomainError {
@@ -316,15 +314,6 @@ fn invalid(order: &Order, to: OrderStatus) -> DomainError {
         from: order.status.as_str().to_string(),
         to: to.as_str().to_string(),
     }
-}
-
-macro_rules! domain {
-    ($e:expr) => {
-        match $e? {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
-        }
-    };
 }
 
 mod checkout;
@@ -339,7 +328,7 @@ pub fn apply(
     command: &OrderCommand,
     ctx: &ApplyContext,
     store: &mut dyn StoreMut,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     match command {
         OrderCommand::Checkout {
             actor,
@@ -365,12 +354,12 @@ pub fn apply(
             order_id,
             ttl_ms,
         } => {
-            let mut order = domain!(load_for(store, *order_id, |o| o.is_visible_to(actor)));
+            let mut order = load_for(store, *order_id, |o| o.is_visible_to(actor))?;
             if !may_act(actor, &order) {
-                return Ok(Err(DomainError::Forbidden));
+                return Err(DomainError::Forbidden.into());
             }
             let Hold::Held { expires_at_ms } = order.hold else {
-                return Ok(Err(DomainError::HoldNotActive(order.id)));
+                return Err(DomainError::HoldNotActive(order.id).into());
             };
             let next = ctx.now_ms.saturating_add(*ttl_ms).max(expires_at_ms);
             unschedule_expiry(store, expires_at_ms, order.id);
@@ -379,16 +368,16 @@ pub fn apply(
                 expires_at_ms: next,
             };
             save(store, &mut order, ctx)?;
-            Ok(Ok(Response::Order(Box::new(order))))
+            Ok(Response::Order(Box::new(order)))
         }
         OrderCommand::Cancel {
             actor,
             order_id,
             reason,
         } => {
-            let mut order = domain!(load_for(store, *order_id, |o| o.is_visible_to(actor)));
+            let mut order = load_for(store, *order_id, |o| o.is_visible_to(actor))?;
             if !may_act(actor, &order) {
-                return Ok(Err(DomainError::Forbidden));
+                return Err(DomainError::Forbidden.into());
             }
             cancel(store, ctx, &mut order, Some(actor), reason)
         }
@@ -398,18 +387,18 @@ pub fn apply(
             carrier,
             tracking_number,
         } => {
-            let mut order = domain!(load_for(store, *order_id, |o| o.is_visible_to(actor)));
+            let mut order = load_for(store, *order_id, |o| o.is_visible_to(actor))?;
             if !may_fulfil(actor, &order) {
-                return Ok(Err(DomainError::Forbidden));
+                return Err(DomainError::Forbidden.into());
             }
             if order.status == OrderStatus::Shipped {
-                return Ok(Ok(Response::Order(Box::new(order))));
+                return Ok(Response::Order(Box::new(order)));
             }
             if !order.status.can_become(OrderStatus::Shipped) {
-                return Ok(Err(invalid(&order, OrderStatus::Shipped)));
+                return Err(invalid(&order, OrderStatus::Shipped).into());
             }
             for a in &order.allocations {
-                domain!(inventory::move_stock(store, a, -1, -1, "shipped", ctx));
+                inventory::move_stock(store, a, -1, -1, "shipped", ctx)?;
             }
             order.hold = Hold::Consumed;
             order.fulfilment = Some(Fulfilment {
@@ -436,18 +425,18 @@ pub fn apply(
                 )?;
             }
             save(store, &mut order, ctx)?;
-            Ok(Ok(Response::Order(Box::new(order))))
+            Ok(Response::Order(Box::new(order)))
         }
         OrderCommand::Deliver { actor, order_id } => {
-            let mut order = domain!(load_for(store, *order_id, |o| o.is_visible_to(actor)));
+            let mut order = load_for(store, *order_id, |o| o.is_visible_to(actor))?;
             if !may_fulfil(actor, &order) {
-                return Ok(Err(DomainError::Forbidden));
+                return Err(DomainError::Forbidden.into());
             }
             if order.status == OrderStatus::Delivered {
-                return Ok(Ok(Response::Order(Box::new(order))));
+                return Ok(Response::Order(Box::new(order)));
             }
             if !order.status.can_become(OrderStatus::Delivered) {
-                return Ok(Err(invalid(&order, OrderStatus::Delivered)));
+                return Err(invalid(&order, OrderStatus::Delivered).into());
             }
             if let Some(f) = &mut order.fulfilment {
                 f.delivered_at_ms = Some(ctx.now_ms);
@@ -461,7 +450,7 @@ pub fn apply(
                 store,
             );
             save(store, &mut order, ctx)?;
-            Ok(Ok(Response::Order(Box::new(order))))
+            Ok(Response::Order(Box::new(order)))
         }
         OrderCommand::PaymentResult {
             order_id,
@@ -482,12 +471,10 @@ pub fn apply(
                     unschedule_expiry(store, entry.expires_at_ms, entry.order_id);
                     continue;
                 };
-                if let Err(e) = cancel(store, ctx, &mut order, None, "reservation expired")? {
-                    return Ok(Err(e));
-                }
+                cancel(store, ctx, &mut order, None, "reservation expired")?;
                 removed = removed.saturating_add(1);
             }
-            Ok(Ok(Response::Expired { removed }))
+            Ok(Response::Expired { removed })
         }
     }
 }
@@ -501,14 +488,14 @@ fn cancel(
     order: &mut Order,
     actor: Option<&Actor>,
     reason: &str,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     if order.status == OrderStatus::Cancelled {
-        return Ok(Ok(Response::Order(Box::new(order.clone()))));
+        return Ok(Response::Order(Box::new(order.clone())));
     }
     if !order.status.can_become(OrderStatus::Cancelled) {
-        return Ok(Err(invalid(order, OrderStatus::Cancelled)));
+        return Err(invalid(order, OrderStatus::Cancelled).into());
     }
-    domain!(release(store, order, "order cancelled", ctx));
+    release(store, order, "order cancelled", ctx)?;
     match order.payment.status.clone() {
         PaymentStatus::Authorized { authorization } => {
             enqueue(store, order, PaymentOp::Void, Some(authorization), ctx)?;
@@ -527,7 +514,7 @@ fn cancel(
     };
     transition(order, OrderStatus::Cancelled, actor, reason, ctx, store);
     save(store, order, ctx)?;
-    Ok(Ok(Response::Order(Box::new(order.clone()))))
+    Ok(Response::Order(Box::new(order.clone())))
 }
 
 #[cfg(test)]

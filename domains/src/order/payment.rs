@@ -9,14 +9,14 @@ pub(super) fn payment_result(
     order_id: OrderId,
     op: PaymentOp,
     result: &PaymentResult,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     let task_key = [KeyPart::U64(order_id), KeyPart::Str(op.as_str())];
     let Some(mut order) = get(store, order_id)? else {
-        return Ok(Err(DomainError::OrderNotFound(order_id)));
+        return Err(DomainError::OrderNotFound(order_id).into());
     };
     if store.get_raw(PAYMENT_TASKS, &task_key)?.is_none() {
         // Already settled (a duplicate result): nothing changes.
-        return Ok(Ok(Response::Order(Box::new(order))));
+        return Ok(Response::Order(Box::new(order)));
     }
     store.delete_raw(PAYMENT_TASKS, &task_key);
     match (op, result) {
@@ -92,7 +92,7 @@ pub(super) fn payment_result(
         status: order.payment.status.clone(),
     });
     save(store, &mut order, ctx)?;
-    Ok(Ok(Response::Order(Box::new(order))))
+    Ok(Response::Order(Box::new(order)))
 }
 
 // ---- queries ----

@@ -7,7 +7,7 @@ use crate::cart::LineMode;
 use crate::inventory::{InventoryCommand, Sku, StockLevel, WarehouseId};
 use crate::listing::ListingCommand;
 use crate::store::memory::MemoryStore;
-use crate::Command;
+use crate::{Command, Outcome};
 use proptest::prelude::*;
 use proptest::strategy::Strategy as Generator;
 

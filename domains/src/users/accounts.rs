@@ -15,19 +15,19 @@ pub(super) fn register(
     role: &Role,
     password_hash: &Option<Secret<String>>,
     email_verified: &bool,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     if store
         .get_raw(USERS_BY_EMAIL, &[KeyPart::Str(email.as_str())])?
         .is_some()
     {
-        return Ok(Err(DomainError::EmailTaken));
+        return Err(DomainError::EmailTaken.into());
     }
     let user = User {
         password_hash: password_hash.clone(),
         email_verified: *email_verified,
         ..new_user(ctx, user_id, email, name.to_string(), *role)
     };
-    check!(insert_user(store, &user));
+    insert_user(store, &user)?;
     ok(UsersResponse::User(user))
 }
 
@@ -38,8 +38,8 @@ pub(super) fn update_profile(
     name: &Option<String>,
     shipping_address: &Option<Option<Address>>,
     billing_address: &Option<Option<Address>>,
-) -> Result<Outcome, StoreFault> {
-    let mut user = check!(live_user(store, user_id));
+) -> Result<Response, ApplyError> {
+    let mut user = existing_user(store, user_id)?;
     if let Some(name) = name {
         user.name = name.to_string();
     }
@@ -59,8 +59,8 @@ pub(super) fn set_role(
     store: &mut dyn StoreMut,
     user_id: &str,
     role: &Role,
-) -> Result<Outcome, StoreFault> {
-    let mut user = check!(live_user(store, user_id));
+) -> Result<Response, ApplyError> {
+    let mut user = existing_user(store, user_id)?;
     if user.role != *role {
         user.role = *role;
         user.security_version = user.security_version.saturating_add(1);
@@ -80,10 +80,10 @@ pub(super) fn change_password(
     user_id: &str,
     password_hash: &Secret<String>,
     expected_security_version: &u64,
-) -> Result<Outcome, StoreFault> {
-    let mut user = check!(live_user(store, user_id));
+) -> Result<Response, ApplyError> {
+    let mut user = existing_user(store, user_id)?;
     if user.security_version != *expected_security_version {
-        return Ok(Err(DomainError::InvalidCredentials));
+        return Err(DomainError::InvalidCredentials.into());
     }
     user.password_hash = Some(password_hash.clone());
     user.security_version = user.security_version.saturating_add(1);
@@ -99,8 +99,8 @@ pub(super) fn delete_user(
     ctx: &ApplyContext,
     store: &mut dyn StoreMut,
     user_id: &str,
-) -> Result<Outcome, StoreFault> {
-    let mut user = check!(live_user(store, user_id));
+) -> Result<Response, ApplyError> {
+    let mut user = existing_user(store, user_id)?;
     if let Some(email) = &user.email {
         store.delete_raw(USERS_BY_EMAIL, &[KeyPart::Str(email.as_str())]);
     }

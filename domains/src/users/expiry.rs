@@ -6,9 +6,9 @@ use super::*;
 pub(super) fn expire_auth(
     ctx: &ApplyContext,
     store: &mut dyn StoreMut,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     let removed = expire_due(store, ctx.now_ms)?;
-    Ok(Ok(Response::Expired { removed }))
+    Ok(Response::Expired { removed })
 }
 
 /// Notes that the record `id` of `table` expires at `expires_ms`. A record

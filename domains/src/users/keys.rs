@@ -7,14 +7,14 @@ pub(super) fn ensure_signing_key(
     store: &mut dyn StoreMut,
     kid: &str,
     secret: &Secret<Vec<u8>>,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     let mut ring = key_ring(store)?;
     if let Some(active) = ring.active_key() {
         return ok(UsersResponse::SigningKey {
             kid: active.kid.clone(),
         });
     }
-    check!(Ok::<_, StoreFault>(validate_key(kid, secret)));
+    validate_key(kid, secret)?;
     ring.keys.push(SigningKey {
         kid: kid.to_string(),
         secret: secret.clone(),
@@ -37,11 +37,11 @@ pub(super) fn rotate_signing_key(
     kid: &str,
     secret: &Secret<Vec<u8>>,
     retain_ms: &u64,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     let mut ring = key_ring(store)?;
-    check!(Ok::<_, StoreFault>(validate_key(kid, secret)));
+    validate_key(kid, secret)?;
     if ring.key(kid).is_some() {
-        return Ok(Err(DomainError::validation("kid", "is already in use")));
+        return Err(DomainError::validation("kid", "is already in use").into());
     }
     let now = ctx.now_ms;
     ring.keys.retain(|k| {

@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::check;
-use crate::command::{ApplyContext, Outcome, Response};
+use crate::command::{ApplyContext, Response};
 use crate::store::{self, KeyPart, Store, StoreExt, StoreFault, StoreMut};
-use crate::{DomainError, Event, Role};
+use crate::{ApplyError, DomainError, Event, Role};
 
 /// Users keyed by id.
 pub const USERS: &str = "users";
@@ -400,12 +400,9 @@ fn new_user(ctx: &ApplyContext, user_id: &str, email: &Email, name: String, role
 
 /// Stores a new account whose address the caller found free: the record,
 /// the e-mail index and `UserRegistered`.
-fn insert_user(
-    store: &mut dyn StoreMut,
-    user: &User,
-) -> Result<Result<(), DomainError>, StoreFault> {
+fn insert_user(store: &mut dyn StoreMut, user: &User) -> Result<(), ApplyError> {
     if get_user(store, &user.id)?.is_some() {
-        return Ok(Err(DomainError::validation("user_id", "is already in use")));
+        return Err(DomainError::validation("user_id", "is already in use").into());
     }
     if let Some(email) = &user.email {
         store::put(
@@ -420,27 +417,21 @@ fn insert_user(
         user_id: user.id.clone(),
         role: user.role,
     }));
-    Ok(Ok(()))
+    Ok(())
 }
 
-fn live_user(store: &dyn Store, user_id: &str) -> Result<Result<User, DomainError>, StoreFault> {
-    Ok(match get_user(store, user_id)? {
-        Some(u) if !u.deleted => Ok(u),
-        _ => Err(DomainError::UserNotFound(user_id.to_string())),
-    })
+/// The user, unless absent or deleted.
+fn live_user(store: &dyn Store, user_id: &str) -> Result<Option<User>, StoreFault> {
+    Ok(get_user(store, user_id)?.filter(|u| !u.deleted))
 }
 
-fn ok(response: UsersResponse) -> Result<Outcome, StoreFault> {
-    Ok(Ok(Response::Users(Box::new(response))))
+/// The user, or `UserNotFound` when absent or deleted.
+fn existing_user(store: &dyn Store, user_id: &str) -> Result<User, ApplyError> {
+    live_user(store, user_id)?.ok_or_else(|| DomainError::UserNotFound(user_id.to_string()).into())
 }
 
-macro_rules! check {
-    ($e:expr) => {
-        match $e? {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
-        }
-    };
+fn ok(response: UsersResponse) -> Result<Response, ApplyError> {
+    Ok(Response::Users(Box::new(response)))
 }
 
 mod accounts;
@@ -461,7 +452,7 @@ pub fn apply(
     command: &UserCommand,
     ctx: &ApplyContext,
     store: &mut dyn StoreMut,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     match command {
         UserCommand::Register {
             user_id,
@@ -568,10 +559,6 @@ pub fn apply(
             ttl_ms,
         ),
     }
-}
-
-fn check_live(store: &dyn Store, user_id: &str) -> Result<Result<User, DomainError>, StoreFault> {
-    live_user(store, user_id)
 }
 
 #[cfg(test)]

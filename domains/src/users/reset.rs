@@ -9,8 +9,8 @@ pub(super) fn request_password_reset(
     token_hash: &str,
     token: &Secret<String>,
     ttl_ms: &u64,
-) -> Result<Outcome, StoreFault> {
-    let Ok(_) = check_live(store, user_id)? else {
+) -> Result<Response, ApplyError> {
+    let Some(_) = live_user(store, user_id)? else {
         // Deleted meanwhile: answer as if done (no enumeration).
         return ok(UsersResponse::ResetRequested);
     };
@@ -39,15 +39,14 @@ pub(super) fn reset_password(
     store: &mut dyn StoreMut,
     token_hash: &str,
     password_hash: &Secret<String>,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     let record: Option<ResetToken> = store.get(RESET_TOKENS, &[KeyPart::Str(token_hash)])?;
     let record = match record {
         Some(r) if !r.used && ctx.now_ms < r.expires_ms => r,
-        _ => return Ok(Err(DomainError::InvalidResetToken)),
+        _ => return Err(DomainError::InvalidResetToken.into()),
     };
-    let mut user = match check_live(store, &record.user_id)? {
-        Ok(u) => u,
-        Err(_) => return Ok(Err(DomainError::InvalidResetToken)),
+    let Some(mut user) = live_user(store, &record.user_id)? else {
+        return Err(DomainError::InvalidResetToken.into());
     };
     user.password_hash = Some(password_hash.clone());
     user.security_version = user.security_version.saturating_add(1);

@@ -11,16 +11,13 @@ pub(super) fn start_session(
     token_hash: &str,
     ttl_ms: &u64,
     expected_security_version: &u64,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     let user = match get_user(store, user_id)? {
         Some(u) if !u.deleted && u.security_version == *expected_security_version => u,
-        _ => return Ok(Err(DomainError::InvalidCredentials)),
+        _ => return Err(DomainError::InvalidCredentials.into()),
     };
     if get_session(store, family_id)?.is_some() {
-        return Ok(Err(DomainError::validation(
-            "family_id",
-            "is already in use",
-        )));
+        return Err(DomainError::validation("family_id", "is already in use").into());
     }
     new_session(store, ctx, user, family_id, token_hash, *ttl_ms)
 }
@@ -32,9 +29,9 @@ pub(super) fn refresh_session(
     presented_hash: &str,
     new_hash: &str,
     ttl_ms: &u64,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     let Some(mut session) = get_session(store, family_id)? else {
-        return Ok(Err(DomainError::InvalidRefreshToken));
+        return Err(DomainError::InvalidRefreshToken.into());
     };
     if session
         .previous
@@ -48,11 +45,11 @@ pub(super) fn refresh_session(
         return ok(UsersResponse::RefreshReused);
     }
     if !eq_digest(&session.current_hash, presented_hash) {
-        return Ok(Err(DomainError::InvalidRefreshToken));
+        return Err(DomainError::InvalidRefreshToken.into());
     }
     let user = match get_user(store, &session.user_id)? {
         Some(u) if session_is_live(&session, &u, ctx.now_ms) => u,
-        _ => return Ok(Err(DomainError::InvalidRefreshToken)),
+        _ => return Err(DomainError::InvalidRefreshToken.into()),
     };
     let old = std::mem::replace(&mut session.current_hash, new_hash.to_string());
     session.previous.push(old);
@@ -71,9 +68,9 @@ pub(super) fn revoke_session(
     store: &mut dyn StoreMut,
     family_id: &str,
     presented_hash: &str,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     let Some(mut session) = get_session(store, family_id)? else {
-        return Ok(Err(DomainError::InvalidRefreshToken));
+        return Err(DomainError::InvalidRefreshToken.into());
     };
     let known = eq_digest(&session.current_hash, presented_hash)
         || session
@@ -81,7 +78,7 @@ pub(super) fn revoke_session(
             .iter()
             .any(|h| eq_digest(h, presented_hash));
     if !known {
-        return Ok(Err(DomainError::InvalidRefreshToken));
+        return Err(DomainError::InvalidRefreshToken.into());
     }
     if !session.revoked {
         session.revoked = true;
@@ -108,7 +105,7 @@ pub(super) fn new_session(
     family_id: &str,
     token_hash: &str,
     ttl_ms: u64,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     put_session(
         store,
         &Session {

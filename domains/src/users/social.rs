@@ -9,10 +9,10 @@ pub(super) fn begin_social_login(
     state_hash: &str,
     pending: &PendingSocialLogin,
     ttl_ms: &u64,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     let key = [KeyPart::Str(state_hash)];
     if store.get_raw(SOCIAL_PENDING, &key)?.is_some() {
-        return Ok(Err(DomainError::validation("state", "is already in use")));
+        return Err(DomainError::validation("state", "is already in use").into());
     }
     let pending = PendingSocialLogin {
         expires_ms: ctx.now_ms.saturating_add(*ttl_ms),
@@ -28,7 +28,7 @@ pub(super) fn take_social_login(
     store: &mut dyn StoreMut,
     state_hash: &str,
     provider: &str,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     let key = [KeyPart::Str(state_hash)];
     let pending: Option<PendingSocialLogin> = store.get(SOCIAL_PENDING, &key)?;
     match pending {
@@ -36,7 +36,7 @@ pub(super) fn take_social_login(
             store.delete_raw(SOCIAL_PENDING, &key);
             ok(UsersResponse::SocialLoginTaken(p))
         }
-        _ => Ok(Err(DomainError::InvalidSocialState)),
+        _ => Err(DomainError::InvalidSocialState.into()),
     }
 }
 
@@ -48,12 +48,9 @@ pub(super) fn social_sign_in(
     family_id: &str,
     token_hash: &str,
     ttl_ms: &u64,
-) -> Result<Outcome, StoreFault> {
+) -> Result<Response, ApplyError> {
     if get_session(store, family_id)?.is_some() {
-        return Ok(Err(DomainError::validation(
-            "family_id",
-            "is already in use",
-        )));
+        return Err(DomainError::validation("family_id", "is already in use").into());
     }
     let link_key = [
         KeyPart::Str(&identity.provider),
@@ -61,7 +58,7 @@ pub(super) fn social_sign_in(
     ];
     let linked: Option<String> = store.get(SOCIAL_LINKS, &link_key)?;
     let linked = match linked {
-        Some(id) => live_user(store, &id)?.ok(),
+        Some(id) => live_user(store, &id)?,
         None => None,
     };
     let user = match linked {
@@ -70,7 +67,7 @@ pub(super) fn social_sign_in(
             // Link by e-mail only when the provider vouches for it.
             let email = match (&identity.email, identity.email_verified) {
                 (Some(email), true) => email,
-                _ => return Ok(Err(DomainError::EmailNotVerified)),
+                _ => return Err(DomainError::EmailNotVerified.into()),
             };
             let user = match user_by_email(store, email)? {
                 Some(mut user) if !user.deleted => {
@@ -93,7 +90,7 @@ pub(super) fn social_sign_in(
                         email_verified: true,
                         ..new_user(ctx, new_user_id, email, name, Role::Customer)
                     };
-                    check!(insert_user(store, &user));
+                    insert_user(store, &user)?;
                     user
                 }
             };

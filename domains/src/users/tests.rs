@@ -1,6 +1,7 @@
 use super::*;
 // Commands apply as the state machine applies them (idempotency, savepoint).
 use crate::store::memory::{apply, MemoryStore};
+use crate::Outcome;
 
 fn ctx(log_index: u64, now_ms: u64) -> ApplyContext {
     ApplyContext {

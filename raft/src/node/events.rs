@@ -7,25 +7,17 @@ impl RaftNode {
     pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<EventRecord>> {
         let _complete = self.storage.try_read_complete().ok_or(Error::Installing)?;
         let from = keys::u64_key(after);
-        let rows = self
-            .storage
-            .scan(
-                CF_EVENTS,
-                (Bound::Excluded(&from[..]), Bound::Unbounded),
-                limit,
-            )
-            .map_err(|e| Error::Storage(e.to_string()))?;
-        rows.iter()
-            .map(|(_, v)| codec::decode(v).map_err(|e| Error::Storage(e.to_string())))
-            .collect()
+        let rows = self.storage.scan(
+            CF_EVENTS,
+            (Bound::Excluded(&from[..]), Bound::Unbounded),
+            limit,
+        )?;
+        rows.iter().map(|(_, v)| Ok(codec::decode(v)?)).collect()
     }
 
     /// Id of the newest event in the log (0 when empty).
     pub fn last_event_id(&self) -> Result<u64> {
-        let last = self
-            .storage
-            .last(CF_EVENTS)
-            .map_err(|e| Error::Storage(e.to_string()))?;
+        let last = self.storage.last(CF_EVENTS)?;
         Ok(last.and_then(|(k, _)| keys::decode_u64(&k)).unwrap_or(0))
     }
 
@@ -35,14 +27,12 @@ impl RaftNode {
     /// event has an id at most the version, and every later one is above it.
     pub fn event_and_version_marks(&self) -> Result<(u64, u64)> {
         use crate::state_machine::{KEY_EVENT_SEQ, KEY_LAST_APPLIED, KEY_LAST_VERSION};
-        let err = |e: ecommerce_storage::Error| Error::Storage(e.to_string());
         self.storage.with_view(|view| {
-            let events: Option<u64> = view.get_value(CF_SM_META, KEY_EVENT_SEQ).map_err(err)?;
-            let version: Option<u64> = view.get_value(CF_SM_META, KEY_LAST_VERSION).map_err(err)?;
+            let events: Option<u64> = view.get_value(CF_SM_META, KEY_EVENT_SEQ)?;
+            let version: Option<u64> = view.get_value(CF_SM_META, KEY_LAST_VERSION)?;
             // A state written before commands were batched has no version
             // count; its versions were its log indexes.
-            let applied: Option<Option<LogId>> =
-                view.get_value(CF_SM_META, KEY_LAST_APPLIED).map_err(err)?;
+            let applied: Option<Option<LogId>> = view.get_value(CF_SM_META, KEY_LAST_APPLIED)?;
             let applied = applied.flatten().map_or(0, |l| l.index);
             Ok((events.unwrap_or(0), version.unwrap_or(0).max(applied)))
         })

@@ -141,7 +141,8 @@ impl From<WireError> for Error {
             WireError::MembershipInProgress => {
                 Error::Membership("another membership change is in progress".into())
             }
-            WireError::Other(m) => Error::Rpc(m),
+            // The peer failed to answer; only its words crossed the wire.
+            WireError::Other(m) => Error::Rpc(tonic::Status::internal(m)),
         }
     }
 }
@@ -181,11 +182,11 @@ impl RaftNode {
             max_payload_entries: 32,
             ..Default::default()
         };
-        let config = Arc::new(config.validate().map_err(|e| Error::Fatal(e.to_string()))?);
+        let config = Arc::new(config.validate().map_err(Error::fatal)?);
         let log_store = LogStore::new(storage.clone());
         let state_machine = StateMachine::open(storage.clone(), options.snapshot_dir.clone())
             .await
-            .map_err(|e| Error::Storage(e.to_string()))?;
+            .map_err(|e| Error::Storage(Box::new(e)))?;
         let applied = state_machine.subscribe_applied();
         let cluster_id = options.tls.cluster_id.clone();
         let channels = Channels::new(options.tls);
@@ -194,7 +195,7 @@ impl RaftNode {
         };
         let raft = Raft::new(options.node_id, config, network, log_store, state_machine)
             .await
-            .map_err(|e| Error::Fatal(e.to_string()))?;
+            .map_err(Error::fatal)?;
         let limits = proposals::Limits {
             in_flight: options.proposals_in_flight,
             ..proposals::Limits::default()
@@ -221,10 +222,7 @@ impl RaftNode {
 
     /// Whether this node already belongs to a cluster (has any log or membership).
     pub async fn is_initialized(&self) -> Result<bool> {
-        self.raft
-            .is_initialized()
-            .await
-            .map_err(|e| Error::Fatal(e.to_string()))
+        self.raft.is_initialized().await.map_err(Error::fatal)
     }
 
     /// Makes this node a single-node cluster (only on a fresh node).
@@ -233,7 +231,7 @@ impl RaftNode {
         match self.raft.initialize(members).await {
             Ok(()) => Ok(()),
             Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
-            Err(e) => Err(Error::Fatal(e.to_string())),
+            Err(e) => Err(Error::fatal(e)),
         }
     }
 
@@ -375,11 +373,7 @@ impl RaftNode {
 
     /// Asks this node to start an election now.
     pub async fn campaign(&self) -> Result<()> {
-        self.raft
-            .trigger()
-            .elect()
-            .await
-            .map_err(|e| Error::Fatal(e.to_string()))
+        self.raft.trigger().elect().await.map_err(Error::fatal)
     }
 
     /// Asks member `id` (at its peer address) to campaign.
@@ -403,7 +397,7 @@ impl RaftNode {
         let mut client = self
             .channels
             .client(peer, peer_addr)
-            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            .map_err(client_error)?;
         let mut request = tonic::Request::new(encode(payload)?);
         if let Some(deadline) = deadline {
             request.set_timeout(deadline.saturating_duration_since(Instant::now()));
@@ -431,7 +425,7 @@ impl RaftNode {
         let mut client = self
             .channels
             .client(Peer::Node(id), peer_addr)
-            .map_err(|e| Error::Rpc(e.to_string()))?;
+            .map_err(|e| Error::Rpc(client_error(e)))?;
         let mut request = tonic::Request::new(encode(&hash.to_string()).map_err(status_error)?);
         request.set_timeout(timeout);
         let stream = match client.fetch_blob(request).await {
@@ -474,8 +468,15 @@ pub(crate) enum PeerCall {
 pub(crate) fn status_error(status: tonic::Status) -> Error {
     match status.code() {
         tonic::Code::DeadlineExceeded => Error::Timeout,
-        _ => Error::Rpc(status.to_string()),
+        _ => Error::Rpc(status),
     }
+}
+
+/// A peer whose client cannot be built (a bad address or TLS setting).
+fn client_error(e: tonic::transport::Error) -> tonic::Status {
+    let mut status = tonic::Status::unavailable(e.to_string());
+    status.set_source(Arc::new(e));
+    status
 }
 
 /// Whether a gRPC failure happened while connecting (the request never left).
