@@ -139,6 +139,10 @@ fn each_crate_depends_only_on_what_its_layer_may() {
         ],
     );
     refuse("storage/Cargo.toml", &["openraft", "anyhow", "tokio"]);
+    refuse(
+        "codec/Cargo.toml",
+        &["rocksdb", "openraft", "tokio", "anyhow", "ecommerce-"],
+    );
     refuse("raft/Cargo.toml", &["anyhow"]);
     for runner in [
         "testkit/Cargo.toml",
@@ -171,7 +175,7 @@ fn anyhow_is_only_in_start_up_code() {
     };
     let mut found = offenders(&["src"], &[word], |p| is_start_up(p) || is_test_file(p));
     found.extend(offenders(
-        &["domains/src", "raft/src", "storage/src"],
+        &["domains/src", "raft/src", "storage/src", "codec/src"],
         &[word],
         is_test_file,
     ));

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use ecommerce_raft::DiskWatch;
 use ecommerce_raft::{NodeInfo, NodeOptions, PeerTls, RaftGrpc, RaftNode, Role};
-use ecommerce_storage::disk::DiskWatch;
 use ecommerce_storage::{Storage, StorageOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -194,6 +194,13 @@ impl Application {
             &storage_options,
         )
         .with_context(|| format!("opening the database in {}", data_dir.display()))?;
+        let disk = Arc::new(DiskWatch::new(
+            &data_dir,
+            settings.storage.min_free_bytes,
+            settings.storage.min_free_percent,
+        ));
+        disk.refresh()
+            .with_context(|| format!("reading the free space of {}", data_dir.display()))?;
         let r = &settings.raft;
         let node = RaftNode::start(
             storage,
@@ -210,6 +217,7 @@ impl Application {
                 install_snapshot_timeout_ms: r.install_snapshot_timeout_ms,
                 proposals_in_flight: r.proposals_in_flight,
                 tls: peer_tls.clone(),
+                disk: Some(disk.clone()),
             },
         )
         .await?;
@@ -227,13 +235,6 @@ impl Application {
         let search_dir = data_dir.join("search");
         let search = crate::search::SearchIndex::open(&search_dir)
             .with_context(|| format!("opening the search index in {}", search_dir.display()))?;
-        let disk = Arc::new(DiskWatch::new(
-            &data_dir,
-            settings.storage.min_free_bytes,
-            settings.storage.min_free_percent,
-        ));
-        disk.refresh()
-            .with_context(|| format!("reading the free space of {}", data_dir.display()))?;
         let state = App::new(
             node.clone(),
             Services {

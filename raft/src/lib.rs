@@ -33,6 +33,8 @@ pub mod proto {
     tonic::include_proto!("ecommerce.raft.v1");
 }
 
+/// The data directory's free space, watched by the node (see `storage`).
+pub use ecommerce_storage::disk::DiskWatch;
 pub use log_store::LogStore;
 pub use network::{Channels, Network, PeerTls};
 pub use node::{ClusterStatus, MemberStatus, MembershipOp, NodeOptions, RaftNode, Role};
@@ -71,6 +73,9 @@ pub enum Error {
     /// This node is installing a snapshot; its state is not readable yet.
     #[error("a snapshot is being installed")]
     Installing,
+    /// The leader's disk is nearly full: the write was refused, nothing proposed.
+    #[error("the leader's disk is nearly full")]
+    InsufficientStorage,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -19,6 +19,7 @@ use crate::peer_auth::{Access, PeerGuard, PeerIdentity};
 use crate::proto::raft_service_server::{RaftService, RaftServiceServer};
 use crate::proto::Payload;
 use crate::types::TypeConfig;
+use ecommerce_domains::command::Applied;
 use ecommerce_domains::Envelope;
 
 /// Where the peer service reads the blobs other nodes fetch: the node's
@@ -116,6 +117,11 @@ impl RaftService for RaftGrpc {
         // leader builds those) and never more than one entry may carry.
         let envelope = Envelope::decode_checked(&request.get_ref().data)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // The sender checked its own disk; a nearly full leader refuses
+        // before its log grows (housekeeping it proposes itself goes on).
+        if self.node.disk_low() {
+            return reply(&Err::<Applied, _>(WireError::InsufficientStorage));
+        }
         reply(&self.node.write_local(envelope).await)
     }
 

@@ -220,6 +220,10 @@ impl From<ecommerce_raft::Error> for AppError {
                 Self::new(ErrorCode::Unavailable, "a peer could not be reached; retry shortly")
             }
             E::Installing => Self::new(ErrorCode::Unavailable, "this node is installing a snapshot; retry shortly"),
+            E::InsufficientStorage => Self::new(
+                ErrorCode::InsufficientStorage,
+                "the leader's disk is nearly full: writes are refused until space is freed (reads go on)",
+            ),
             E::Storage(_) | E::Fatal(_) => Self::internal(e),
         }
     }

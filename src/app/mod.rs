@@ -93,7 +93,7 @@ pub struct Services {
     /// `http.trusted_proxies`, parsed: whose forwarding headers name the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Free space of the data directory: writes are refused while it is low.
-    pub disk: Arc<ecommerce_storage::disk::DiskWatch>,
+    pub disk: Arc<ecommerce_raft::DiskWatch>,
 }
 
 impl std::ops::Deref for App {

@@ -34,7 +34,7 @@ use crate::network::{decode, encode, Channels, Network, Peer, PeerTls};
 use crate::proposals::{self, ProposalBatcher};
 use crate::read_index::ReadIndexBatcher;
 use crate::types::{LogId, NodeId, NodeInfo, Raft, RaftMetrics};
-use crate::{Error, LogStore, Result, StateMachine};
+use crate::{DiskWatch, Error, LogStore, Result, StateMachine};
 
 mod events;
 mod read;
@@ -63,6 +63,9 @@ pub struct NodeOptions {
     pub proposals_in_flight: usize,
     /// This node's credentials on the peer protocol (and so its cluster).
     pub tls: PeerTls,
+    /// The data directory's free space: while it is low, this node (as
+    /// leader) refuses the writes peers forward to it.
+    pub disk: Option<Arc<DiskWatch>>,
 }
 
 /// The role of a member.
@@ -129,6 +132,8 @@ pub(crate) enum WireError {
     /// Another membership change is still being committed; try again shortly.
     MembershipInProgress,
     Other(String),
+    /// The leader's disk is nearly full; nothing was proposed.
+    InsufficientStorage,
 }
 
 impl From<WireError> for Error {
@@ -143,6 +148,7 @@ impl From<WireError> for Error {
             }
             // The peer failed to answer; only its words crossed the wire.
             WireError::Other(m) => Error::Rpc(tonic::Status::internal(m)),
+            WireError::InsufficientStorage => Error::InsufficientStorage,
         }
     }
 }
@@ -159,6 +165,7 @@ pub struct RaftNode {
     applied: watch::Receiver<u64>,
     reads: ReadIndexBatcher,
     proposals: ProposalBatcher,
+    disk: Option<Arc<DiskWatch>>,
 }
 
 /// Pause between attempts while the leader is unknown or changing.
@@ -217,7 +224,14 @@ impl RaftNode {
             applied,
             reads: ReadIndexBatcher::default(),
             proposals,
+            disk: options.disk,
         }))
+    }
+
+    /// True while this node's data directory is nearly full (see
+    /// [`DiskWatch`]): it then refuses writes forwarded to it.
+    pub fn disk_low(&self) -> bool {
+        self.disk.as_ref().is_some_and(|d| d.is_low())
     }
 
     /// Whether this node already belongs to a cluster (has any log or membership).
