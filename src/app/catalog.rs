@@ -226,7 +226,7 @@ impl App {
 
     /// A page of products in id order, optionally within a category subtree,
     /// and the id to continue after. Unavailable products are skipped unless
-    /// asked for, at most [`MAX_SKIPPED_PAGES`] pages of them per call.
+    /// asked for, at most `MAX_SKIPPED_PAGES` (20) pages of them per call.
     pub async fn products(
         &self,
         query: &ProductQuery,
