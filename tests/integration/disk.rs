@@ -84,7 +84,7 @@ async fn a_nearly_full_disk_refuses_writes_keeps_reads_and_recovers() {
         "[storage]\nmin_free_bytes = {}\nmin_free_percent = 100\n",
         64 * MIB
     ));
-    let mut node = Node::in_dir(1, &["--config", &config], tmpfs.path().to_path_buf());
+    let mut node = Node::in_dir(1, &["--config", &config], tmpfs.path().to_path_buf(), None);
     node.start(None, false).await;
     let admin = crate::harness::access_token(&node.client(), "admin", "disk-admin").await;
     let admin = node.client().with_bearer(&admin.token);
@@ -131,6 +131,77 @@ async fn a_nearly_full_disk_refuses_writes_keeps_reads_and_recovers() {
     })
     .await;
     drop(node);
+}
+
+/// A follower with room forwards writes to a leader without: the leader
+/// refuses them before its log grows, and the follower answers 507 too.
+#[tokio::test]
+async fn a_leader_low_on_disk_refuses_forwarded_writes() {
+    let Some(tmpfs) = Tmpfs::mount(256 * MIB) else {
+        eprintln!("cannot mount a tmpfs here (not root?): the leader's gate is not checked");
+        return;
+    };
+    let certs = tempfile::tempdir().expect("certs dir");
+    ecommerce::tls::init_dir(certs.path(), None, &[1, 2], &["127.0.0.1".to_string()])
+        .expect("certs init");
+    let (_config_dir, config) = config_file(&format!(
+        "[storage]\nmin_free_bytes = {}\nmin_free_percent = 100\n",
+        64 * MIB
+    ));
+    let args = ["--config", config.as_str()];
+    let mut leader = Node::in_dir(
+        1,
+        &args,
+        tmpfs.path().to_path_buf(),
+        Some(certs.path().to_path_buf()),
+    );
+    leader.start(None, false).await;
+    let mut follower = Node::with_certs(2, &args, Some(certs.path().to_path_buf()));
+    follower
+        .start(Some(&leader.peer_addr().to_string()), false)
+        .await;
+    eventually("node 2 a voter", Duration::from_secs(30), || async {
+        let view = crate::harness::cluster_view(&leader.client()).await?;
+        let voters = view.members.iter().filter(|(_, r)| r == "voter").count();
+        if voters == 2 && view.leader_id == Some(1) {
+            Ok(())
+        } else {
+            Err(format!("{}", view.raw))
+        }
+    })
+    .await;
+    let token = crate::harness::access_token(&leader.client(), "admin", "disk-admin").await;
+    let via_follower = follower.client().with_bearer(&token.token);
+    write(&via_follower, "wh-before")
+        .await
+        .ok("a forwarded write with room");
+
+    let fill = free_bytes(tmpfs.path()).saturating_sub(32 * MIB);
+    std::fs::write(tmpfs.path().join("ballast"), vec![0u8; fill as usize]).expect("ballast");
+    let refused = eventually(
+        "forwarded writes refused",
+        Duration::from_secs(10),
+        || async {
+            let reply = write(&via_follower, "wh-full").await;
+            if reply.status == 507 {
+                Ok(reply)
+            } else {
+                Err(format!("still answered {reply}"))
+            }
+        },
+    )
+    .await;
+    refused.expect_error(
+        507,
+        "insufficient_storage",
+        "a write forwarded to a nearly full leader",
+    );
+    via_follower
+        .get("/api/v1/warehouses/wh-before")
+        .await
+        .unwrap()
+        .ok("reads go on");
+    assert!(leader.is_running() && follower.is_running());
 }
 
 /// Where no filesystem can be mounted: a watermark no disk can meet.

@@ -198,10 +198,10 @@ impl Node {
         Node::make(settings(extra_args), id, certs, None)
     }
 
-    /// [`Node::new`] keeping its `data/` and `node.log` in `dir` (e.g. a small
-    /// filesystem the test mounted).
-    pub fn in_dir(id: u64, extra_args: &[&str], dir: PathBuf) -> Node {
-        Node::make(settings(extra_args), id, None, Some(dir))
+    /// [`Node::with_certs`] keeping its `data/` and `node.log` in `dir` (e.g.
+    /// a small filesystem the test mounted).
+    pub fn in_dir(id: u64, extra_args: &[&str], dir: PathBuf, certs: Option<PathBuf>) -> Node {
+        Node::make(settings(extra_args), id, certs, Some(dir))
     }
 
     /// [`Node::with_certs`] serving REST and client gRPC over TLS with node `id`'s
