@@ -18,6 +18,30 @@ fn path(data_dir: &Path) -> PathBuf {
     data_dir.join("identity.json")
 }
 
+/// Creates `data_dir` (and its parents) if missing, and makes it readable
+/// by its owner only (0700): it holds every record of the shop, the node's
+/// private key material and its logs' neighbours. An existing directory with
+/// wider permissions is tightened, with a warning.
+pub fn create_data_dir(data_dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data_dir)?.permissions().mode() & 0o777;
+        if mode != 0o700 {
+            std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("making {} private (0700)", data_dir.display()))?;
+            tracing::warn!(
+                path = %data_dir.display(),
+                was = format!("{mode:o}"),
+                "the data directory is now readable by its owner only (0700)"
+            );
+        }
+    }
+    Ok(())
+}
+
 impl Identity {
     /// Loads the identity, creating it for a fresh data directory; refuses a
     /// directory that belongs to another node id.

@@ -20,7 +20,7 @@ pub fn restore(backup: &Path, data_dir: &Path, node_id: u64, info: NodeInfo) -> 
             data_dir.display()
         );
     }
-    std::fs::create_dir_all(data_dir)?;
+    crate::identity::create_data_dir(data_dir)?;
     let storage = Storage::open(
         &data_dir.join("db"),
         ecommerce_domains::TABLES,

@@ -140,8 +140,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.validate()?;
         let data_dir = settings.data_dir.clone();
-        std::fs::create_dir_all(&data_dir)
-            .with_context(|| format!("creating {}", data_dir.display()))?;
+        crate::identity::create_data_dir(&data_dir)?;
         let mut identity = Identity::load_or_create(&data_dir, settings.node_id)?;
         // Backups are streamed from unlinked files; anything here is a leftover.
         let _ = std::fs::remove_dir_all(data_dir.join("backups"));

@@ -2,7 +2,8 @@
 //!
 //! Architecture invariant: FILE is only ever replaced by a complete, fsynced download. The
 //! body goes to `FILE.tmp`, which is synced and then renamed over FILE (and the directory
-//! synced); on any error the temporary file is removed and FILE is left untouched.
+//! synced); on any error the temporary file is removed and FILE is left untouched. It is
+//! created readable by its owner only (0600).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -46,7 +47,13 @@ async fn download(args: &BackupArgs) -> anyhow::Result<u64> {
 
     let written = async {
         let mut body = response.bytes_stream();
-        let file = File::create(&tmp)
+        // The backup is the whole shop: readable by its owner only (0600).
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let file: File = options
+            .open(&tmp)
             .await
             .with_context(|| format!("cannot create {}", tmp.display()))?;
         let mut out = BufWriter::new(file);

@@ -98,6 +98,13 @@ async fn backup_of_a_running_cluster_restores_into_an_identical_new_cluster() {
         .unwrap_or_else(|e| panic!("backup file {file_arg} missing after success: {e}"))
         .len();
     assert!(size > 0, "backup file {file_arg} is empty");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&file), 0o600, "the backup is the owner's only");
+        let data_dir = cluster.node(source).data_dir();
+        assert_eq!(mode(&data_dir), 0o700, "so is a node's data directory");
+    }
 
     let mut restored = Node::new(1, &[]);
     restore(&file_arg, &restored).await;
