@@ -30,6 +30,7 @@ pub fn spawn(
 ) -> Vec<JoinHandle<()>> {
     vec![
         tokio::spawn(idempotency_sweeper(node.clone(), settings.clone())),
+        tokio::spawn(event_compactor(node.clone(), settings.clone())),
         tokio::spawn(expiry_sweeper(node.clone(), settings.clone())),
         tokio::spawn(payment_worker(node, settings, provider)),
     ]
@@ -89,6 +90,41 @@ async fn idempotency_sweeper(node: Arc<RaftNode>, settings: Settings) {
             expire_all(&node, command, batch, "idempotency_record").await;
         }
     }
+}
+
+/// Events one compaction command removes at most.
+const COMPACT_BATCH: u64 = 10_000;
+
+/// Compacts the event log past `events.retention_secs` and
+/// `events.max_events`, when this replica says something is due.
+async fn event_compactor(node: Arc<RaftNode>, settings: Settings) {
+    let every = Duration::from_secs(settings.events.compact_interval_secs);
+    let retention_ms = settings.events.retention_secs.saturating_mul(1000);
+    let keep_events = settings.events.max_events;
+    loop {
+        tokio::time::sleep(every).await;
+        if !is_leader(&node) || !compaction_due(&node, retention_ms, keep_events) {
+            continue;
+        }
+        let command = Command::System(SystemCommand::CompactEvents {
+            retention_ms,
+            keep_events,
+            max_removed: COMPACT_BATCH,
+        });
+        expire_all(&node, command, COMPACT_BATCH as usize, "event").await;
+    }
+}
+
+/// Whether the oldest event is past the retention or the log over its budget.
+fn compaction_due(node: &RaftNode, retention_ms: u64, keep_events: u64) -> bool {
+    let (Ok(oldest), Ok(newest)) = (node.events_after(0, 1), node.last_event_id()) else {
+        return false;
+    };
+    let Some(oldest) = oldest.first() else {
+        return false;
+    };
+    oldest.timestamp_ms < now_ms().saturating_sub(retention_ms)
+        || newest.saturating_sub(oldest.id).saturating_add(1) > keep_events
 }
 
 /// Cancels unpaid orders whose hold expired, removes idle carts and expired

@@ -66,7 +66,17 @@ impl Command {
             Command::Listing(c) => c.validate(),
             Command::Cart(c) => c.validate(),
             Command::Order(c) => c.validate(),
-            Command::System(_) => Ok(()),
+            Command::System(SystemCommand::ExpireIdempotency { .. }) => Ok(()),
+            Command::System(SystemCommand::CompactEvents { max_removed, .. }) => {
+                if (1..=MAX_COMPACTED_PER_COMMAND).contains(max_removed) {
+                    Ok(())
+                } else {
+                    Err(DomainError::validation(
+                        "max_removed",
+                        format!("1 to {MAX_COMPACTED_PER_COMMAND} events per compaction"),
+                    ))
+                }
+            }
             Command::Users(c) => c.validate(),
             Command::Media(c) => c.validate(),
             Command::Catalog(c) => c.validate(),
@@ -201,7 +211,19 @@ impl Envelope {
 pub enum SystemCommand {
     /// Drop idempotency records older than `ttl_ms` at the command's time.
     ExpireIdempotency { ttl_ms: u64 },
+    /// Compact the event log from its oldest event on: events older than
+    /// `retention_ms` at the command's time, and those beyond the newest
+    /// `keep_events`; at most `max_removed` of them (the rest wait for the
+    /// next compaction, so one entry's apply stays short).
+    CompactEvents {
+        retention_ms: u64,
+        keep_events: u64,
+        max_removed: u64,
+    },
 }
+
+/// The most events one [`SystemCommand::CompactEvents`] may remove.
+pub const MAX_COMPACTED_PER_COMMAND: u64 = 100_000;
 
 /// Deterministic inputs of one apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -326,6 +348,15 @@ pub(crate) fn apply_system(
     match command {
         SystemCommand::ExpireIdempotency { ttl_ms } => {
             let removed = idempotency::expire(store, ctx.now_ms, *ttl_ms)?;
+            Ok(Response::Expired { removed })
+        }
+        SystemCommand::CompactEvents {
+            retention_ms,
+            keep_events,
+            max_removed,
+        } => {
+            let before_ms = ctx.now_ms.saturating_sub(*retention_ms);
+            let removed = store.compact_events(before_ms, *keep_events, *max_removed)?;
             Ok(Response::Expired { removed })
         }
     }

@@ -86,6 +86,12 @@ pub trait StoreMut: Store {
     fn delete_raw(&mut self, table: &'static str, key: &[KeyPart<'_>]);
     /// Appends a domain event to the event log, in apply order.
     fn emit(&mut self, event: crate::Event);
+    /// Removes events from the oldest on while they are stamped before
+    /// `before_ms` or more than `keep` events are left, at most `max`;
+    /// returns how many it removed. Deterministic: it sees the log as every
+    /// replica has it at this point of the log (events staged by earlier
+    /// commands of the same apply run included).
+    fn compact_events(&mut self, before_ms: u64, keep: u64, max: u64) -> Result<u64, StoreFault>;
     /// Marks the writes and events staged so far.
     fn savepoint(&mut self) -> Savepoint;
     /// Takes back every write and event staged since `savepoint`: reads see
@@ -266,6 +272,13 @@ pub mod memory {
         }
         fn emit(&mut self, event: crate::Event) {
             self.events.push(event);
+        }
+
+        /// The in-memory store keeps the events emitted, without ids or
+        /// times: only the state machine's log (`raft/src/store_adapter.rs`)
+        /// has anything to compact.
+        fn compact_events(&mut self, _: u64, _: u64, _: u64) -> Result<u64, StoreFault> {
+            Ok(0)
         }
         fn savepoint(&mut self) -> Savepoint {
             Savepoint {

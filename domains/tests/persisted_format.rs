@@ -375,6 +375,11 @@ fn order_commands() -> Vec<Sample> {
 fn system_commands() -> Vec<Sample> {
     variants!(SystemCommand {
         ExpireIdempotency => SystemCommand::ExpireIdempotency { ttl_ms: 86_400_000 },
+        CompactEvents => SystemCommand::CompactEvents {
+            retention_ms: 30 * 86_400_000,
+            keep_events: 10_000_000,
+            max_removed: 10_000,
+        },
     })
 }
 

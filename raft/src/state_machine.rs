@@ -298,6 +298,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             version: meta.last_version,
                             now_ms: meta.clock,
                         };
+                        tx.event_seq = meta.event_seq;
                         applied.push(apply_isolated(&mut tx, command, &ctx, apply_envelope)?);
                         for event in std::mem::take(&mut tx.events) {
                             meta.event_seq += 1;

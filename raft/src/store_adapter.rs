@@ -8,9 +8,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
+use ecommerce_domains::store::decode;
 use ecommerce_domains::store::{KeyPart, Savepoint, Store, StoreFault, StoreMut};
-use ecommerce_domains::Event;
-use ecommerce_storage::{keys, Batch, Storage};
+use ecommerce_domains::{Event, EventRecord};
+use ecommerce_storage::{keys, Batch, Storage, CF_EVENTS};
 
 /// Encodes a domain key with the storage layer's order-preserving encoding.
 pub fn encode_key(parts: &[KeyPart<'_>]) -> Vec<u8> {
@@ -103,6 +104,9 @@ pub struct ApplyTx<'a> {
     /// Each staged write's table, key and what was staged there before
     /// (`None`: nothing), newest last, for [`StoreMut::rollback_to`].
     undo: Vec<(&'static str, Vec<u8>, Option<Staged>)>,
+    /// The id of the newest event in the log before the command being
+    /// applied (set by the state machine before each command).
+    pub event_seq: u64,
 }
 
 impl<'a> ApplyTx<'a> {
@@ -112,6 +116,7 @@ impl<'a> ApplyTx<'a> {
             pending: HashMap::new(),
             events: Vec::new(),
             undo: Vec::new(),
+            event_seq: 0,
         }
     }
 
@@ -197,6 +202,27 @@ impl StoreMut for ApplyTx<'_> {
 
     fn emit(&mut self, event: Event) {
         self.events.push(event);
+    }
+
+    fn compact_events(&mut self, before_ms: u64, keep: u64, max: u64) -> Result<u64, StoreFault> {
+        // Ids are consecutive and only ever removed from the oldest, so the
+        // events from id `i` to the newest number `event_seq - i + 1`;
+        // times never go backwards along the log. The scan sees the staged
+        // writes of this run, so every replica removes the same events
+        // however its apply runs were cut.
+        let limit = usize::try_from(max).unwrap_or(usize::MAX);
+        let oldest = self.scan_raw(CF_EVENTS, &[], None, limit)?;
+        let mut removed = 0;
+        for bytes in oldest {
+            let record: EventRecord = decode(&bytes)?;
+            let left = self.event_seq.saturating_sub(record.id).saturating_add(1);
+            if record.timestamp_ms >= before_ms && left <= keep {
+                break;
+            }
+            self.stage(CF_EVENTS, keys::u64_key(record.id).to_vec(), None);
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     fn savepoint(&mut self) -> Savepoint {

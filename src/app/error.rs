@@ -108,6 +108,7 @@ error_codes! {
     ProviderNotConfigured = "provider_not_configured", NOT_FOUND, NotFound;
     ProviderUnavailable = "provider_unavailable", BAD_GATEWAY, Unavailable;
     InsufficientStorage = "insufficient_storage", INSUFFICIENT_STORAGE, ResourceExhausted;
+    EventsCompacted = "events_compacted", GONE, OutOfRange;
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

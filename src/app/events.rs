@@ -13,9 +13,29 @@ use crate::app::ErrorCode;
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
 impl App {
-    /// Up to `limit` events with an id above `after`, in id order.
+    /// Up to `limit` events with an id above `after`, in id order; or
+    /// `events_compacted` (with the oldest id left) when the event right
+    /// after `after` was compacted away: a consumer must never skip events
+    /// without knowing it.
     pub fn events_after(&self, after: u64, limit: usize) -> AppResult<Vec<EventRecord>> {
-        Ok(self.node().events_after(after, limit)?)
+        let records = self.node().events_after(after, limit)?;
+        let next = after.saturating_add(1);
+        let gap = match records.first() {
+            Some(first) => first.id > next,
+            None => self.node().oldest_event_id()? > next,
+        };
+        if gap {
+            let oldest = self.node().oldest_event_id()?;
+            return Err(AppError::new(
+                ErrorCode::EventsCompacted,
+                format!(
+                    "events up to {} were compacted away; the oldest left is {oldest}",
+                    oldest - 1
+                ),
+            )
+            .with_details(serde_json::json!({ "oldest_id": oldest })));
+        }
+        Ok(records)
     }
 
     /// The id of the last event this replica applied (0 before the first).

@@ -58,6 +58,7 @@ pub struct Settings {
     pub payments: PaymentSettings,
     pub media: MediaSettings,
     pub search: SearchSettings,
+    pub events: EventSettings,
 }
 
 /// Client-facing TLS: a certificate chain and its key (PEM). Both or none.
@@ -175,6 +176,18 @@ pub struct PaymentSettings {
     pub poll_interval_ms: u64,
     /// How long the sandbox's slow test card takes to answer.
     pub sandbox_delay_ms: u64,
+}
+
+/// How long the replicated event log keeps events: the leader compacts
+/// those older than `retention_secs`, and the oldest beyond `max_events`.
+/// A consumer behind what is left gets 410 `events_compacted`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EventSettings {
+    pub retention_secs: u64,
+    pub max_events: u64,
+    /// How often the leader looks for events to compact.
+    pub compact_interval_secs: u64,
 }
 
 /// The product search index every node derives from the event log.
@@ -311,6 +324,11 @@ impl Default for Settings {
             search: SearchSettings {
                 commit_interval_ms: 1000,
                 max_concurrent_queries: 0,
+            },
+            events: EventSettings {
+                retention_secs: 30 * 24 * 3600,
+                max_events: 10_000_000,
+                compact_interval_secs: 60,
             },
         }
     }
@@ -453,6 +471,12 @@ impl Settings {
         ensure!(
             self.storage.memtable_budget_mb > 0,
             "storage.memtable_budget_mb must be positive"
+        );
+        ensure!(
+            self.events.retention_secs > 0
+                && self.events.max_events > 0
+                && self.events.compact_interval_secs > 0,
+            "events.retention_secs, events.max_events and events.compact_interval_secs must be positive"
         );
         ensure!(
             self.storage.min_free_percent <= 100,

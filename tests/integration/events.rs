@@ -200,3 +200,57 @@ async fn events_are_ordered_paginated_and_served_by_followers() {
         );
     }
 }
+
+#[tokio::test]
+async fn compacted_events_answer_410_with_the_oldest_id_left() {
+    // A budget of 3 events, looked after every second.
+    let (_dir, config) =
+        crate::harness::config_file("[events]\nmax_events = 3\ncompact_interval_secs = 1\n");
+    let cluster = Cluster::start_with(3, &["--config", &config]).await;
+    let admin = cluster.admin_client(1);
+    admin
+        .put_warehouse("wh-c", "Main")
+        .await
+        .expect("PUT warehouse")
+        .ok("a warehouse");
+    for i in 0..6 {
+        admin
+            .set_stock("sku-c", "wh-c", 10 + i)
+            .await
+            .expect("PUT stock")
+            .expect_stock("sku-c", 10 + i, "a stock write");
+    }
+    // The leader compacts down to the newest three.
+    let oldest = crate::harness::eventually(
+        "the log compacted",
+        std::time::Duration::from_secs(20),
+        || async {
+            let reply = admin
+                .events(Some(0), Some(100))
+                .await
+                .map_err(|e| e.to_string())?;
+            if reply.status == 410 {
+                Ok(reply)
+            } else {
+                Err(format!("still {reply}"))
+            }
+        },
+    )
+    .await;
+    oldest.expect_error(410, "events_compacted", "reading from the start");
+    let oldest_id = oldest.body["details"]["oldest_id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no oldest_id in {oldest}"));
+
+    // From the oldest left, the rest is there, in order, on every node; the
+    // last three are the stock writes.
+    for node in cluster.ids() {
+        let client = cluster.admin_client(node);
+        let (events, _) = page(&client, Some(oldest_id - 1), 100).await;
+        assert!(!events.is_empty() && events.len() <= 3, "{events:?}");
+        assert_eq!(id_of(&events[0]), oldest_id);
+        assert_eq!(events.last().unwrap()["data"]["level"]["on_hand"], 15, "{events:?}");
+        let earlier = client.events(Some(oldest_id - 2), Some(10)).await.unwrap();
+        assert_eq!(earlier.status, 410, "node {node}: {earlier}");
+    }
+}

@@ -15,10 +15,21 @@ impl RaftNode {
         rows.iter().map(|(_, v)| Ok(codec::decode(v)?)).collect()
     }
 
+    /// Id of the oldest event still in the log: the first one compaction
+    /// left, or the next to come when it left none.
+    pub fn oldest_event_id(&self) -> Result<u64> {
+        match self.storage.first(CF_EVENTS)? {
+            Some((key, _)) => Ok(keys::decode_u64(&key).unwrap_or(1)),
+            None => Ok(self.last_event_id()?.saturating_add(1)),
+        }
+    }
+
     /// Id of the newest event in the log (0 when empty).
     pub fn last_event_id(&self) -> Result<u64> {
-        let last = self.storage.last(CF_EVENTS)?;
-        Ok(last.and_then(|(k, _)| keys::decode_u64(&k)).unwrap_or(0))
+        use crate::state_machine::KEY_EVENT_SEQ;
+        // Not the last key of the log: compaction may have emptied it.
+        let seq: Option<u64> = self.storage.get_value(CF_SM_META, KEY_EVENT_SEQ)?;
+        Ok(seq.unwrap_or(0))
     }
 
     /// The newest event's id, and the version of the last command applied
