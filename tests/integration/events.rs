@@ -249,7 +249,11 @@ async fn compacted_events_answer_410_with_the_oldest_id_left() {
         let (events, _) = page(&client, Some(oldest_id - 1), 100).await;
         assert!(!events.is_empty() && events.len() <= 3, "{events:?}");
         assert_eq!(id_of(&events[0]), oldest_id);
-        assert_eq!(events.last().unwrap()["data"]["level"]["on_hand"], 15, "{events:?}");
+        assert_eq!(
+            events.last().unwrap()["data"]["level"]["on_hand"],
+            15,
+            "{events:?}"
+        );
         let earlier = client.events(Some(oldest_id - 2), Some(10)).await.unwrap();
         assert_eq!(earlier.status, 410, "node {node}: {earlier}");
     }
