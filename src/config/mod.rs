@@ -232,6 +232,9 @@ pub struct MediaSettings {
     /// How often every registered image is checked against the local disk
     /// (and missing bytes fetched), besides following new registrations.
     pub reconcile_interval_secs: u64,
+    /// A blob file with no registered image (an upload whose registration
+    /// was refused or lost) is removed by the reconcile once it is this old.
+    pub orphan_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -320,6 +323,7 @@ impl Default for Settings {
                 fetch_timeout_ms: 10_000,
                 fetch_retry_ms: 2000,
                 reconcile_interval_secs: 3600,
+                orphan_grace_secs: 3600,
             },
             search: SearchSettings {
                 commit_interval_ms: 1000,

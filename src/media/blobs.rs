@@ -67,6 +67,44 @@ impl BlobStore {
         self.path(hash).is_file()
     }
 
+    /// The blobs stored here whose file was last written before `before`
+    /// (files not named by a hash are skipped).
+    pub fn stored_before(&self, before: std::time::SystemTime) -> io::Result<Vec<ContentHash>> {
+        let mut found = Vec::new();
+        for first in fs::read_dir(self.root.join("sha256"))? {
+            for second in fs::read_dir(first?.path())? {
+                for file in fs::read_dir(second?.path())? {
+                    let file = file?;
+                    let old = file.metadata()?.modified()? < before;
+                    let hash = file
+                        .file_name()
+                        .to_str()
+                        .and_then(|n| ContentHash::parse(n).ok());
+                    if let (true, Some(hash)) = (old, hash) {
+                        found.push(hash);
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Removes blob `hash` and its cached thumbnails.
+    pub fn remove(&self, hash: &ContentHash) -> io::Result<()> {
+        match fs::remove_file(self.path(hash)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        if let Ok(sizes) = fs::read_dir(self.root.join("thumbnails")) {
+            for size in sizes.flatten() {
+                let h = hash.as_str();
+                let _ = fs::remove_file(size.path().join(&h[0..2]).join(&h[2..4]).join(h));
+            }
+        }
+        Ok(())
+    }
+
     /// Stores `bytes` as the blob `hash`, refusing bytes of another hash.
     /// Storing a blob that is already present (and intact) does nothing.
     pub fn put(&self, hash: &ContentHash, bytes: &[u8]) -> Result<(), BlobError> {
@@ -78,6 +116,12 @@ impl BlobStore {
             });
         }
         if self.get(hash)?.is_some() {
+            // Stored again: not an orphan for the next hour (see
+            // `fetch::remove_orphans`), even if its record is yet to commit.
+            File::options()
+                .write(true)
+                .open(self.path(hash))?
+                .set_modified(std::time::SystemTime::now())?;
             return Ok(());
         }
         self.write_atomically(&self.path(hash), bytes)?;

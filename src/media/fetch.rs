@@ -39,16 +39,24 @@ pub struct Fetcher {
     blobs: BlobStore,
     /// Deadline of one download.
     timeout: Duration,
+    /// How old a blob without a record must be before it is removed.
+    orphan_grace: Duration,
     /// One lock per hash being fetched, so concurrent misses download once.
     in_flight: Mutex<HashMap<ContentHash, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Fetcher {
-    pub fn new(node: Arc<RaftNode>, blobs: BlobStore, timeout: Duration) -> Self {
+    pub fn new(
+        node: Arc<RaftNode>,
+        blobs: BlobStore,
+        timeout: Duration,
+        orphan_grace: Duration,
+    ) -> Self {
         Self {
             node,
             blobs,
             timeout,
+            orphan_grace,
             in_flight: Mutex::default(),
         }
     }
@@ -256,9 +264,40 @@ fn reconcile(fetcher: &Fetcher) -> Result<(u64, Vec<MediaRecord>), String> {
                 .filter(|r| !fetcher.blobs.contains(&r.hash)),
         );
         if !full {
+            remove_orphans(fetcher)?;
             return Ok((last_event, missing));
         }
     }
+}
+
+/// Removes the blob files no registered image names, once older than
+/// `media.orphan_grace_secs`: an upload stores its bytes before proposing
+/// the registration, so a refused or lost registration leaves its file
+/// behind. The grace covers a registration still on its way (or not yet
+/// applied on this replica); storing the same bytes again restarts it.
+fn remove_orphans(fetcher: &Fetcher) -> Result<(), String> {
+    let before = std::time::SystemTime::now()
+        .checked_sub(fetcher.orphan_grace)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let candidates = fetcher
+        .blobs
+        .stored_before(before)
+        .map_err(|e| e.to_string())?;
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let reader = Reader::new(fetcher.node.storage()).ok_or("installing a snapshot")?;
+    for hash in candidates {
+        if media::get(&reader, &hash)
+            .map_err(|e| e.to_string())?
+            .is_none()
+        {
+            fetcher.blobs.remove(&hash).map_err(|e| e.to_string())?;
+            metrics::counter!("media_blobs_orphaned_total").increment(1);
+            tracing::info!(%hash, "removed a blob no registered image names");
+        }
+    }
+    Ok(())
 }
 
 /// Queues the blobs registered by events after `after`; returns the new checkpoint.

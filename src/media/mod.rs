@@ -74,7 +74,8 @@ impl Media {
     pub fn open(settings: &Settings, node: Arc<RaftNode>) -> std::io::Result<Self> {
         let blobs = BlobStore::open(&settings.data_dir)?;
         let timeout = Duration::from_millis(settings.media.fetch_timeout_ms);
-        let fetcher = Arc::new(Fetcher::new(node, blobs.clone(), timeout));
+        let orphan_grace = Duration::from_secs(settings.media.orphan_grace_secs);
+        let fetcher = Arc::new(Fetcher::new(node, blobs.clone(), timeout, orphan_grace));
         Ok(Self {
             blobs,
             fetcher,

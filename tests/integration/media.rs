@@ -366,3 +366,45 @@ async fn uploads_that_are_not_acceptable_images_are_refused_in_the_error_shape()
         .collect();
     assert_eq!(registered, [sha256(&noisy), sha256(&image)], "{events:?}");
 }
+
+/// A blob file no registered image names (an upload whose registration was
+/// refused or lost) is removed once older than `media.orphan_grace_secs`;
+/// registered images stay.
+#[tokio::test]
+async fn blobs_without_a_registered_image_are_removed_after_the_grace() {
+    let (_dir, config) = crate::harness::config_file(
+        "[media]\norphan_grace_secs = 1\nreconcile_interval_secs = 1\n",
+    );
+    let cluster = Cluster::start_with(1, &["--config", &config]).await;
+    let (vendor, _) = sign_in(&cluster.client(1), "vendor", "v-orphans").await;
+    let kept = png(40, 30);
+    let created = upload(&vendor, &kept).await;
+    assert_eq!(created.status, StatusCode::CREATED, "upload: {created}");
+
+    let orphan_bytes = noise_png(20, 20);
+    let orphan = blob_path(cluster.node(1).data_dir(), &sha256(&orphan_bytes));
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, &orphan_bytes).unwrap();
+
+    crate::harness::eventually(
+        "the orphan removed",
+        std::time::Duration::from_secs(15),
+        || async {
+            if orphan.exists() {
+                Err("still there".to_string())
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
+    let registered = blob_path(cluster.node(1).data_dir(), &sha256(&kept));
+    assert!(registered.exists(), "a registered image's blob stays");
+    let served = fetch(
+        &cluster.client(1).base().to_string(),
+        &format!("/api/v1/media/{}", sha256(&kept)),
+        None,
+    )
+    .await;
+    assert_eq!(served.status, StatusCode::OK);
+}
