@@ -74,7 +74,9 @@ pub enum Command {
     #[command(
         long_about = "Download a consistent snapshot of the state machine from a running node.\n\n\
             The file is written to FILE.tmp, synced to disk and renamed to FILE, so FILE is \
-            either the previous content or a complete backup. Restore it with `ecommerce restore`."
+            either the previous content or a complete backup. It holds every record of the shop \
+            and the token signing keys, so it is created readable by its owner only (0600): keep \
+            it as secret as the cluster itself. Restore it with `ecommerce restore`."
     )]
     Backup(BackupArgs),
     /// Seed a fresh data directory of a NEW cluster from a backup file (offline).
