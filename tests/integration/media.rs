@@ -401,7 +401,7 @@ async fn blobs_without_a_registered_image_are_removed_after_the_grace() {
     let registered = blob_path(cluster.node(1).data_dir(), &sha256(&kept));
     assert!(registered.exists(), "a registered image's blob stays");
     let served = fetch(
-        &cluster.client(1).base().to_string(),
+        cluster.client(1).base(),
         &format!("/api/v1/media/{}", sha256(&kept)),
         None,
     )
