@@ -87,6 +87,16 @@ pub enum DomainError {
     /// nothing; the cause is in the node's log, not in the answer.
     #[error("internal error")]
     Internal,
+    #[error(
+        "the upload quota is used up: {images} images and {bytes} bytes of at most \
+         {max_images} and {max_bytes}"
+    )]
+    UploadQuotaExceeded {
+        images: u64,
+        bytes: u64,
+        max_images: u64,
+        max_bytes: u64,
+    },
 }
 
 impl DomainError {
@@ -125,6 +135,7 @@ impl DomainError {
             Self::HoldNotActive(_) => "hold_not_active",
             Self::MediaNotFound(_) => "media_not_found",
             Self::Internal => "internal",
+            Self::UploadQuotaExceeded { .. } => "upload_quota_exceeded",
         }
     }
 
@@ -153,6 +164,15 @@ impl DomainError {
             | Self::InvalidSocialState
             | Self::EmailNotVerified
             | Self::Internal => serde_json::Value::Null,
+            Self::UploadQuotaExceeded {
+                images,
+                bytes,
+                max_images,
+                max_bytes,
+            } => json!({
+                "images": images, "bytes": bytes,
+                "max_images": max_images, "max_bytes": max_bytes,
+            }),
             Self::UserNotFound(id) => json!({ "user_id": id }),
             Self::WeakPassword { .. } => json!({
                 "field": "password",

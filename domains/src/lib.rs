@@ -86,6 +86,7 @@ pub const TABLES: &[&str] = &[
     users::SOCIAL_LINKS,
     users::SOCIAL_LINKS_BY_USER,
     users::AUTH_EXPIRY,
+    media::MEDIA_USAGE,
 ];
 
 /// Applies one command. Writes go to `store`; when the command is refused

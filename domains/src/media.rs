@@ -23,6 +23,9 @@ use crate::{Actor, ApplyError, DomainError, Event, Role};
 
 /// Media records keyed by hash.
 pub const MEDIA: &str = "media_records";
+/// What each uploader's images add up to ([`MediaUsage`]), keyed by user id;
+/// written by [`MediaCommand::RegisterWithinQuota`].
+pub const MEDIA_USAGE: &str = "media_usage";
 
 /// Widest or tallest image accepted, in pixels.
 pub const MAX_DIMENSION: u32 = 16_384;
@@ -122,6 +125,45 @@ pub struct MediaRecord {
     pub version: u64,
 }
 
+/// What one uploader's registered images add up to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaUsage {
+    pub images: u64,
+    pub bytes: u64,
+}
+
+/// How much an uploader may register in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    pub max_images: u64,
+    pub max_bytes: u64,
+}
+
+impl Quota {
+    /// No limit (admins).
+    pub const UNLIMITED: Quota = Quota {
+        max_images: u64::MAX,
+        max_bytes: u64::MAX,
+    };
+
+    /// Refuses one more image of `size` bytes on top of `usage`.
+    pub fn admit(&self, usage: MediaUsage, size: u64) -> Result<MediaUsage, DomainError> {
+        let after = MediaUsage {
+            images: usage.images.saturating_add(1),
+            bytes: usage.bytes.saturating_add(size),
+        };
+        if after.images > self.max_images || after.bytes > self.max_bytes {
+            return Err(DomainError::UploadQuotaExceeded {
+                images: usage.images,
+                bytes: usage.bytes,
+                max_images: self.max_images,
+                max_bytes: self.max_bytes,
+            });
+        }
+        Ok(after)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum MediaCommand {
     /// Records an image whose bytes `origin_node` already stored.
@@ -134,6 +176,18 @@ pub enum MediaCommand {
         uploaded_by: Actor,
         origin_node: u64,
     },
+    /// [`MediaCommand::Register`], counted against the uploader's `quota`
+    /// (and in its [`MediaUsage`]); a known hash is not counted again.
+    RegisterWithinQuota {
+        hash: ContentHash,
+        content_type: ImageType,
+        size: u64,
+        width: u32,
+        height: u32,
+        uploaded_by: Actor,
+        origin_node: u64,
+        quota: Quota,
+    },
 }
 
 impl MediaCommand {
@@ -141,6 +195,14 @@ impl MediaCommand {
     pub fn validate(&self) -> Result<(), DomainError> {
         match self {
             Self::Register {
+                hash,
+                size,
+                width,
+                height,
+                uploaded_by,
+                ..
+            }
+            | Self::RegisterWithinQuota {
                 hash,
                 size,
                 width,
@@ -166,7 +228,7 @@ pub fn apply(
     ctx: &ApplyContext,
     store: &mut dyn StoreMut,
 ) -> Result<Response, ApplyError> {
-    match command {
+    let (quota, hash, content_type, size, width, height, uploaded_by, origin_node) = match command {
         MediaCommand::Register {
             hash,
             content_type,
@@ -175,37 +237,98 @@ pub fn apply(
             height,
             uploaded_by,
             origin_node,
-        } => {
-            if !may_upload(uploaded_by) {
-                return Err(DomainError::Forbidden.into());
-            }
-            check_image(*size, *width, *height)?;
-            if let Some(existing) = get(store, hash)? {
-                return Ok(Response::Media {
-                    record: existing,
-                    created: false,
-                });
-            }
-            let record = MediaRecord {
-                hash: hash.clone(),
-                content_type: *content_type,
-                size: *size,
-                width: *width,
-                height: *height,
-                uploaded_by: uploaded_by.user_id.clone(),
-                origin_node: *origin_node,
-                created_ms: ctx.now_ms,
-                version: ctx.version,
-            };
-            store::put(store, MEDIA, &[KeyPart::Str(hash.as_str())], &record)?;
-            store.emit(Event::MediaRegistered(record.clone()));
-            Ok(Response::Media {
-                record,
-                created: true,
-            })
+        } => (
+            None,
+            hash,
+            content_type,
+            size,
+            width,
+            height,
+            uploaded_by,
+            origin_node,
+        ),
+        MediaCommand::RegisterWithinQuota {
+            hash,
+            content_type,
+            size,
+            width,
+            height,
+            uploaded_by,
+            origin_node,
+            quota,
+        } => (
+            Some(quota),
+            hash,
+            content_type,
+            size,
+            width,
+            height,
+            uploaded_by,
+            origin_node,
+        ),
+    };
+    if !may_upload(uploaded_by) {
+        return Err(DomainError::Forbidden.into());
+    }
+    check_image(*size, *width, *height)?;
+    if let Some(existing) = get(store, hash)? {
+        return Ok(Response::Media {
+            record: existing,
+            created: false,
+        });
+    }
+    if let Some(quota) = quota {
+        let after = quota.admit(usage(store, &uploaded_by.user_id)?, *size)?;
+        store::put(
+            store,
+            MEDIA_USAGE,
+            &[KeyPart::Str(&uploaded_by.user_id)],
+            &after,
+        )?;
+    }
+    let record = MediaRecord {
+        hash: hash.clone(),
+        content_type: *content_type,
+        size: *size,
+        width: *width,
+        height: *height,
+        uploaded_by: uploaded_by.user_id.clone(),
+        origin_node: *origin_node,
+        created_ms: ctx.now_ms,
+        version: ctx.version,
+    };
+    store::put(store, MEDIA, &[KeyPart::Str(hash.as_str())], &record)?;
+    store.emit(Event::MediaRegistered(record.clone()));
+    Ok(Response::Media {
+        record,
+        created: true,
+    })
+}
+
+/// What `uploader`'s registered images add up to: its [`MEDIA_USAGE`] row,
+/// or, before its first quota-counted upload, the sum over the records
+/// (images registered before quotas existed count too).
+pub fn usage(store: &dyn Store, uploader: &str) -> Result<MediaUsage, StoreFault> {
+    if let Some(usage) = store.get(MEDIA_USAGE, &[KeyPart::Str(uploader)])? {
+        return Ok(usage);
+    }
+    let mut total = MediaUsage::default();
+    let mut after: Option<ContentHash> = None;
+    loop {
+        let page = scan(store, after.as_ref(), USAGE_PAGE)?;
+        for record in page.iter().filter(|r| r.uploaded_by == uploader) {
+            total.images = total.images.saturating_add(1);
+            total.bytes = total.bytes.saturating_add(record.size);
         }
+        if page.len() < USAGE_PAGE {
+            return Ok(total);
+        }
+        after = page.last().map(|r| r.hash.clone());
     }
 }
+
+/// Records read at once while summing an uploader's images.
+const USAGE_PAGE: usize = 1000;
 
 /// Refuses empty files and images too large to thumbnail.
 pub fn check_image(size: u64, width: u32, height: u32) -> Result<(), DomainError> {
@@ -351,14 +474,93 @@ mod tests {
         let hash = ContentHash::parse(&"b2".repeat(32)).unwrap();
         let refused = apply(&register(&hash, Role::Customer, 1), &ctx(1), &mut store).unwrap();
         assert_eq!(refused, Err(DomainError::Forbidden));
-        let mut huge = register(&hash, Role::Vendor, 1);
-        let MediaCommand::Register { width, height, .. } = &mut huge;
-        (*width, *height) = (MAX_DIMENSION, MAX_DIMENSION);
+        let huge = MediaCommand::Register {
+            hash: hash.clone(),
+            content_type: ImageType::Png,
+            size: 100,
+            width: MAX_DIMENSION,
+            height: MAX_DIMENSION,
+            uploaded_by: actor(Role::Vendor),
+            origin_node: 1,
+        };
         let refused = apply(&huge, &ctx(2), &mut store).unwrap();
         assert_eq!(refused.unwrap_err().code(), "validation_failed");
         assert!(check_image(0, 1, 1).is_err());
         assert!(check_image(1, 0, 1).is_err());
         assert!(check_image(1, MAX_DIMENSION, 100).is_ok());
         assert!(store.tables.is_empty() && store.events.is_empty());
+    }
+
+    fn within(hash: &ContentHash, size: u64, quota: Quota) -> MediaCommand {
+        MediaCommand::RegisterWithinQuota {
+            hash: hash.clone(),
+            content_type: ImageType::Png,
+            size,
+            width: 10,
+            height: 20,
+            uploaded_by: actor(Role::Vendor),
+            origin_node: 1,
+            quota,
+        }
+    }
+
+    #[test]
+    fn a_quota_counts_each_new_image_once_and_the_ones_from_before_quotas() {
+        let mut store = MemoryStore::default();
+        let hashes: Vec<ContentHash> = (1u8..=4)
+            .map(|b| ContentHash::from_digest(&[b; 32]))
+            .collect();
+        let quota = Quota {
+            max_images: 3,
+            max_bytes: 1_000,
+        };
+        // Registered before quotas: counted from the records.
+        apply(&register(&hashes[0], Role::Vendor, 1), &ctx(1), &mut store)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            usage(&store, "v1").unwrap(),
+            MediaUsage {
+                images: 1,
+                bytes: 100
+            }
+        );
+        let created = |outcome: crate::Outcome| match outcome {
+            Ok(Response::Media { created, .. }) => created,
+            other => panic!("{other:?}"),
+        };
+        assert!(created(
+            apply(&within(&hashes[1], 300, quota), &ctx(2), &mut store).unwrap()
+        ));
+        // The same image again is not counted.
+        assert!(!created(
+            apply(&within(&hashes[1], 300, quota), &ctx(3), &mut store).unwrap()
+        ));
+        assert_eq!(
+            usage(&store, "v1").unwrap(),
+            MediaUsage {
+                images: 2,
+                bytes: 400
+            }
+        );
+        // 400 + 700 bytes is over 1 000: refused, nothing written.
+        assert_eq!(
+            apply(&within(&hashes[2], 700, quota), &ctx(4), &mut store).unwrap(),
+            Err(DomainError::UploadQuotaExceeded {
+                images: 2,
+                bytes: 400,
+                max_images: 3,
+                max_bytes: 1_000
+            })
+        );
+        assert!(get(&store, &hashes[2]).unwrap().is_none());
+        assert!(created(
+            apply(&within(&hashes[2], 600, quota), &ctx(5), &mut store).unwrap()
+        ));
+        // A fourth image is one too many, whatever its size.
+        assert!(matches!(
+            apply(&within(&hashes[3], 1, quota), &ctx(6), &mut store).unwrap(),
+            Err(DomainError::UploadQuotaExceeded { images: 3, .. })
+        ));
     }
 }

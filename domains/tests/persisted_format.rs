@@ -469,6 +469,19 @@ fn user_commands() -> Vec<Sample> {
 fn media_commands() -> Vec<Sample> {
     variants!(MediaCommand {
         Register => media_register(),
+        RegisterWithinQuota => MediaCommand::RegisterWithinQuota {
+            hash: hash(),
+            content_type: ImageType::Png,
+            size: 2_048,
+            width: 32,
+            height: 16,
+            uploaded_by: vendor(),
+            origin_node: 3,
+            quota: media::Quota {
+                max_images: 10_000,
+                max_bytes: 10 << 30,
+            },
+        },
     })
 }
 
@@ -684,6 +697,12 @@ fn domain_errors() -> Vec<Sample> {
         InvalidSocialState => DomainError::InvalidSocialState,
         EmailNotVerified => DomainError::EmailNotVerified,
         Internal => DomainError::Internal,
+        UploadQuotaExceeded => DomainError::UploadQuotaExceeded {
+            images: 3,
+            bytes: 30_000,
+            max_images: 3,
+            max_bytes: 1 << 20,
+        },
     })
 }
 
@@ -833,6 +852,14 @@ fn tables() -> Vec<(&'static str, Sample)> {
         at(order::BY_TIME, "OrderId", ORDER_ID),
         at(order::PAYMENT_TASKS, "PaymentTask", payment_task()),
         at(media::MEDIA, "MediaRecord", media_record()),
+        at(
+            media::MEDIA_USAGE,
+            "MediaUsage",
+            media::MediaUsage {
+                images: 2,
+                bytes: 24_690,
+            },
+        ),
         at(users::USERS, "User", user()),
         at(
             users::USERS_BY_EMAIL,

@@ -109,6 +109,7 @@ error_codes! {
     ProviderUnavailable = "provider_unavailable", BAD_GATEWAY, Unavailable;
     InsufficientStorage = "insufficient_storage", INSUFFICIENT_STORAGE, ResourceExhausted;
     EventsCompacted = "events_compacted", GONE, OutOfRange;
+    UploadQuotaExceeded = "upload_quota_exceeded", CONFLICT, FailedPrecondition;
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -194,6 +195,7 @@ impl From<&DomainError> for ErrorCode {
             D::HoldNotActive(_) => Self::HoldNotActive,
             D::MediaNotFound(_) => Self::MediaNotFound,
             D::Internal => Self::Internal,
+            D::UploadQuotaExceeded { .. } => Self::UploadQuotaExceeded,
         }
     }
 }

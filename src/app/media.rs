@@ -5,8 +5,8 @@
 
 use bytes::Bytes;
 use ecommerce_domains::idempotency::IdempotencyTag;
-use ecommerce_domains::media::{self, ContentHash, ImageType, MediaCommand, MediaRecord};
-use ecommerce_domains::{Actor, Command, DomainError, Response};
+use ecommerce_domains::media::{self, ContentHash, ImageType, MediaCommand, MediaRecord, Quota};
+use ecommerce_domains::{Actor, Command, DomainError, Response, Role};
 
 use super::access::forbidden;
 use super::{unexpected, App, AppError, AppResult, Consistency, Rendered};
@@ -58,10 +58,20 @@ impl App {
         })?;
         let size = bytes.len() as u64;
         media::check_image(size, width, height)?;
+        // Refused before the bytes are stored when the quota is already used
+        // up (the command checks again, in log order).
+        // A known image is not counted again.
+        let quota = self.upload_quota(actor);
+        {
+            let reader = self.read(Consistency::Stale).await?;
+            if media::get(&reader, &hash)?.is_none() {
+                quota.admit(media::usage(&reader, &actor.user_id)?, size)?;
+            }
+        }
         self.media.store(hash.clone(), bytes).await?;
 
         let tag = tag(&hash);
-        let command = Command::Media(MediaCommand::Register {
+        let command = Command::Media(MediaCommand::RegisterWithinQuota {
             hash,
             content_type,
             size,
@@ -69,12 +79,25 @@ impl App {
             height,
             uploaded_by: actor.clone(),
             origin_node: self.node_id(),
+            quota,
         });
         let committed = self.propose(command, tag).await?;
         Ok(committed.render(|reply| match reply {
             Response::Media { record, created } => Ok(Uploaded { record, created }),
             other => Err(unexpected(other)),
         }))
+    }
+
+    /// What `actor` may upload in all: vendors `media.vendor_max_*`, admins
+    /// without limit.
+    fn upload_quota(&self, actor: &Actor) -> Quota {
+        match actor.role {
+            Role::Admin => Quota::UNLIMITED,
+            _ => Quota {
+                max_images: self.settings.media.vendor_max_images,
+                max_bytes: self.settings.media.vendor_max_bytes,
+            },
+        }
     }
 
     /// The record of image `raw` (a SHA-256 in hex): from this node's replica

@@ -235,6 +235,10 @@ pub struct MediaSettings {
     /// A blob file with no registered image (an upload whose registration
     /// was refused or lost) is removed by the reconcile once it is this old.
     pub orphan_grace_secs: u64,
+    /// What one vendor may upload in all (admins: no limit); past it 409
+    /// `upload_quota_exceeded`.
+    pub vendor_max_images: u64,
+    pub vendor_max_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -324,6 +328,8 @@ impl Default for Settings {
                 fetch_retry_ms: 2000,
                 reconcile_interval_secs: 3600,
                 orphan_grace_secs: 3600,
+                vendor_max_images: 10_000,
+                vendor_max_bytes: 10 << 30,
             },
             search: SearchSettings {
                 commit_interval_ms: 1000,

@@ -408,3 +408,32 @@ async fn blobs_without_a_registered_image_are_removed_after_the_grace() {
     .await;
     assert_eq!(served.status, StatusCode::OK);
 }
+
+/// A vendor uploads within its quota (images and bytes in all); an image it
+/// registered already does not count again; admins have no quota.
+#[tokio::test]
+async fn a_vendor_uploads_within_its_quota() {
+    let (_dir, config) = crate::harness::config_file(
+        "[media]\nvendor_max_images = 2\nvendor_max_bytes = 10000000\n",
+    );
+    let cluster = Cluster::start_with(1, &["--config", &config]).await;
+    let (vendor, _) = sign_in(&cluster.client(1), "vendor", "v-quota").await;
+    let (first, second, third) = (png(11, 11), png(12, 12), png(13, 13));
+    for bytes in [&first, &second] {
+        let created = upload(&vendor, bytes).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{created}");
+    }
+    let again = upload(&vendor, &first).await;
+    assert_eq!(again.status, StatusCode::OK, "a known image: {again}");
+
+    let refused = upload(&vendor, &third).await;
+    refused.expect_error(409, "upload_quota_exceeded", "a third image");
+    assert_eq!(refused.body["details"]["images"], 2, "{refused}");
+    assert_eq!(refused.body["details"]["max_images"], 2, "{refused}");
+    let stored = blob_path(cluster.node(1).data_dir(), &sha256(&third));
+    assert!(!stored.exists(), "refused before its bytes were stored");
+
+    let (admin, _) = sign_in(&cluster.client(1), "admin", "root-quota").await;
+    let by_admin = upload(&admin, &third).await;
+    assert_eq!(by_admin.status, StatusCode::CREATED, "{by_admin}");
+}
