@@ -257,11 +257,14 @@ impl UserEvent {
 /// Longest password hash (a PHC string) a command may store.
 const MAX_PASSWORD_HASH_BYTES: usize = 1024;
 
+/// A password enters the log only hashed: what a command carries must be an
+/// argon2id PHC string, so a proposer that forgot to hash is refused rather
+/// than writing a password into every replica, snapshot and backup.
 fn check_hash(hash: &Secret<String>) -> Result<(), DomainError> {
-    if hash.0.is_empty() || hash.0.len() > MAX_PASSWORD_HASH_BYTES {
+    if hash.0.len() > MAX_PASSWORD_HASH_BYTES || !hash.0.starts_with("$argon2id$") {
         return Err(DomainError::validation(
             "password_hash",
-            format!("must be 1 to {MAX_PASSWORD_HASH_BYTES} bytes"),
+            format!("must be an argon2id PHC string of at most {MAX_PASSWORD_HASH_BYTES} bytes"),
         ));
     }
     Ok(())

@@ -494,3 +494,31 @@ fn expired_sessions_reset_tokens_and_social_states_are_swept() {
     assert!(get_session(&store, "kept").unwrap().is_none());
     assert_eq!(next_auth_expiry(&store).unwrap(), None);
 }
+
+#[test]
+fn a_password_enters_the_log_only_hashed() {
+    let mut store = MemoryStore::default();
+    for plaintext in ["correct horse battery staple", "", "$argon2i$v=19$weaker"] {
+        let refused = apply(
+            &UserCommand::Register {
+                user_id: "u9".into(),
+                email: email("plain@example.test"),
+                name: "N".into(),
+                role: Role::Customer,
+                password_hash: Some(Secret(plaintext.into())),
+                email_verified: false,
+            },
+            &ctx(1, 1000),
+            &mut store,
+        )
+        .unwrap();
+        match refused {
+            Err(DomainError::Validation { field, .. }) => assert_eq!(field, "password_hash"),
+            other => panic!("{plaintext:?}: {other:?}"),
+        }
+    }
+    assert!(
+        store.tables.values().all(|t| t.is_empty()),
+        "nothing written"
+    );
+}
