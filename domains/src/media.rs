@@ -190,31 +190,68 @@ pub enum MediaCommand {
     },
 }
 
+/// What both registration commands carry, borrowed.
+struct Registration<'a> {
+    hash: &'a ContentHash,
+    content_type: ImageType,
+    size: u64,
+    width: u32,
+    height: u32,
+    uploaded_by: &'a Actor,
+    origin_node: u64,
+    /// `None`: not counted against a quota (the command from before quotas).
+    quota: Option<&'a Quota>,
+}
+
 impl MediaCommand {
-    /// Checks the command's fields (see [`crate::Command::validate`]).
-    pub fn validate(&self) -> Result<(), DomainError> {
+    fn registration(&self) -> Registration<'_> {
         match self {
             Self::Register {
                 hash,
+                content_type,
                 size,
                 width,
                 height,
                 uploaded_by,
-                ..
-            }
-            | Self::RegisterWithinQuota {
+                origin_node,
+            } => Registration {
                 hash,
+                content_type: *content_type,
+                size: *size,
+                width: *width,
+                height: *height,
+                uploaded_by,
+                origin_node: *origin_node,
+                quota: None,
+            },
+            Self::RegisterWithinQuota {
+                hash,
+                content_type,
                 size,
                 width,
                 height,
                 uploaded_by,
-                ..
-            } => {
-                check::canonical("hash", hash, ContentHash::parse(hash.as_str()))?;
-                check::opaque("uploaded_by", &uploaded_by.user_id)?;
-                check_image(*size, *width, *height)
-            }
+                origin_node,
+                quota,
+            } => Registration {
+                hash,
+                content_type: *content_type,
+                size: *size,
+                width: *width,
+                height: *height,
+                uploaded_by,
+                origin_node: *origin_node,
+                quota: Some(quota),
+            },
         }
+    }
+
+    /// Checks the command's fields (see [`crate::Command::validate`]).
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let r = self.registration();
+        check::canonical("hash", r.hash, ContentHash::parse(r.hash.as_str()))?;
+        check::opaque("uploaded_by", &r.uploaded_by.user_id)?;
+        check_image(r.size, r.width, r.height)
     }
 }
 
@@ -228,49 +265,20 @@ pub fn apply(
     ctx: &ApplyContext,
     store: &mut dyn StoreMut,
 ) -> Result<Response, ApplyError> {
-    let (quota, hash, content_type, size, width, height, uploaded_by, origin_node) = match command {
-        MediaCommand::Register {
-            hash,
-            content_type,
-            size,
-            width,
-            height,
-            uploaded_by,
-            origin_node,
-        } => (
-            None,
-            hash,
-            content_type,
-            size,
-            width,
-            height,
-            uploaded_by,
-            origin_node,
-        ),
-        MediaCommand::RegisterWithinQuota {
-            hash,
-            content_type,
-            size,
-            width,
-            height,
-            uploaded_by,
-            origin_node,
-            quota,
-        } => (
-            Some(quota),
-            hash,
-            content_type,
-            size,
-            width,
-            height,
-            uploaded_by,
-            origin_node,
-        ),
-    };
+    let Registration {
+        hash,
+        content_type,
+        size,
+        width,
+        height,
+        uploaded_by,
+        origin_node,
+        quota,
+    } = command.registration();
+    // The sizes were checked with the other fields (`validate`).
     if !may_upload(uploaded_by) {
         return Err(DomainError::Forbidden.into());
     }
-    check_image(*size, *width, *height)?;
     if let Some(existing) = get(store, hash)? {
         return Ok(Response::Media {
             record: existing,
@@ -278,7 +286,7 @@ pub fn apply(
         });
     }
     if let Some(quota) = quota {
-        let after = quota.admit(usage(store, &uploaded_by.user_id)?, *size)?;
+        let after = quota.admit(usage(store, &uploaded_by.user_id)?, size)?;
         store::put(
             store,
             MEDIA_USAGE,
@@ -288,12 +296,12 @@ pub fn apply(
     }
     let record = MediaRecord {
         hash: hash.clone(),
-        content_type: *content_type,
-        size: *size,
-        width: *width,
-        height: *height,
+        content_type,
+        size,
+        width,
+        height,
         uploaded_by: uploaded_by.user_id.clone(),
-        origin_node: *origin_node,
+        origin_node,
         created_ms: ctx.now_ms,
         version: ctx.version,
     };
