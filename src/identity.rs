@@ -120,4 +120,20 @@ mod tests {
             Some("c1")
         );
     }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_data_dir_is_made_private_and_an_open_one_tightened() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let fresh = root.path().join("a/b/data");
+        create_data_dir(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+        let open = root.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        create_data_dir(&open).unwrap();
+        assert_eq!(mode(&open), 0o700, "an existing directory is tightened");
+    }
 }

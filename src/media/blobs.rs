@@ -264,4 +264,35 @@ mod tests {
             0
         );
     }
+
+    #[test]
+    fn storing_known_bytes_again_restarts_the_orphan_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let bytes = b"an upload whose registration may be on its way";
+        let hash = digest(bytes);
+        store.put(&hash, bytes).unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        File::options()
+            .write(true)
+            .open(store.path(&hash))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        assert_eq!(
+            store.stored_before(an_hour_ago).unwrap(),
+            vec![hash.clone()]
+        );
+        store.put(&hash, bytes).unwrap();
+        assert!(store.stored_before(an_hour_ago).unwrap().is_empty());
+        store.put_thumbnail(&hash, 64, b"thumb").unwrap();
+        store.remove(&hash).unwrap();
+        assert!(!store.contains(&hash));
+        assert!(
+            store.get_thumbnail(&hash, 64).unwrap().is_none(),
+            "thumbnails go too"
+        );
+        store.remove(&hash).unwrap();
+    }
 }

@@ -257,4 +257,28 @@ async fn compacted_events_answer_410_with_the_oldest_id_left() {
         let earlier = client.events(Some(oldest_id - 2), Some(10)).await.unwrap();
         assert_eq!(earlier.status, 410, "node {node}: {earlier}");
     }
+
+    // The gRPC stream says so too, rather than starting past the gap.
+    use ecommerce::grpc::proto::event_service_client::EventServiceClient;
+    use ecommerce::grpc::proto::SubscribeRequest;
+    let endpoint = format!("http://{}", cluster.node(1).grpc_addr());
+    let mut request = tonic::Request::new(SubscribeRequest { after: 0 });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", cluster.admin_token())
+            .parse()
+            .expect("metadata value"),
+    );
+    let mut stream = EventServiceClient::connect(endpoint)
+        .await
+        .expect("connect event service")
+        .subscribe(request)
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let refused = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+        .await
+        .expect("an answer within 10 s")
+        .expect_err("a compacted checkpoint is an error, not a stream from later on");
+    assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused:?}");
 }

@@ -193,3 +193,18 @@ fn rolling_back_restores_what_reads_saw_and_drops_later_events() {
         .collect();
     assert_eq!(tables, before.0);
 }
+
+#[test]
+fn a_compaction_removes_a_bounded_number_of_events() {
+    let compact = |max_removed| {
+        Command::System(SystemCommand::CompactEvents {
+            retention_ms: 1,
+            keep_events: 1,
+            max_removed,
+        })
+    };
+    assert!(compact(0).validate().is_err());
+    assert!(compact(MAX_COMPACTED_PER_COMMAND + 1).validate().is_err());
+    assert!(compact(1).validate().is_ok());
+    assert!(compact(MAX_COMPACTED_PER_COMMAND).validate().is_ok());
+}
