@@ -19,13 +19,13 @@ impl App {
     /// without knowing it.
     pub fn events_after(&self, after: u64, limit: usize) -> AppResult<Vec<EventRecord>> {
         let records = self.node().events_after(after, limit)?;
-        let next = after.saturating_add(1);
-        let gap = match records.first() {
-            Some(first) => first.id > next,
-            None => self.node().oldest_event_id()? > next,
+        // The first event returned is the oldest left whenever `after` is
+        // behind it.
+        let oldest = match records.first() {
+            Some(first) => first.id,
+            None => self.node().oldest_event_id()?,
         };
-        if gap {
-            let oldest = self.node().oldest_event_id()?;
+        if oldest > after.saturating_add(1) {
             return Err(AppError::new(
                 ErrorCode::EventsCompacted,
                 format!(
