@@ -23,6 +23,7 @@ fn path(data_dir: &Path) -> PathBuf {
 /// private key material and its logs' neighbours. An existing directory with
 /// wider permissions is tightened, with a warning.
 pub fn create_data_dir(data_dir: &Path) -> anyhow::Result<()> {
+    let existed = data_dir.exists();
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     #[cfg(unix)]
@@ -32,11 +33,14 @@ pub fn create_data_dir(data_dir: &Path) -> anyhow::Result<()> {
         if mode != 0o700 {
             std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
                 .with_context(|| format!("making {} private (0700)", data_dir.display()))?;
-            tracing::warn!(
+            // A directory made just now had the umask's mode: nothing to say.
+            if existed {
+                tracing::warn!(
                 path = %data_dir.display(),
                 was = format!("{mode:o}"),
                 "the data directory is now readable by its owner only (0700)"
-            );
+                );
+            }
         }
     }
     Ok(())
