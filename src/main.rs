@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::Parser;
 use ecommerce::config::{Overrides, PeerTlsOverrides, RaftOverrides, Settings, TlsOverrides};
 use ecommerce::{startup, telemetry, Application};
-use ecommerce_cli::{CertsCommand, Cli, Command, ServeArgs};
+use ecommerce_cli::{CertsCommand, Cli, Command, KeysCommand, ServeArgs};
 
 /// jemalloc, not glibc's malloc: under load glibc keeps what each thread's
 /// arena once held (RSS only grows); jemalloc's background threads return
@@ -40,7 +40,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ecommerce::restore::restore(&args.file, &args.data_dir, args.node_id, info)
         }
         Command::Certs(command) => certs(command),
+        Command::Keys(command) => keys(command),
     }
+}
+
+fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::GenerateKek { file, version } => {
+            let version = ecommerce::vault::kek::append_new_version(&file, version)?;
+            println!(
+                "added KEK version {version} to {}: give the same file to every node (storage.kek_file) and keep a copy apart from the backups",
+                file.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn certs(command: CertsCommand) -> anyhow::Result<()> {

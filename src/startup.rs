@@ -193,6 +193,10 @@ impl Application {
             &storage_options,
         )
         .with_context(|| format!("opening the database in {}", data_dir.display()))?;
+        let kek = crate::vault::load_kek(&settings, &data_dir)?;
+        if let Some(kek) = &kek {
+            tracing::info!(versions = ?kek.versions(), "KEK loaded");
+        }
         let disk = Arc::new(DiskWatch::new(
             &data_dir,
             settings.storage.min_free_bytes,

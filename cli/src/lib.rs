@@ -99,6 +99,15 @@ pub enum Command {
     )]
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Manage the key-encryption key (KEK) that wraps the data keys (offline).
+    #[command(long_about = "Manage the key-encryption key (offline).\n\n\
+            `keys generate-kek --file kek` appends a new random 32-byte key version to FILE \
+            (creating it readable by its owner only): one `<version> <base64 key>` per line. \
+            Every node of a cluster needs the same file (storage.kek_file); keep a copy with \
+            the backups' keeper, apart from the backups: without the KEK version that wrapped \
+            them, backups cannot be read.")]
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Manage user accounts through a running node (e.g. bootstrap the first admin).
     #[command(long_about = "Manage user accounts through a running node.\n\n\
             `user create --email E --role admin` bootstraps the first admin: the request \
@@ -419,6 +428,20 @@ pub struct RestoreArgs {
     /// Peer address the node will be advertised at.
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:50052")]
     pub peer_addr: String,
+}
+
+/// Subcommands of `ecommerce keys`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Append a new random KEK version to FILE (created 0600 if missing).
+    GenerateKek {
+        /// The KEK file (storage.kek_file).
+        #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+        file: PathBuf,
+        /// The version to add; the highest present plus one by default.
+        #[arg(long, value_name = "N")]
+        version: Option<u32>,
+    },
 }
 
 /// Subcommands of `ecommerce certs`.

@@ -119,6 +119,46 @@ impl Kek {
     }
 }
 
+/// Appends a new random key to the KEK file at `path` (created 0600 when
+/// missing) as `version`, or the highest version present plus one; returns
+/// the version written.
+pub fn append_new_version(path: &Path, version: Option<u32>) -> anyhow::Result<u32> {
+    use std::io::Write;
+    let existing = match std::fs::metadata(path) {
+        Ok(_) => Some(Kek::read(path)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    let next = existing
+        .as_ref()
+        .map_or(1, |k| k.current().saturating_add(1));
+    let version = version.unwrap_or(next);
+    anyhow::ensure!(version > 0, "a KEK version is a positive integer");
+    if let Some(kek) = &existing {
+        anyhow::ensure!(
+            kek.key(version).is_none(),
+            "{} already holds KEK version {version}",
+            path.display()
+        );
+    }
+    let key = Zeroizing::new(rand::random::<[u8; 32]>());
+    let line = Zeroizing::new(format!(
+        "{version} {}\n",
+        base64::engine::general_purpose::STANDARD.encode(key.as_slice())
+    ));
+    let mut options = std::fs::OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(line.as_bytes())?;
+    file.sync_all()?;
+    Ok(version)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +203,22 @@ mod tests {
             }
         }
         assert!(matches!(Kek::parse("# nothing\n"), Err(KekError::Empty)));
+    }
+
+    #[test]
+    fn generated_versions_append_and_the_file_stays_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kek");
+        assert_eq!(append_new_version(&path, None).unwrap(), 1);
+        assert_eq!(append_new_version(&path, None).unwrap(), 2);
+        assert_eq!(append_new_version(&path, Some(7)).unwrap(), 7);
+        assert!(
+            append_new_version(&path, Some(2)).is_err(),
+            "an existing version"
+        );
+        let kek = Kek::read(&path).unwrap();
+        assert_eq!(kek.versions(), [1, 2, 7]);
+        assert_ne!(kek.key(1), kek.key(2), "random keys");
     }
 
     #[cfg(unix)]
