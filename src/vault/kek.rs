@@ -37,6 +37,16 @@ pub enum KekError {
         #[source]
         source: std::io::Error,
     },
+    #[error("writing {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} already holds KEK version {version}")]
+    VersionTaken { path: String, version: u32 },
+    #[error("a KEK version is a positive integer")]
+    VersionZero,
 }
 
 impl Kek {
@@ -122,24 +132,37 @@ impl Kek {
 /// Appends a new random key to the KEK file at `path` (created 0600 when
 /// missing) as `version`, or the highest version present plus one; returns
 /// the version written.
-pub fn append_new_version(path: &Path, version: Option<u32>) -> anyhow::Result<u32> {
+pub fn append_new_version(path: &Path, version: Option<u32>) -> Result<u32, KekError> {
     use std::io::Write;
+    let write_err = |source| KekError::Write {
+        path: path.display().to_string(),
+        source,
+    };
     let existing = match std::fs::metadata(path) {
         Ok(_) => Some(Kek::read(path)?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e.into()),
+        Err(source) => {
+            return Err(KekError::Read {
+                path: path.display().to_string(),
+                source,
+            })
+        }
     };
     let next = existing
         .as_ref()
         .map_or(1, |k| k.current().saturating_add(1));
     let version = version.unwrap_or(next);
-    anyhow::ensure!(version > 0, "a KEK version is a positive integer");
-    if let Some(kek) = &existing {
-        anyhow::ensure!(
-            kek.key(version).is_none(),
-            "{} already holds KEK version {version}",
-            path.display()
-        );
+    if version == 0 {
+        return Err(KekError::VersionZero);
+    }
+    if existing
+        .as_ref()
+        .is_some_and(|kek| kek.key(version).is_some())
+    {
+        return Err(KekError::VersionTaken {
+            path: path.display().to_string(),
+            version,
+        });
     }
     let key = Zeroizing::new(rand::random::<[u8; 32]>());
     let line = Zeroizing::new(format!(
@@ -153,9 +176,9 @@ pub fn append_new_version(path: &Path, version: Option<u32>) -> anyhow::Result<u
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path)?;
-    file.write_all(line.as_bytes())?;
-    file.sync_all()?;
+    let mut file = options.open(path).map_err(write_err)?;
+    file.write_all(line.as_bytes()).map_err(write_err)?;
+    file.sync_all().map_err(write_err)?;
     Ok(version)
 }
 

@@ -27,15 +27,12 @@ pub const GENERATED_KEK: &str = "keys/kek";
 /// warning: whoever holds the data directory then holds its key. `None`
 /// for any other node without one (encryption at rest is not available to
 /// it yet).
-pub fn load_kek(settings: &Settings, data_dir: &Path) -> anyhow::Result<Option<Kek>> {
-    use anyhow::Context;
+pub fn load_kek(settings: &Settings, data_dir: &Path) -> Result<Option<Kek>, KekError> {
     if let Some(path) = &settings.storage.kek_file {
-        return Ok(Some(Kek::read(path).with_context(|| {
-            format!("storage.kek_file {}", path.display())
-        })?));
+        return Ok(Some(Kek::read(path)?));
     }
     if let Some(text) = &settings.storage.kek {
-        return Ok(Some(Kek::parse(&text.0).context("storage.kek")?));
+        return Ok(Some(Kek::parse(&text.0)?));
     }
     let loopback = |addr: &str| {
         addr.parse::<std::net::SocketAddr>()
@@ -51,7 +48,11 @@ pub fn load_kek(settings: &Settings, data_dir: &Path) -> anyhow::Result<Option<K
     }
     let path = data_dir.join(GENERATED_KEK);
     if !path.exists() {
-        std::fs::create_dir_all(data_dir.join("keys"))?;
+        let keys = data_dir.join("keys");
+        std::fs::create_dir_all(&keys).map_err(|source| KekError::Write {
+            path: keys.display().to_string(),
+            source,
+        })?;
         kek::append_new_version(&path, None)?;
         tracing::warn!(
             path = %path.display(),
