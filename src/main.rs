@@ -2,7 +2,9 @@
 
 use anyhow::Context;
 use clap::Parser;
-use ecommerce::config::{Overrides, PeerTlsOverrides, RaftOverrides, Settings, TlsOverrides};
+use ecommerce::config::{
+    Overrides, PeerTlsOverrides, RaftOverrides, Settings, StorageOverrides, TlsOverrides,
+};
 use ecommerce::{startup, telemetry, Application};
 use ecommerce_cli::{CertsCommand, Cli, Command, KeysCommand, ServeArgs};
 
@@ -37,7 +39,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 http_addr: args.http_addr,
                 peer_addr: args.peer_addr,
             };
-            ecommerce::restore::restore(&args.file, &args.data_dir, args.node_id, info)
+            ecommerce::restore::restore(
+                &args.file,
+                &args.data_dir,
+                args.node_id,
+                info,
+                args.kek_file.as_deref(),
+            )
         }
         Command::Certs(command) => certs(command),
         Command::Keys(command) => keys(command),
@@ -115,6 +123,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }),
         raft: args.snapshot_logs.map(|n| RaftOverrides {
             snapshot_logs: Some(n),
+        }),
+        storage: args.kek_file.map(|file| StorageOverrides {
+            kek_file: Some(file),
         }),
     };
     let settings =

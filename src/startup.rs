@@ -104,6 +104,67 @@ fn peer_credentials(settings: &Settings, identity: &Identity) -> anyhow::Result<
         .context("loading this node's peer certificate")
 }
 
+/// This node's keys: the KEK (`storage.kek_file`), and the cluster's data
+/// keys from `<data_dir>/keys/data-keys`; a node that starts a cluster makes
+/// them, a node that joins one fetches them (wrapped) from the member it
+/// joins through.
+async fn open_vault(
+    settings: &Settings,
+    data_dir: &std::path::Path,
+    fresh: bool,
+    storage: &Storage,
+    peer_tls: &PeerTls,
+) -> anyhow::Result<crate::vault::Vault> {
+    use crate::vault::{DataKeys, KeyFile, Vault, DATA_KEYS_FILE};
+    let kek = crate::vault::load_kek(settings, data_dir)?;
+    tracing::info!(versions = ?kek.versions(), "KEK loaded");
+    let path = data_dir.join(DATA_KEYS_FILE);
+    let file = match KeyFile::read(&path)? {
+        Some(file) => file,
+        None => {
+            let file = match &settings.join {
+                Some(member) if fresh => fetch_key_file(peer_tls, member).await?,
+                _ if (fresh && settings.join.is_none())
+                    || (!storage.is_sealed_at_rest()?
+                        && crate::vault::serves_loopback_only(settings)) =>
+                {
+                    DataKeys::generate().wrap(&kek, kek.current())?
+                }
+                _ => bail!(
+                    "{} is missing: every node of a cluster needs the same data keys; copy the \
+                     file from another member (or, for a node that joins, start it on an \
+                     empty data directory with --join)",
+                    path.display()
+                ),
+            };
+            file.write(&path)?;
+            file
+        }
+    };
+    Ok(Vault::open(settings, data_dir, kek, file)?)
+}
+
+/// The cluster's wrapped data keys from the member at `member`, retried
+/// while it starts.
+async fn fetch_key_file(peer_tls: &PeerTls, member: &str) -> anyhow::Result<crate::vault::KeyFile> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match ecommerce_raft::fetch_keys(peer_tls.clone(), member).await {
+            Ok(bytes) => {
+                return Ok(crate::vault::KeyFile::parse(&bytes, member)?);
+            }
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, %member, "fetching the data keys failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("fetching the cluster's data keys from {member}")))
+            }
+        }
+    }
+}
+
 /// Connections the kernel may hold for a listener before it accepts them
 /// (capped by `net.core.somaxconn`). `TcpListener::bind` asks for 128, which
 /// a burst of new clients overflows: their SYNs are dropped and retried
@@ -193,9 +254,18 @@ impl Application {
             &storage_options,
         )
         .with_context(|| format!("opening the database in {}", data_dir.display()))?;
-        let kek = crate::vault::load_kek(&settings, &data_dir)?;
-        if let Some(kek) = &kek {
-            tracing::info!(versions = ?kek.versions(), "KEK loaded");
+        let vault = Arc::new(open_vault(&settings, &data_dir, fresh, &storage, &peer_tls).await?);
+        let migration = storage
+            .seal_at_rest(vault.sealer(), ecommerce_domains::BLIND_TABLES)
+            .context("sealing the database at rest")?;
+        if migration.sealed > 0 {
+            tracing::warn!(
+                values = migration.sealed,
+                "sealed a database written before encryption at rest; take new backups and \
+                 destroy the old ones, which hold the data in plain text"
+            );
+            ecommerce_raft::reseal_current_snapshot(&storage, &data_dir.join("snapshots"))
+                .context("sealing the current snapshot")?;
         }
         let disk = Arc::new(DiskWatch::new(
             &data_dir,
@@ -258,6 +328,7 @@ impl Application {
                 }),
                 guest_limits: crate::auth::limits::GuestLimits::new(&settings.commerce),
                 disk: disk.clone(),
+                vault: vault.clone(),
                 trusted_proxies: settings.http.trusted_proxy_networks()?,
             },
         );
@@ -364,9 +435,11 @@ impl Application {
         // The peer protocol: mutual TLS, the cluster CA as the only root a
         // client certificate may chain to; `RaftGrpc` then checks that the
         // certificate names a member.
-        let peer_service = RaftGrpc::new(self.node.clone()).with_blobs(Arc::new(
-            crate::media::PeerBlobs(self.state.media.blobs.clone()),
-        ));
+        let peer_service = RaftGrpc::new(self.node.clone())
+            .with_blobs(Arc::new(crate::media::PeerBlobs(
+                self.state.media.blobs.clone(),
+            )))
+            .with_keys(self.state.vault.clone());
         let peer_tls = ServerTlsConfig::new()
             .identity(TlsIdentity::from_pem(
                 &self.peer_tls.cert_pem,

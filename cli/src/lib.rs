@@ -252,6 +252,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub certs: Option<PathBuf>,
 
+    /// The key-encryption key file (`ecommerce keys generate-kek`), the same on every node:
+    /// it wraps the data keys that seal everything stored. Without it, a node that serves
+    /// only loopback addresses and joins nobody makes one in DATA_DIR/keys/kek; any other
+    /// node refuses to start.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub kek_file: Option<PathBuf>,
+
     /// Certificate chain (PEM) for HTTPS and TLS gRPC to clients.
     #[arg(long, value_name = "FILE", requires = "tls_key", value_hint = ValueHint::FilePath)]
     pub tls_cert: Option<PathBuf>,
@@ -428,6 +435,13 @@ pub struct RestoreArgs {
     /// Peer address the node will be advertised at.
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:50052")]
     pub peer_addr: String,
+
+    /// The KEK file the backup was made under (it must hold the backup's KEK version). The
+    /// restored data keys are wrapped under its newest version, and it is copied to
+    /// DATA_DIR/keys/kek, where the restored lone node finds it (give the node
+    /// storage.kek_file instead, and delete that copy, to keep the KEK apart from the data).
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub kek_file: Option<PathBuf>,
 }
 
 /// Subcommands of `ecommerce keys`.

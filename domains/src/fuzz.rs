@@ -334,6 +334,13 @@ fn seeds() -> Vec<Command> {
             ttl_ms: 60_000,
         }
         .into(),
+        UserCommand::IssuePasswordReset {
+            user_id: "u1".into(),
+            token_hash: "r2".into(),
+            delivery: "sealed".into(),
+            ttl_ms: 60_000,
+        }
+        .into(),
         UserCommand::EnsureSigningKey {
             kid: "k1".into(),
             secret: Secret(vec![7; 32]),

@@ -380,6 +380,14 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raft: Option<RaftOverrides>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageOverrides>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct StorageOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kek_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]

@@ -11,6 +11,7 @@ use base64::Engine;
 use zeroize::Zeroizing;
 
 /// The KEK versions this node holds.
+#[derive(Clone)]
 pub struct Kek {
     versions: BTreeMap<u32, Zeroizing<[u8; 32]>>,
 }
@@ -47,6 +48,11 @@ pub enum KekError {
     VersionTaken { path: String, version: u32 },
     #[error("a KEK version is a positive integer")]
     VersionZero,
+    #[error(
+        "no KEK: a node that serves other hosts or joins a cluster needs storage.kek_file \
+         (the same file on every node; make one with `ecommerce keys generate-kek --file F`)"
+    )]
+    Required,
 }
 
 impl Kek {

@@ -24,6 +24,10 @@ impl DataKey {
         Self(Zeroizing::new(key.into()))
     }
 
+    pub(super) fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     fn cipher(&self) -> Aes256Gcm {
         Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&*self.0))
     }
