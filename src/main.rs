@@ -48,20 +48,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )
         }
         Command::Certs(command) => certs(command),
-        Command::Keys(command) => keys(command),
+        Command::Keys(KeysCommand::Online(command)) => {
+            runtime.block_on(ecommerce_cli::run_keys(command))
+        }
+        Command::Keys(KeysCommand::GenerateKek { file, version }) => generate_kek(&file, version),
     }
 }
 
-fn keys(command: KeysCommand) -> anyhow::Result<()> {
-    match command {
-        KeysCommand::GenerateKek { file, version } => {
-            let version = ecommerce::vault::kek::append_new_version(&file, version)?;
-            println!(
-                "added KEK version {version} to {}: give the same file to every node (storage.kek_file) and keep a copy apart from the backups",
-                file.display()
-            );
-        }
-    }
+/// `ecommerce keys generate-kek`: adds a random version to a KEK file.
+fn generate_kek(file: &std::path::Path, version: Option<u32>) -> anyhow::Result<()> {
+    let version = ecommerce::vault::kek::append_new_version(file, version)?;
+    println!(
+        "added KEK version {version} to {}: give the same file to every node (storage.kek_file), \
+         then `ecommerce keys rotate-kek --to {version}`; keep a copy apart from the backups",
+        file.display()
+    );
     Ok(())
 }
 

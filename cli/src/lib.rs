@@ -14,6 +14,7 @@ pub mod backup;
 pub mod catalog;
 mod client;
 pub mod cluster;
+pub mod keys;
 #[cfg(test)]
 mod testing;
 pub mod user;
@@ -22,6 +23,7 @@ pub use backup::run_backup;
 pub use catalog::run_catalog;
 pub use client::ApiError;
 pub use cluster::run_cluster;
+pub use keys::run_keys;
 pub use user::run_user;
 
 /// Default REST address of the node that operator commands talk to.
@@ -455,6 +457,29 @@ pub enum KeysCommand {
         /// The version to add; the highest present plus one by default.
         #[arg(long, value_name = "N")]
         version: Option<u32>,
+    },
+    #[command(flatten)]
+    Online(KeysOnline),
+}
+
+/// `ecommerce keys` commands sent to running nodes.
+#[derive(Debug, Subcommand)]
+pub enum KeysOnline {
+    /// Show, for every member, which KEK version wraps its data keys and which versions
+    /// its KEK file holds.
+    Status {
+        #[command(flatten)]
+        node: NodeOpts,
+    },
+    /// Rewrap every member's data keys under KEK version N (online; no stored value
+    /// changes). Add version N to every node's KEK file first: the command checks that every
+    /// member holds it before it changes anything.
+    RotateKek {
+        /// The KEK version to rotate to.
+        #[arg(long, value_name = "N")]
+        to: u32,
+        #[command(flatten)]
+        node: NodeOpts,
     },
 }
 

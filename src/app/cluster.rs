@@ -88,6 +88,31 @@ impl App {
         .map_err(AppError::internal)?
     }
 
+    /// Which KEK version wraps this node's data keys, and which versions its
+    /// KEK file holds.
+    pub fn keys_status(&self) -> AppResult<crate::vault::KeysStatus> {
+        self.vault.status().map_err(AppError::internal)
+    }
+
+    /// Rewraps this node's data keys under KEK version `to`, read from its
+    /// KEK file (where the operator added it first). Online: nothing stored
+    /// changes, and requests go on. Every node holds its own key file, so a
+    /// cluster rotates node by node (`ecommerce keys rotate-kek` does all).
+    pub fn rotate_kek(&self, to: u32) -> AppResult<crate::vault::KeysStatus> {
+        let have = self.keys_status()?.kek_versions;
+        if !have.contains(&to) {
+            return Err(DomainError::validation(
+                "to",
+                format!(
+                    "KEK version {to} is not in this node's KEK file (it has {have:?}): \
+                     add it there first (ecommerce keys generate-kek)"
+                ),
+            )
+            .into());
+        }
+        self.vault.rotate_kek(to).map_err(AppError::internal)
+    }
+
     /// The last log index this replica applied.
     pub fn applied_index(&self) -> u64 {
         *self.node().subscribe_applied().borrow()

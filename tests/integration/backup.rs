@@ -62,7 +62,10 @@ async fn restore_refusals(file: &std::path::Path, node: &Node, kek: &std::path::
         assert!(!out.status.success(), "{what}: restored");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(needle), "{what}: {stderr}");
-        assert!(!data.join("db").exists(), "{what}: a database was left behind");
+        assert!(
+            !data.join("db").exists(),
+            "{what}: a database was left behind"
+        );
     };
     let out = restore_output(&file_arg, &data, node, None).await;
     refused(&out, "no KEK", "--kek-file");

@@ -317,6 +317,11 @@ impl Cluster {
         self.kit.certs().dir().to_path_buf()
     }
 
+    /// The cluster's certificates and KEK file (`certs/kek`).
+    pub fn kit_certs(&self) -> &testkit::Certs {
+        self.kit.certs()
+    }
+
     /// The password-reset token sealed in a `PasswordResetIssued` event's
     /// `delivery` for user `user_id`, opened as the notification side does
     /// (with node 1's data keys and the cluster's KEK).
