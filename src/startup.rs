@@ -248,16 +248,22 @@ impl Application {
             write_buffer_bytes: settings.storage.write_buffer_mb << 20,
             memtable_budget_bytes: settings.storage.memtable_budget_mb << 20,
         };
-        let storage = Storage::open(
-            &data_dir.join("db"),
-            ecommerce_domains::TABLES,
-            &storage_options,
-        )
-        .with_context(|| format!("opening the database in {}", data_dir.display()))?;
+        let open_storage = || {
+            Storage::open(
+                &data_dir.join("db"),
+                ecommerce_domains::TABLES,
+                &storage_options,
+            )
+            .with_context(|| format!("opening the database in {}", data_dir.display()))
+        };
+        let mut storage = open_storage()?;
         let vault = Arc::new(open_vault(&settings, &data_dir, fresh, &storage, &peer_tls).await?);
-        let migration = storage
-            .seal_at_rest(vault.sealer(), ecommerce_domains::BLIND_TABLES)
-            .context("sealing the database at rest")?;
+        let seal = |storage: &Storage| {
+            storage
+                .seal_at_rest(vault.sealer(), ecommerce_domains::BLIND_TABLES)
+                .context("sealing the database at rest")
+        };
+        let migration = seal(&storage)?;
         if migration.sealed > 0 {
             tracing::warn!(
                 values = migration.sealed,
@@ -266,6 +272,10 @@ impl Application {
             );
             ecommerce_raft::reseal_current_snapshot(&storage, &data_dir.join("snapshots"))
                 .context("sealing the current snapshot")?;
+            // Reopened, RocksDB writes a new MANIFEST and drops the old logs.
+            drop(storage);
+            storage = open_storage()?;
+            seal(&storage)?;
         }
         let disk = Arc::new(DiskWatch::new(
             &data_dir,

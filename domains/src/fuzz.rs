@@ -245,7 +245,7 @@ fn seeds() -> Vec<Command> {
     ];
     // The checkout: its version is its position, counted from 1.
     let order_id = c.len() as u64 + 1;
-    c.extend::<[Command; 20]>([
+    c.extend::<[Command; 21]>([
         OrderCommand::Checkout {
             actor: customer(),
             cart: user.clone(),

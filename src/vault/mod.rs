@@ -20,8 +20,7 @@ pub use seal::{blind_index, open, seal, unwrap_key, wrap_key, DataKey, SealError
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::Aes256Gcm;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -174,24 +173,21 @@ impl Vault {
     /// notification side under the delivery data key (base64 of nonce and
     /// ciphertext): what the log, the events and every copy of them hold.
     pub fn seal_reset_token(&self, user_id: &str, token: &str) -> String {
-        let sealed = seal(&self.keys.delivery, &reset_aad(user_id), token.as_bytes());
-        B64.encode([sealed.nonce.as_slice(), &sealed.ciphertext].concat())
+        let cipher = self.keys.delivery.cipher();
+        B64.encode(seal::seal_joined(
+            &cipher,
+            &reset_aad(user_id),
+            token.as_bytes(),
+        ))
     }
 
     /// The token [`Vault::seal_reset_token`] sealed for user `user_id`.
     pub fn open_reset_token(&self, user_id: &str, delivery: &str) -> Result<String, SealError> {
         let bytes = B64.decode(delivery).map_err(|_| SealError::Forged)?;
-        if bytes.len() < 12 {
-            return Err(SealError::Forged);
-        }
-        let (nonce, ciphertext) = bytes.split_at(12);
-        let sealed = SealedBytes {
-            nonce: nonce
-                .try_into()
-                .unwrap_or_else(|_| unreachable!("12 bytes")),
-            ciphertext: ciphertext.to_vec(),
-        };
-        let token = open(&self.keys.delivery, &reset_aad(user_id), &sealed)?;
+        let cipher = self.keys.delivery.cipher();
+        let token = seal::open_joined(&cipher, &reset_aad(user_id), &bytes)
+            .map(zeroize::Zeroizing::new)
+            .ok_or(SealError::Forged)?;
         String::from_utf8(token.to_vec()).map_err(|_| SealError::Forged)
     }
 
@@ -244,7 +240,7 @@ pub struct StorageSealer {
 impl StorageSealer {
     fn new(keys: &DataKeys) -> Self {
         Self {
-            cipher: Aes256Gcm::new(aes_gcm::Key::<Aes256Gcm>::from_slice(keys.storage.bytes())),
+            cipher: keys.storage.cipher(),
             index: <Hmac<Sha256> as Mac>::new_from_slice(keys.index.bytes())
                 .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length")),
         }
@@ -253,34 +249,11 @@ impl StorageSealer {
 
 impl ecommerce_storage::Sealer for StorageSealer {
     fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-        let ciphertext = self
-            .cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .unwrap_or_else(|_| unreachable!("AES-GCM seals any message under 64 GiB"));
-        [nonce.as_slice(), &ciphertext].concat()
+        seal::seal_joined(&self.cipher, aad, plaintext)
     }
 
     fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
-        if sealed.len() < 12 + 16 {
-            return None;
-        }
-        let (nonce, ciphertext) = sealed.split_at(12);
-        self.cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad,
-                },
-            )
-            .ok()
+        seal::open_joined(&self.cipher, aad, sealed)
     }
 
     fn blind(&self, table: &str, key: &[u8]) -> Vec<u8> {
@@ -345,4 +318,111 @@ pub fn load_kek(settings: &Settings, data_dir: &Path) -> Result<Kek, KekError> {
         );
     }
     Kek::read(&path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ecommerce_storage::{Durability, Storage, StorageOptions};
+
+    fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                found.extend(files_holding(&path, needle));
+            } else if std::fs::read(&path)
+                .unwrap_or_default()
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                found.push(path);
+            }
+        }
+        found
+    }
+
+    /// A store written before encryption, its plaintext in SST files and the
+    /// WAL, holds none of it after sealing in place, and reads back.
+    #[test]
+    fn sealing_a_plaintext_store_leaves_no_plaintext_in_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let tables = ["users", "users_by_email"];
+        let marker = b"ann.marker@example.test";
+        {
+            let storage = Storage::open(dir.path(), &tables, &StorageOptions::default()).unwrap();
+            let mut batch = storage.batch();
+            batch.put("users", b"u1", marker).unwrap();
+            batch.put("users_by_email", marker, b"u1").unwrap();
+            storage.write(batch, Durability::Sync).unwrap();
+            storage.compact_all().unwrap();
+            let mut batch = storage.batch();
+            batch.put("users", b"u2", marker).unwrap();
+            storage.write(batch, Durability::Sync).unwrap();
+            assert!(!files_holding(dir.path(), marker).is_empty());
+        }
+        let storage = Storage::open(dir.path(), &tables, &StorageOptions::default()).unwrap();
+        let sealer = Arc::new(StorageSealer::new(&DataKeys::generate()));
+        let done = storage
+            .seal_at_rest(sealer.clone(), &["users_by_email"])
+            .unwrap();
+        assert_eq!(done.sealed, 3);
+        drop(storage);
+        // Opened again (as the node does after sealing), and still readable.
+        let storage = Storage::open(dir.path(), &tables, &StorageOptions::default()).unwrap();
+        assert!(
+            storage
+                .seal_at_rest(sealer, &["users_by_email"])
+                .unwrap()
+                .already
+        );
+        assert_eq!(
+            storage.get("users", b"u2").unwrap().as_deref(),
+            Some(&marker[..])
+        );
+        assert_eq!(
+            storage.get("users_by_email", marker).unwrap().as_deref(),
+            Some(&b"u1"[..])
+        );
+        drop(storage);
+        let left = files_holding(dir.path(), marker);
+        assert!(left.is_empty(), "plaintext left in {left:?}");
+    }
+
+    #[test]
+    fn derived_signing_secrets_depend_on_key_id_salt_and_data_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let kek_file = dir.path().join("kek");
+        kek::append_new_version(&kek_file, None).unwrap();
+        let kek = Kek::read(&kek_file).unwrap();
+        DataKeys::generate()
+            .wrap(&kek, 1)
+            .unwrap()
+            .write(&dir.path().join(DATA_KEYS_FILE))
+            .unwrap();
+        let vault = Vault::open_offline(dir.path(), &kek_file).unwrap();
+        let a = vault.signing_secret("d1-a", &[1; 32]);
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, vec![1; 32], "the salt is not the secret");
+        assert_eq!(a, vault.signing_secret("d1-a", &[1; 32]));
+        assert_ne!(a, vault.signing_secret("d1-b", &[1; 32]));
+        assert_ne!(a, vault.signing_secret("d1-a", &[2; 32]));
+        let other = tempfile::tempdir().unwrap();
+        DataKeys::generate()
+            .wrap(&kek, 1)
+            .unwrap()
+            .write(&other.path().join(DATA_KEYS_FILE))
+            .unwrap();
+        let stranger = Vault::open_offline(other.path(), &kek_file).unwrap();
+        assert_ne!(a, stranger.signing_secret("d1-a", &[1; 32]));
+
+        let sealed = vault.seal_reset_token("u1", "the-token");
+        assert!(!sealed.contains("the-token"));
+        assert_eq!(vault.open_reset_token("u1", &sealed).unwrap(), "the-token");
+        assert!(
+            vault.open_reset_token("u2", &sealed).is_err(),
+            "bound to its user"
+        );
+        assert!(stranger.open_reset_token("u1", &sealed).is_err());
+    }
 }

@@ -28,7 +28,7 @@ impl DataKey {
         &self.0
     }
 
-    fn cipher(&self) -> Aes256Gcm {
+    pub(super) fn cipher(&self) -> Aes256Gcm {
         Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&*self.0))
     }
 }
@@ -130,21 +130,41 @@ fn seal_with(cipher: &Aes256Gcm, aad: &[u8], plaintext: &[u8]) -> SealedBytes {
     }
 }
 
+fn decrypt(cipher: &Aes256Gcm, nonce: &[u8], ciphertext: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+    cipher
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
+        .ok()
+}
+
 fn open_with(
     cipher: &Aes256Gcm,
     aad: &[u8],
     sealed: &SealedBytes,
 ) -> Result<Zeroizing<Vec<u8>>, SealError> {
-    cipher
-        .decrypt(
-            Nonce::from_slice(&sealed.nonce),
-            Payload {
-                msg: &sealed.ciphertext,
-                aad,
-            },
-        )
+    decrypt(cipher, &sealed.nonce, &sealed.ciphertext, aad)
         .map(Zeroizing::new)
-        .map_err(|_| SealError::Forged)
+        .ok_or(SealError::Forged)
+}
+
+/// [`seal`] as one byte string: the nonce, then the ciphertext and tag.
+pub(super) fn seal_joined(cipher: &Aes256Gcm, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    let sealed = seal_with(cipher, aad, plaintext);
+    [sealed.nonce.as_slice(), &sealed.ciphertext].concat()
+}
+
+/// Opens what [`seal_joined`] made; `None` when it does not open.
+pub(super) fn open_joined(cipher: &Aes256Gcm, aad: &[u8], joined: &[u8]) -> Option<Vec<u8>> {
+    if joined.len() < 12 + 16 {
+        return None;
+    }
+    let (nonce, ciphertext) = joined.split_at(12);
+    decrypt(cipher, nonce, ciphertext, aad)
 }
 
 #[cfg(test)]

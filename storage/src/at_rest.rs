@@ -130,8 +130,10 @@ impl Storage {
     /// `sealer`, and blinds the keys of `blind_tables` (read only by exact
     /// key). Seals in place whatever is still plain text (a database from
     /// before encryption, or an interrupted earlier run), then compacts every
-    /// file so that no plaintext stays on disk. Call it once, before the
-    /// storage is used.
+    /// file. Call it once, before the storage is used; when it sealed
+    /// anything, close and open the storage again before use: RocksDB then
+    /// starts a new MANIFEST (the old one names the plain keys that bounded
+    /// the old files) and deletes the write-ahead logs of before.
     pub fn seal_at_rest(
         &self,
         sealer: Arc<dyn Sealer>,
@@ -202,6 +204,8 @@ impl Storage {
             self.db
                 .compact_range_cf_opt(handle, None::<&[u8]>, None::<&[u8]>, &options);
         }
+        // The default column family holds the marker.
+        self.db.flush()?;
         self.db.flush_wal(true)?;
         Ok(())
     }

@@ -306,3 +306,83 @@ async fn kek_rotation_under_write_load_fails_no_request() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `ecommerce serve` for node `id` on `data_dir` with the cluster's
+/// certificates and KEK file `kek`, expected to refuse to start: its stderr.
+async fn refused_start(
+    id: u64,
+    data_dir: &Path,
+    certs: &Path,
+    kek: &Path,
+    join: Option<String>,
+) -> String {
+    let free = || crate::harness::free_addr().to_string();
+    let mut args = vec![
+        "serve".to_string(),
+        "--node-id".into(),
+        id.to_string(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--http-addr".into(),
+        free(),
+        "--grpc-addr".into(),
+        free(),
+        "--peer-addr".into(),
+        free(),
+        "--certs".into(),
+        certs.display().to_string(),
+        "--kek-file".into(),
+        kek.display().to_string(),
+    ];
+    if let Some(join) = join {
+        args.extend(["--join".into(), join]);
+    }
+    let out = run_cli(args).await;
+    assert!(!out.status.success(), "the node started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn a_node_without_its_kek_version_or_with_another_kek_refuses_to_start() {
+    let mut cluster = Cluster::start(1).await;
+    let certs = cluster.kit_certs().dir().to_path_buf();
+    let kek = cluster.kit_certs().kek_file();
+    let old_kek = std::fs::read_to_string(&kek).unwrap();
+    let added = cluster
+        .kit_certs()
+        .generate_kek()
+        .expect("a new KEK version");
+    rotate_kek(&cluster, added).await;
+
+    // Restarted with a KEK file that lost the version its data keys need.
+    cluster.kill_all();
+    let work = tempfile::tempdir().expect("temp dir");
+    let stale = work.path().join("stale-kek");
+    std::fs::write(&stale, &old_kek).unwrap();
+    std::fs::set_permissions(&stale, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let data = cluster.node(1).data_dir();
+    let stderr = refused_start(1, &data, &certs, &stale, None).await;
+    assert!(
+        stderr.contains(&format!("KEK version {added}")),
+        "the refusal names the missing version: {stderr}"
+    );
+
+    // A new node whose KEK holds other bytes cannot join: the data keys it
+    // fetches do not open.
+    cluster.restart(1).await;
+    cluster.issue_cert(2);
+    let foreign = work.path().join("foreign-kek");
+    ecommerce::vault::kek::append_new_version(&foreign, Some(added)).unwrap();
+    let stderr = refused_start(
+        2,
+        &work.path().join("n2"),
+        &certs,
+        &foreign,
+        Some(cluster.node(1).peer_addr().to_string()),
+    )
+    .await;
+    assert!(
+        stderr.contains(&format!("do not open with KEK version {added}")),
+        "{stderr}"
+    );
+}
