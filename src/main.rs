@@ -52,6 +52,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(ecommerce_cli::run_keys(command))
         }
         Command::Keys(KeysCommand::GenerateKek { file, version }) => generate_kek(&file, version),
+        Command::Keys(KeysCommand::InitDataKeys { data_dir, kek_file }) => {
+            let path = ecommerce::vault::init_data_keys(&data_dir, &kek_file)?;
+            println!(
+                "made the cluster's data keys in {}: copy this file into every other node's \
+                 data directory (same path) before starting it",
+                path.display()
+            );
+            Ok(())
+        }
     }
 }
 

@@ -122,18 +122,25 @@ async fn open_vault(
     let file = match KeyFile::read(&path)? {
         Some(file) => file,
         None => {
+            // A store written before encryption, of a cluster of this node
+            // alone: it makes the keys. Any other node must share a
+            // member's, or it could not read what they send it.
+            let lone_upgrade = || -> anyhow::Result<bool> {
+                Ok(!storage.is_sealed_at_rest()?
+                    && ecommerce_raft::stored_members(storage)?
+                        .iter()
+                        .all(|id| *id == settings.node_id))
+            };
             let file = match &settings.join {
                 Some(member) if fresh => fetch_key_file(peer_tls, member).await?,
-                _ if (fresh && settings.join.is_none())
-                    || (!storage.is_sealed_at_rest()?
-                        && crate::vault::serves_loopback_only(settings)) =>
-                {
-                    DataKeys::generate().wrap(&kek, kek.current())?
-                }
+                None if fresh => DataKeys::generate().wrap(&kek, kek.current())?,
+                _ if !fresh && lone_upgrade()? => DataKeys::generate().wrap(&kek, kek.current())?,
                 _ => bail!(
                     "{} is missing: every node of a cluster needs the same data keys; copy the \
-                     file from another member (or, for a node that joins, start it on an \
-                     empty data directory with --join)",
+                     file from another member (a cluster upgraded from a release without \
+                     encryption at rest: make it once with `ecommerce keys init-data-keys` and \
+                     copy it to every node; a node that joins: start it on an empty data \
+                     directory with --join)",
                     path.display()
                 ),
             };

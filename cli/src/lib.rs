@@ -458,6 +458,18 @@ pub enum KeysCommand {
         #[arg(long, value_name = "N")]
         version: Option<u32>,
     },
+    /// Make the cluster's data keys in DATA_DIR/keys/data-keys, wrapped by the newest
+    /// version of the KEK file: for upgrading a cluster whose data predates encryption at
+    /// rest (run it for one node, then copy the file to every other node's data directory
+    /// before starting them).
+    InitDataKeys {
+        /// The node's data directory.
+        #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+        data_dir: PathBuf,
+        /// The KEK file (storage.kek_file).
+        #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+        kek_file: PathBuf,
+    },
     #[command(flatten)]
     Online(KeysOnline),
 }

@@ -42,7 +42,7 @@ pub use node::{ClusterStatus, MemberStatus, MembershipOp, NodeOptions, RaftNode,
 pub use restore::restore_into;
 pub use service::{BlobSource, BlobStream, KeySource, RaftGrpc};
 pub use snapshot_store::reseal_current_snapshot;
-pub use state_machine::{state_digest, write_snapshot, StateMachine};
+pub use state_machine::{state_digest, stored_members, write_snapshot, StateMachine};
 pub use store_adapter::Reader;
 pub use types::{NodeId, NodeInfo};
 

@@ -266,6 +266,24 @@ impl ecommerce_storage::Sealer for StorageSealer {
     }
 }
 
+/// `ecommerce keys init-data-keys`: new data keys in `data_dir`, wrapped by
+/// the newest version of `kek_file`; refused when the node has some.
+pub fn init_data_keys(data_dir: &Path, kek_file: &Path) -> Result<PathBuf, RotateError> {
+    let kek = Kek::read(kek_file)?;
+    let path = data_dir.join(DATA_KEYS_FILE);
+    if path.exists() {
+        return Err(KeysError::Format {
+            path: path.display().to_string(),
+            reason: "this node has data keys already".into(),
+        }
+        .into());
+    }
+    DataKeys::generate()
+        .wrap(&kek, kek.current())?
+        .write(&path)?;
+    Ok(path)
+}
+
 /// The prefix of the id of a signing key whose secret is derived
 /// ([`Vault::signing_secret`]); what it stores is a salt.
 pub const DERIVED_KID_PREFIX: &str = "d1-";
