@@ -35,7 +35,13 @@ impl Certs {
         }
         run_certs(bin, &args)?;
         let certs = Certs::open(bin, dir);
-        certs.generate_kek()?;
+        match certs.generate_kek() {
+            Ok(_) => {}
+            // A binary from before encryption at rest (a benchmark's
+            // baseline): its nodes take no KEK.
+            Err(e) if format!("{e:#}").contains("unrecognized subcommand") => {}
+            Err(e) => return Err(e),
+        }
         Ok(certs)
     }
 
