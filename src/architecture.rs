@@ -196,6 +196,36 @@ fn derived_state_proposes_nothing() {
     assert!(found.is_empty(), "{found:#?}");
 }
 
+/// Key material is handled in one place: no file outside `src/vault/`
+/// names a cipher or a MAC, and no crate below the node does (the storage
+/// seals through the `Sealer` the node gives it).
+#[test]
+fn only_the_vault_touches_key_material() {
+    let words = [
+        concat!("aes", "_gcm"),
+        concat!("hm", "ac::"),
+        concat!("Ke", "k::"),
+    ];
+    let found = offenders(
+        &[
+            "src/api",
+            "src/app",
+            "src/auth",
+            "src/grpc",
+            "src/media",
+            "src/search",
+            "src/payments",
+            "src/projections",
+            "domains/src",
+            "storage/src",
+            "raft/src",
+        ],
+        &words,
+        |_| false,
+    );
+    assert!(found.is_empty(), "{found:#?}");
+}
+
 /// A panic while applying one envelope is caught (`catch_unwind`) and
 /// refuses that envelope only; that needs panics to unwind in every profile.
 #[test]

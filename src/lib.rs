@@ -19,6 +19,7 @@ mod serve;
 pub mod startup;
 pub mod telemetry;
 pub mod tls;
+pub mod vault;
 pub mod workers;
 
 pub use startup::Application;

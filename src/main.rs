@@ -2,9 +2,11 @@
 
 use anyhow::Context;
 use clap::Parser;
-use ecommerce::config::{Overrides, PeerTlsOverrides, RaftOverrides, Settings, TlsOverrides};
+use ecommerce::config::{
+    Overrides, PeerTlsOverrides, RaftOverrides, Settings, StorageOverrides, TlsOverrides,
+};
 use ecommerce::{startup, telemetry, Application};
-use ecommerce_cli::{CertsCommand, Cli, Command, ServeArgs};
+use ecommerce_cli::{CertsCommand, Cli, Command, KeysCommand, ServeArgs};
 
 /// jemalloc, not glibc's malloc: under load glibc keeps what each thread's
 /// arena once held (RSS only grows); jemalloc's background threads return
@@ -37,10 +39,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 http_addr: args.http_addr,
                 peer_addr: args.peer_addr,
             };
-            ecommerce::restore::restore(&args.file, &args.data_dir, args.node_id, info)
+            ecommerce::restore::restore(
+                &args.file,
+                &args.data_dir,
+                args.node_id,
+                info,
+                args.kek_file.as_deref(),
+            )
         }
         Command::Certs(command) => certs(command),
+        Command::Keys(KeysCommand::Online(command)) => {
+            runtime.block_on(ecommerce_cli::run_keys(command))
+        }
+        Command::Keys(KeysCommand::GenerateKek { file, version }) => generate_kek(&file, version),
+        Command::Keys(KeysCommand::InitDataKeys { data_dir, kek_file }) => {
+            let path = ecommerce::vault::init_data_keys(&data_dir, &kek_file)?;
+            println!(
+                "made the cluster's data keys in {}: copy this file into every other node's \
+                 data directory (same path) before starting it",
+                path.display()
+            );
+            Ok(())
+        }
     }
+}
+
+/// `ecommerce keys generate-kek`: adds a random version to a KEK file.
+fn generate_kek(file: &std::path::Path, version: Option<u32>) -> anyhow::Result<()> {
+    let version = ecommerce::vault::kek::append_new_version(file, version)?;
+    println!(
+        "added KEK version {version} to {}: give the same file to every node (storage.kek_file), \
+         then `ecommerce keys rotate-kek --to {version}`; keep a copy apart from the backups",
+        file.display()
+    );
+    Ok(())
 }
 
 fn certs(command: CertsCommand) -> anyhow::Result<()> {
@@ -101,6 +133,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }),
         raft: args.snapshot_logs.map(|n| RaftOverrides {
             snapshot_logs: Some(n),
+        }),
+        storage: args.kek_file.map(|file| StorageOverrides {
+            kek_file: Some(file),
         }),
     };
     let settings =

@@ -104,6 +104,74 @@ fn peer_credentials(settings: &Settings, identity: &Identity) -> anyhow::Result<
         .context("loading this node's peer certificate")
 }
 
+/// This node's keys: the KEK (`storage.kek_file`), and the cluster's data
+/// keys from `<data_dir>/keys/data-keys`; a node that starts a cluster makes
+/// them, a node that joins one fetches them (wrapped) from the member it
+/// joins through.
+async fn open_vault(
+    settings: &Settings,
+    data_dir: &std::path::Path,
+    fresh: bool,
+    storage: &Storage,
+    peer_tls: &PeerTls,
+) -> anyhow::Result<crate::vault::Vault> {
+    use crate::vault::{DataKeys, KeyFile, Vault, DATA_KEYS_FILE};
+    let kek = crate::vault::load_kek(settings, data_dir)?;
+    tracing::info!(versions = ?kek.versions(), "KEK loaded");
+    let path = data_dir.join(DATA_KEYS_FILE);
+    let file = match KeyFile::read(&path)? {
+        Some(file) => file,
+        None => {
+            // A store written before encryption, of a cluster of this node
+            // alone: it makes the keys. Any other node must share a
+            // member's, or it could not read what they send it.
+            let lone_upgrade = || -> anyhow::Result<bool> {
+                Ok(!storage.is_sealed_at_rest()?
+                    && ecommerce_raft::stored_members(storage)?
+                        .iter()
+                        .all(|id| *id == settings.node_id))
+            };
+            let file = match &settings.join {
+                Some(member) if fresh => fetch_key_file(peer_tls, member).await?,
+                None if fresh => DataKeys::generate().wrap(&kek, kek.current())?,
+                _ if !fresh && lone_upgrade()? => DataKeys::generate().wrap(&kek, kek.current())?,
+                _ => bail!(
+                    "{} is missing: every node of a cluster needs the same data keys; copy the \
+                     file from another member (a cluster upgraded from a release without \
+                     encryption at rest: make it once with `ecommerce keys init-data-keys` and \
+                     copy it to every node; a node that joins: start it on an empty data \
+                     directory with --join)",
+                    path.display()
+                ),
+            };
+            file.write(&path)?;
+            file
+        }
+    };
+    Ok(Vault::open(settings, data_dir, kek, file)?)
+}
+
+/// The cluster's wrapped data keys from the member at `member`, retried
+/// while it starts.
+async fn fetch_key_file(peer_tls: &PeerTls, member: &str) -> anyhow::Result<crate::vault::KeyFile> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match ecommerce_raft::fetch_keys(peer_tls.clone(), member).await {
+            Ok(bytes) => {
+                return Ok(crate::vault::KeyFile::parse(&bytes, member)?);
+            }
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, %member, "fetching the data keys failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("fetching the cluster's data keys from {member}")))
+            }
+        }
+    }
+}
+
 /// Connections the kernel may hold for a listener before it accepts them
 /// (capped by `net.core.somaxconn`). `TcpListener::bind` asks for 128, which
 /// a burst of new clients overflows: their SYNs are dropped and retried
@@ -187,12 +255,35 @@ impl Application {
             write_buffer_bytes: settings.storage.write_buffer_mb << 20,
             memtable_budget_bytes: settings.storage.memtable_budget_mb << 20,
         };
-        let storage = Storage::open(
-            &data_dir.join("db"),
-            ecommerce_domains::TABLES,
-            &storage_options,
-        )
-        .with_context(|| format!("opening the database in {}", data_dir.display()))?;
+        let open_storage = || {
+            Storage::open(
+                &data_dir.join("db"),
+                ecommerce_domains::TABLES,
+                &storage_options,
+            )
+            .with_context(|| format!("opening the database in {}", data_dir.display()))
+        };
+        let mut storage = open_storage()?;
+        let vault = Arc::new(open_vault(&settings, &data_dir, fresh, &storage, &peer_tls).await?);
+        let seal = |storage: &Storage| {
+            storage
+                .seal_at_rest(vault.sealer(), ecommerce_domains::BLIND_TABLES)
+                .context("sealing the database at rest")
+        };
+        let migration = seal(&storage)?;
+        if migration.sealed > 0 {
+            tracing::warn!(
+                values = migration.sealed,
+                "sealed a database written before encryption at rest; take new backups and \
+                 destroy the old ones, which hold the data in plain text"
+            );
+            ecommerce_raft::reseal_current_snapshot(&storage, &data_dir.join("snapshots"))
+                .context("sealing the current snapshot")?;
+            // Reopened, RocksDB writes a new MANIFEST and drops the old logs.
+            drop(storage);
+            storage = open_storage()?;
+            seal(&storage)?;
+        }
         let disk = Arc::new(DiskWatch::new(
             &data_dir,
             settings.storage.min_free_bytes,
@@ -254,6 +345,7 @@ impl Application {
                 }),
                 guest_limits: crate::auth::limits::GuestLimits::new(&settings.commerce),
                 disk: disk.clone(),
+                vault: vault.clone(),
                 trusted_proxies: settings.http.trusted_proxy_networks()?,
             },
         );
@@ -360,9 +452,11 @@ impl Application {
         // The peer protocol: mutual TLS, the cluster CA as the only root a
         // client certificate may chain to; `RaftGrpc` then checks that the
         // certificate names a member.
-        let peer_service = RaftGrpc::new(self.node.clone()).with_blobs(Arc::new(
-            crate::media::PeerBlobs(self.state.media.blobs.clone()),
-        ));
+        let peer_service = RaftGrpc::new(self.node.clone())
+            .with_blobs(Arc::new(crate::media::PeerBlobs(
+                self.state.media.blobs.clone(),
+            )))
+            .with_keys(self.state.vault.clone());
         let peer_tls = ServerTlsConfig::new()
             .identity(TlsIdentity::from_pem(
                 &self.peer_tls.cert_pem,

@@ -142,7 +142,8 @@ async fn login(http: &reqwest::Client, base: &str, email: &str) -> anyhow::Resul
     }
 }
 
-fn password(email: &str) -> String {
+/// The bench's password of account `email`.
+pub fn password(email: &str) -> String {
     format!("bench-password-{email}")
 }
 
@@ -161,6 +162,11 @@ pub async fn admin_token(http: &reqwest::Client, base: &str) -> anyhow::Result<S
     login(http, base, email).await
 }
 
+/// The e-mail address of bench customer `i`.
+pub fn customer_email(i: usize) -> String {
+    format!("customer{i}@bench.invalid")
+}
+
 /// Registers customers `0..n` and signs each in on `urls[i % urls.len()]`
 /// (the node its benchmark client will talk to), `concurrency` at a time;
 /// returns their tokens.
@@ -173,7 +179,7 @@ pub async fn customer_tokens(
     futures::stream::iter(0..n)
         .map(|i| async move {
             let base = &urls[i % urls.len()];
-            let email = format!("customer{i}@bench.invalid");
+            let email = customer_email(i);
             send(
                 http.post(format!("{base}/auth/register")).json(&json!({
                     "email": email, "password": password(&email), "name": format!("Customer {i}")

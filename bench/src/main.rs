@@ -28,6 +28,7 @@ mod cluster;
 mod figures;
 mod limits;
 mod load;
+mod login;
 mod plot;
 mod postgres;
 mod reads;
@@ -136,6 +137,10 @@ struct PlanArgs {
     /// Seconds measured per read step [default: 10; smoke: 1].
     #[arg(long)]
     read_secs: Option<u64>,
+    /// Seconds of the login step (the largest client count, after the
+    /// checkout) [default: 10; smoke: 1].
+    #[arg(long)]
+    login_secs: Option<u64>,
     /// Seconds of unmeasured load before each step [default: 3; smoke: 0].
     #[arg(long)]
     warmup_secs: Option<u64>,
@@ -163,6 +168,7 @@ impl PlanArgs {
             clients: None,
             checkout_secs: None,
             read_secs: None,
+            login_secs: None,
             warmup_secs: None,
             postgres: None,
             no_postgres: true,
@@ -176,6 +182,8 @@ pub struct Plan {
     pub smoke: bool,
     pub clients: Vec<usize>,
     pub checkout_time: Duration,
+    /// Duration of the login step.
+    pub login_time: Duration,
     pub read_time: Duration,
     pub warmup: Duration,
     pub products: usize,
@@ -204,6 +212,7 @@ impl PlanArgs {
             }),
             checkout_time: secs(self.checkout_secs, 20, 2),
             read_time: secs(self.read_secs, 10, 1),
+            login_time: secs(self.login_secs, 10, 1),
             warmup: secs(self.warmup_secs, 3, 0),
             products: self.common.products.unwrap_or(pick(100_000, 200) as usize),
             skus: self.common.skus.unwrap_or(pick(10_000, 50) as usize),
@@ -334,7 +343,20 @@ async fn run(
             "registered and signed in {max_clients} customers in {:.1} s",
             started.elapsed().as_secs_f64()
         );
-        Some(checkout::measure(&http, &mut cluster, &leader, &tokens, plan, &mut memory).await?)
+        let steps =
+            checkout::measure(&http, &mut cluster, &leader, &tokens, plan, &mut memory).await?;
+        if !plan.login_time.is_zero() {
+            let step = login::measure(&http, &cluster.urls(), max_clients, plan.login_time).await;
+            let series = step.rec.get("login");
+            println!(
+                "  ours, {max_clients} clients: {} logins/s, p50 {} ms, p99 {} ms, errors {}",
+                report::rate(step.rate("login")),
+                series.map_or(0.0, |s| s.at(0.5) as f64 / 1000.0),
+                series.map_or(0.0, |s| s.at(0.99) as f64 / 1000.0),
+                series.map_or_else(|| "0".into(), |s| s.errors_text()),
+            );
+        }
+        Some(steps)
     } else {
         None
     };

@@ -14,6 +14,7 @@ pub mod backup;
 pub mod catalog;
 mod client;
 pub mod cluster;
+pub mod keys;
 #[cfg(test)]
 mod testing;
 pub mod user;
@@ -22,6 +23,7 @@ pub use backup::run_backup;
 pub use catalog::run_catalog;
 pub use client::ApiError;
 pub use cluster::run_cluster;
+pub use keys::run_keys;
 pub use user::run_user;
 
 /// Default REST address of the node that operator commands talk to.
@@ -99,6 +101,15 @@ pub enum Command {
     )]
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Manage the key-encryption key (KEK) that wraps the data keys (offline).
+    #[command(long_about = "Manage the key-encryption key (offline).\n\n\
+            `keys generate-kek --file kek` appends a new random 32-byte key version to FILE \
+            (creating it readable by its owner only): one `<version> <base64 key>` per line. \
+            Every node of a cluster needs the same file (storage.kek_file); keep a copy with \
+            the backups' keeper, apart from the backups: without the KEK version that wrapped \
+            them, backups cannot be read.")]
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Manage user accounts through a running node (e.g. bootstrap the first admin).
     #[command(long_about = "Manage user accounts through a running node.\n\n\
             `user create --email E --role admin` bootstraps the first admin: the request \
@@ -242,6 +253,13 @@ pub struct ServeArgs {
     /// `ca.pem`, `node-<id>.pem`, `node-<id>.key`.
     #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub certs: Option<PathBuf>,
+
+    /// The key-encryption key file (`ecommerce keys generate-kek`), the same on every node:
+    /// it wraps the data keys that seal everything stored. Without it, a node that serves
+    /// only loopback addresses and joins nobody makes one in DATA_DIR/keys/kek; any other
+    /// node refuses to start.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub kek_file: Option<PathBuf>,
 
     /// Certificate chain (PEM) for HTTPS and TLS gRPC to clients.
     #[arg(long, value_name = "FILE", requires = "tls_key", value_hint = ValueHint::FilePath)]
@@ -419,6 +437,62 @@ pub struct RestoreArgs {
     /// Peer address the node will be advertised at.
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:50052")]
     pub peer_addr: String,
+
+    /// The KEK file the backup was made under (it must hold the backup's KEK version). The
+    /// restored data keys are wrapped under its newest version, and it is copied to
+    /// DATA_DIR/keys/kek, where the restored lone node finds it (give the node
+    /// storage.kek_file instead, and delete that copy, to keep the KEK apart from the data).
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub kek_file: Option<PathBuf>,
+}
+
+/// Subcommands of `ecommerce keys`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Append a new random KEK version to FILE (created 0600 if missing).
+    GenerateKek {
+        /// The KEK file (storage.kek_file).
+        #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+        file: PathBuf,
+        /// The version to add; the highest present plus one by default.
+        #[arg(long, value_name = "N")]
+        version: Option<u32>,
+    },
+    /// Make the cluster's data keys in DATA_DIR/keys/data-keys, wrapped by the newest
+    /// version of the KEK file: for upgrading a cluster whose data predates encryption at
+    /// rest (run it for one node, then copy the file to every other node's data directory
+    /// before starting them).
+    InitDataKeys {
+        /// The node's data directory.
+        #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+        data_dir: PathBuf,
+        /// The KEK file (storage.kek_file).
+        #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+        kek_file: PathBuf,
+    },
+    #[command(flatten)]
+    Online(KeysOnline),
+}
+
+/// `ecommerce keys` commands sent to running nodes.
+#[derive(Debug, Subcommand)]
+pub enum KeysOnline {
+    /// Show, for every member, which KEK version wraps its data keys and which versions
+    /// its KEK file holds.
+    Status {
+        #[command(flatten)]
+        node: NodeOpts,
+    },
+    /// Rewrap every member's data keys under KEK version N (online; no stored value
+    /// changes). Add version N to every node's KEK file first: the command checks that every
+    /// member holds it before it changes anything.
+    RotateKek {
+        /// The KEK version to rotate to.
+        #[arg(long, value_name = "N")]
+        to: u32,
+        #[command(flatten)]
+        node: NodeOpts,
+    },
 }
 
 /// Subcommands of `ecommerce certs`.

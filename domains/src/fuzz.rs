@@ -245,7 +245,7 @@ fn seeds() -> Vec<Command> {
     ];
     // The checkout: its version is its position, counted from 1.
     let order_id = c.len() as u64 + 1;
-    c.extend::<[Command; 20]>([
+    c.extend::<[Command; 21]>([
         OrderCommand::Checkout {
             actor: customer(),
             cart: user.clone(),
@@ -331,6 +331,13 @@ fn seeds() -> Vec<Command> {
             user_id: "u1".into(),
             token_hash: "r1".into(),
             token: Secret("token".into()),
+            ttl_ms: 60_000,
+        }
+        .into(),
+        UserCommand::IssuePasswordReset {
+            user_id: "u1".into(),
+            token_hash: "r2".into(),
+            delivery: "sealed".into(),
             ttl_ms: 60_000,
         }
         .into(),

@@ -89,6 +89,11 @@ pub const TABLES: &[&str] = &[
     media::MEDIA_USAGE,
 ];
 
+/// Tables read only by exact key whose keys are personal data (e-mail
+/// addresses, a provider's subject): the storage stores a keyed hash of each
+/// key instead (a blind index), and refuses range reads of them.
+pub const BLIND_TABLES: &[&str] = &[users::USERS_BY_EMAIL, users::SOCIAL_LINKS];
+
 /// Applies one command. Writes go to `store`; when the command is refused
 /// ([`ApplyError::Refused`]) the caller takes back what it wrote (see
 /// [`command::apply_command`], which every replica goes through).

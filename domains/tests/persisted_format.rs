@@ -463,6 +463,12 @@ fn user_commands() -> Vec<Sample> {
             ttl_ms: 86_400_000,
         },
         ExpireAuth => UserCommand::ExpireAuth,
+        IssuePasswordReset => UserCommand::IssuePasswordReset {
+            user_id: user_id(),
+            token_hash: digest('e'),
+            delivery: "sealed-token".into(),
+            ttl_ms: 3_600_000,
+        },
     })
 }
 
@@ -635,6 +641,11 @@ fn user_events() -> Vec<Sample> {
         SocialIdentityLinked => UserEvent::SocialIdentityLinked {
             user_id: user_id(),
             provider: "google".into(),
+        },
+        PasswordResetIssued => UserEvent::PasswordResetIssued {
+            user_id: user_id(),
+            delivery: "sealed-token".into(),
+            expires_ms: NOW + 3_600_000,
         },
     })
 }

@@ -534,7 +534,7 @@ async fn main_inner(cli: Cli) -> anyhow::Result<bool> {
             if short {
                 common.nodes = 3;
                 duration = 75;
-                faults = vec![Fault::Kill, Fault::Pause, Fault::Partition];
+                faults = vec![Fault::Kill, Fault::Pause, Fault::Partition, Fault::Rekey];
                 schedule = Schedule {
                     gap: (2.0, 5.0),
                     hold: (3.0, 8.0),

@@ -38,6 +38,9 @@ pub enum Fault {
     /// second (cgroup blkio: every fsync crawls) and its link rate-limited
     /// (tc tbf).
     Slow,
+    /// Rotate the KEK online: add a version to the cluster's KEK file and
+    /// have every running node rewrap its data keys under it.
+    Rekey,
 }
 
 impl Fault {
@@ -49,6 +52,7 @@ impl Fault {
             Fault::Member => "member",
             Fault::Clock => "clock",
             Fault::Slow => "slow",
+            Fault::Rekey => "rekey",
         }
     }
 }
@@ -226,6 +230,50 @@ impl Nemesis {
                 healed
             }
             Fault::Member => self.member(hold).await,
+            Fault::Rekey => self.rekey().await,
+        }
+    }
+
+    /// A KEK rotation through the operator's route, on every running node
+    /// (one that is down or paused keeps the old version, which its KEK file
+    /// still holds).
+    async fn rekey(&mut self) -> anyhow::Result<()> {
+        let (version, urls) = {
+            let c = self.cluster.lock().await;
+            let version = c.kit.certs().generate_kek()?;
+            let urls: Vec<(usize, String)> = c
+                .slots()
+                .filter(|(_, n)| n.is_running() && !n.is_paused())
+                .map(|(slot, n)| (slot, n.url()))
+                .collect();
+            (version, urls)
+        };
+        let value = json!({"to": version});
+        let p = self.rec.invoke("nemesis", "rekey", None, value.clone());
+        let operator = crate::auth::operator_header();
+        let mut failed = Vec::new();
+        for (slot, url) in urls {
+            let reply = self
+                .http
+                .post(format!("{url}/node/keys/rotate-kek"))
+                .header(operator.0, operator.1)
+                .json(&value)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await;
+            match reply {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => failed.push(format!("slot {slot}: {}", r.status())),
+                Err(e) => failed.push(format!("slot {slot}: {e}")),
+            }
+        }
+        if failed.is_empty() {
+            self.rec.complete(p, Kind::Ok, value, None);
+            Ok(())
+        } else {
+            let why = failed.join("; ");
+            self.rec.complete(p, Kind::Info, value, Some(why.clone()));
+            bail!("rekey: {why}")
         }
     }
 

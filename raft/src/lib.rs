@@ -36,11 +36,13 @@ pub mod proto {
 /// The data directory's free space, watched by the node (see `storage`).
 pub use ecommerce_storage::disk::DiskWatch;
 pub use log_store::LogStore;
+pub use membership::fetch_keys;
 pub use network::{Channels, Network, PeerTls};
 pub use node::{ClusterStatus, MemberStatus, MembershipOp, NodeOptions, RaftNode, Role};
 pub use restore::restore_into;
-pub use service::{BlobSource, BlobStream, RaftGrpc};
-pub use state_machine::{state_digest, write_snapshot, StateMachine};
+pub use service::{BlobSource, BlobStream, KeySource, RaftGrpc};
+pub use snapshot_store::reseal_current_snapshot;
+pub use state_machine::{state_digest, stored_members, write_snapshot, StateMachine};
 pub use store_adapter::Reader;
 pub use types::{NodeId, NodeInfo};
 

@@ -355,3 +355,21 @@ impl Drop for HeartbeatPause<'_> {
         self.0.runtime_config().heartbeat(true);
     }
 }
+
+/// On a node about to join: the cluster's wrapped data keys, from the
+/// member at `peer_addr`, before this node stores anything (it cannot seal
+/// a log entry without them).
+pub async fn fetch_keys(tls: crate::PeerTls, peer_addr: &str) -> Result<Vec<u8>> {
+    let channels = crate::Channels::new(tls);
+    let mut client = channels
+        .client(Peer::AnyMember, peer_addr)
+        .map_err(|e| Error::Rpc(crate::node::client_error(e)))?;
+    let mut request =
+        tonic::Request::new(crate::network::encode(&()).map_err(crate::node::status_error)?);
+    request.set_timeout(IDENTIFY_TIMEOUT);
+    let reply = client
+        .fetch_keys(request)
+        .await
+        .map_err(crate::node::status_error)?;
+    crate::network::decode(reply.get_ref()).map_err(crate::node::status_error)
+}

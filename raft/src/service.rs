@@ -33,12 +33,19 @@ pub trait BlobSource: Send + Sync + 'static {
 /// A blob's bytes, in chunks.
 pub type BlobStream = Pin<Box<dyn Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static>>;
 
+/// Where the peer service reads the cluster's data keys, wrapped by the
+/// KEK, for a node that joins: provided by the layer that holds them.
+pub trait KeySource: Send + Sync + 'static {
+    fn wrapped_keys(&self) -> Vec<u8>;
+}
+
 /// The gRPC service a node serves to its peers.
 #[derive(Clone)]
 pub struct RaftGrpc {
     node: Arc<RaftNode>,
     guard: PeerGuard,
     blobs: Option<Arc<dyn BlobSource>>,
+    keys: Option<Arc<dyn KeySource>>,
 }
 
 impl RaftGrpc {
@@ -50,7 +57,14 @@ impl RaftGrpc {
             node,
             guard,
             blobs: None,
+            keys: None,
         }
+    }
+
+    /// Serves `FetchKeys` from `keys`.
+    pub fn with_keys(mut self, keys: Arc<dyn KeySource>) -> Self {
+        self.keys = Some(keys);
+        self
     }
 
     /// Serves `FetchBlob` from `blobs`.
@@ -158,6 +172,16 @@ impl RaftService for RaftGrpc {
         let caller = self.admit(&request, Access::Cluster)?;
         let join: JoinRequest = decode(request.get_ref())?;
         reply(&self.node.join_local(caller.node_id, join).await)
+    }
+
+    async fn fetch_keys(&self, request: Request<Payload>) -> Reply {
+        // A node of this cluster that is joining is not a member yet.
+        self.admit(&request, Access::Cluster)?;
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or_else(|| Status::unimplemented("this node serves no keys"))?;
+        reply(&keys.wrapped_keys())
     }
 
     async fn fetch_blob(

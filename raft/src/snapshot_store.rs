@@ -84,3 +84,22 @@ impl SnapshotStore {
         Ok(true)
     }
 }
+
+/// Seals the records of the current snapshot in `dir` as `storage` stores
+/// them (after a database from before encryption at rest was sealed), so
+/// that no plaintext copy of the state stays in the snapshot directory.
+pub fn reseal_current_snapshot(
+    storage: &ecommerce_storage::Storage,
+    dir: &std::path::Path,
+) -> Result<(), ecommerce_storage::Error> {
+    let store = SnapshotStore::open(dir.to_path_buf())?;
+    let current = store.current_path();
+    if !current.exists() {
+        return Ok(());
+    }
+    let temp = store.temp_path("resealing");
+    storage.reseal_snapshot(&current, &temp)?;
+    std::fs::rename(&temp, &current)?;
+    store.sync_dir()?;
+    Ok(())
+}

@@ -484,6 +484,16 @@ pub fn write_snapshot(
     })
 }
 
+/// Every node of the membership the state machine last applied (voters and
+/// learners), read straight from `storage`; empty for a fresh store.
+pub fn stored_members(storage: &Storage) -> Result<Vec<crate::NodeId>, StorageError> {
+    let membership: StoredMembership = storage
+        .get_value(CF_SM_META, KEY_MEMBERSHIP)
+        .map_err(sm_read_err)?
+        .unwrap_or_default();
+    Ok(membership.membership().nodes().map(|(id, _)| *id).collect())
+}
+
 /// The last applied index and a SHA-256 (hex) of every state-machine table,
 /// both read from one consistent view: replicas that applied the same prefix of
 /// the log must answer the same pair. Blocks; call it off the async runtime.

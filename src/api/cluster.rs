@@ -190,6 +190,54 @@ pub async fn transfer_leader(
     .await
 }
 
+/// Which KEK version wraps this node's data keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeysDto {
+    /// The KEK version this node's data keys are wrapped under.
+    pub kek_version: u32,
+    /// The versions in this node's KEK file.
+    pub kek_versions: Vec<u32>,
+}
+
+impl From<crate::vault::KeysStatus> for KeysDto {
+    fn from(s: crate::vault::KeysStatus) -> Self {
+        Self {
+            kek_version: s.kek_version,
+            kek_versions: s.kek_versions,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RotateKekRequest {
+    /// The KEK version to wrap the data keys under (already in the KEK file).
+    pub to: u32,
+}
+
+/// This node's key status (each node keeps its own wrapped copy of the
+/// cluster's data keys).
+#[utoipa::path(get, path = "/node/keys", tag = "cluster",
+    responses((status = 200, body = KeysDto), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn keys(State(state): State<App>, Operator(_by): Operator) -> AppResult<Json<KeysDto>> {
+    Ok(Json(state.keys_status()?.into()))
+}
+
+/// Rewrap this node's data keys under another KEK version (a KEK rotation,
+/// online; no stored value changes). Repeating it is harmless.
+#[utoipa::path(post, path = "/node/keys/rotate-kek", tag = "cluster", request_body = RotateKekRequest,
+    responses((status = 200, body = KeysDto), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn rotate_kek(
+    State(state): State<App>,
+    Operator(_by): Operator,
+    AppJson(body): AppJson<RotateKekRequest>,
+) -> AppResult<Json<KeysDto>> {
+    let app = state.clone();
+    let status = tokio::task::spawn_blocking(move || app.rotate_kek(body.to))
+        .await
+        .map_err(AppError::internal)??;
+    Ok(Json(status.into()))
+}
+
 /// Stream a consistent snapshot of the whole state (a backup). It includes
 /// every write acknowledged before the request.
 #[utoipa::path(get, path = "/cluster/backup", tag = "cluster",

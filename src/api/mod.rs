@@ -250,6 +250,8 @@ pub fn router(state: App) -> Router {
     // the state's size. Concurrent digests share one computation (`DigestCache`).
     let whole_state = Router::new()
         .route("/cluster/backup", get(cluster::backup))
+        .route("/node/keys", get(cluster::keys))
+        .route("/node/keys/rotate-kek", post(cluster::rotate_kek))
         .route(
             "/cluster/digest",
             get(cluster::digest).layer(Extension(Arc::new(cluster::DigestCache::default()))),

@@ -23,7 +23,7 @@ use super::{
     ),
     paths(
         ops::health, ops::ready, ops::metrics,
-        cluster::status, cluster::add_learner, cluster::promote, cluster::remove, cluster::transfer_leader, cluster::backup, cluster::digest,
+        cluster::status, cluster::add_learner, cluster::promote, cluster::remove, cluster::transfer_leader, cluster::backup, cluster::digest, cluster::keys, cluster::rotate_kek,
         inventory::list_warehouses, inventory::get_warehouse, inventory::put_warehouse,
         inventory::get_stock, inventory::set_stock, inventory::adjust_stock,
         inventory::set_threshold, inventory::low_stock,

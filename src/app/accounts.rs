@@ -209,10 +209,11 @@ impl App {
                 return;
             };
             let token = tokens::random_token(32);
-            let command = UserCommand::RequestPasswordReset {
+            let delivery = app.vault.seal_reset_token(&user.id, &token);
+            let command = UserCommand::IssuePasswordReset {
                 user_id: user.id,
                 token_hash: tokens::digest(&token),
-                token: Secret(token),
+                delivery,
                 ttl_ms: app.auth.settings.reset_token_ttl_secs.saturating_mul(1000),
             };
             if let Err(e) = app.propose(command.into(), None).await {

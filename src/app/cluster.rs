@@ -44,18 +44,41 @@ impl App {
     }
 
     /// A consistent snapshot of the whole state, including every write
-    /// acknowledged before the call, as an open file (already unlinked: the
-    /// handle keeps the data readable and nothing is left behind).
+    /// acknowledged before the call, encrypted (`vault::backup`), as an open
+    /// file (already unlinked: the handle keeps the data readable and nothing
+    /// is left behind).
     pub async fn backup(&self) -> AppResult<std::fs::File> {
         self.read(Consistency::Linearizable).await?;
         let dir = self.settings.data_dir.join("backups");
-        let path = dir.join(format!("backup-{}.snap", uuid::Uuid::new_v4()));
+        let id = uuid::Uuid::new_v4();
+        let snapshot = dir.join(format!("snapshot-{id}.snap"));
+        let path = dir.join(format!("backup-{id}.ecbak"));
         let storage = self.node().storage().clone();
+        let vault = self.vault.clone();
         tokio::task::spawn_blocking(move || -> AppResult<std::fs::File> {
+            use std::os::unix::fs::OpenOptionsExt;
             std::fs::create_dir_all(&dir).map_err(AppError::internal)?;
-            if let Err(e) = ecommerce_raft::write_snapshot(&storage, &path) {
+            let made = ecommerce_raft::write_snapshot(&storage, &snapshot)
+                .map_err(AppError::internal)
+                .and_then(|_| {
+                    let plain = std::fs::File::open(&snapshot).map_err(AppError::internal)?;
+                    let out = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&path)
+                        .map_err(AppError::internal)?;
+                    vault
+                        .encrypt_backup(
+                            std::io::BufReader::new(plain),
+                            std::io::BufWriter::new(out),
+                        )
+                        .map_err(AppError::internal)
+                });
+            let _ = std::fs::remove_file(&snapshot);
+            if let Err(e) = made {
                 let _ = std::fs::remove_file(&path);
-                return Err(AppError::internal(e));
+                return Err(e);
             }
             let file = std::fs::File::open(&path).map_err(AppError::internal)?;
             std::fs::remove_file(&path).map_err(AppError::internal)?;
@@ -63,6 +86,31 @@ impl App {
         })
         .await
         .map_err(AppError::internal)?
+    }
+
+    /// Which KEK version wraps this node's data keys, and which versions its
+    /// KEK file holds.
+    pub fn keys_status(&self) -> AppResult<crate::vault::KeysStatus> {
+        self.vault.status().map_err(AppError::internal)
+    }
+
+    /// Rewraps this node's data keys under KEK version `to`, read from its
+    /// KEK file (where the operator added it first). Online: nothing stored
+    /// changes, and requests go on. Every node holds its own key file, so a
+    /// cluster rotates node by node (`ecommerce keys rotate-kek` does all).
+    pub fn rotate_kek(&self, to: u32) -> AppResult<crate::vault::KeysStatus> {
+        let have = self.keys_status()?.kek_versions;
+        if !have.contains(&to) {
+            return Err(DomainError::validation(
+                "to",
+                format!(
+                    "KEK version {to} is not in this node's KEK file (it has {have:?}): \
+                     add it there first (ecommerce keys generate-kek)"
+                ),
+            )
+            .into());
+        }
+        self.vault.rotate_kek(to).map_err(AppError::internal)
     }
 
     /// The last log index this replica applied.

@@ -94,6 +94,8 @@ pub struct Services {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Free space of the data directory: writes are refused while it is low.
     pub disk: Arc<ecommerce_raft::DiskWatch>,
+    /// The KEK and the cluster's data keys.
+    pub vault: Arc<crate::vault::Vault>,
 }
 
 impl std::ops::Deref for App {

@@ -100,16 +100,23 @@ fn invalid_credentials() -> AppError {
     DomainError::InvalidCredentials.into()
 }
 
-/// A 32-byte secret from the operating system's generator.
-fn random_secret() -> Vec<u8> {
+/// 32 random bytes from the operating system's generator: the salt a new
+/// signing key's secret is derived from (see [`crate::vault::Vault::open_ring`]),
+/// stored and proposed in its place.
+fn random_salt() -> Vec<u8> {
     use rand::RngCore;
-    let mut secret = vec![0u8; 32];
-    rand::thread_rng().fill_bytes(&mut secret);
-    secret
+    let mut salt = vec![0u8; 32];
+    rand::thread_rng().fill_bytes(&mut salt);
+    salt
 }
 
+/// The id of a new signing key, whose secret is derived.
 fn new_kid() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    format!(
+        "{}{}",
+        crate::vault::DERIVED_KID_PREFIX,
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 /// The users domain's part of a command response.
@@ -129,7 +136,9 @@ impl App {
     pub fn verify_access_token(&self, token: &str) -> Result<Actor, Refusal> {
         let reader = Reader::new(self.node().storage()).ok_or(Refusal::Unavailable)?;
         let storage = |e: ecommerce_domains::store::StoreFault| Refusal::Storage(e.to_string());
-        let ring = users::key_ring(&reader).map_err(storage)?;
+        let ring = self
+            .vault
+            .open_ring(users::key_ring(&reader).map_err(storage)?);
         let now = now_secs();
         let claims = tokens::verify(&ring, token, &self.auth.settings.issuer, now)?;
         let user = users::get_user(&reader, &claims.sub)
@@ -364,7 +373,7 @@ impl App {
             .saturating_add(tokens::LEEWAY_SECS);
         let command = UserCommand::RotateSigningKey {
             kid: new_kid(),
-            secret: Secret(random_secret()),
+            secret: Secret(random_salt()),
             retain_ms: retain_secs.saturating_mul(1000),
         };
         Ok(self
@@ -376,24 +385,33 @@ impl App {
             }))
     }
 
-    /// The key ring with an active key, creating the first key if there is
-    /// none (racing nodes are fine: the command keeps whichever key is
-    /// applied first).
+    /// The key ring with an active key, its secrets opened, creating the
+    /// first key if there is none (racing nodes are fine: the command keeps
+    /// whichever key is applied first). An active key from before derived
+    /// secrets (its secret stored as such) is rotated out first.
     async fn ensure_signing_key(&self) -> AppResult<users::KeyRing> {
-        {
+        let ring = {
             let reader = self.read(Consistency::Stale).await?;
-            let ring = users::key_ring(&reader)?;
-            if ring.active_key().is_some() {
-                return Ok(ring);
+            users::key_ring(&reader)?
+        };
+        match ring.active_key() {
+            Some(key) if crate::vault::is_derived(&key.kid) => {
+                return Ok(self.vault.open_ring(ring));
+            }
+            Some(_) => {
+                tracing::info!("rotating out a signing key stored before derived secrets");
+                self.rotate_signing_key(None).await?.result?;
+            }
+            None => {
+                let command = UserCommand::EnsureSigningKey {
+                    kid: new_kid(),
+                    secret: Secret(random_salt()),
+                };
+                self.propose(command.into(), None).await?.outcome?;
             }
         }
-        let command = UserCommand::EnsureSigningKey {
-            kid: new_kid(),
-            secret: Secret(random_secret()),
-        };
-        self.propose(command.into(), None).await?.outcome?;
         let reader = self.read(Consistency::Linearizable).await?;
-        let ring = users::key_ring(&reader)?;
+        let ring = self.vault.open_ring(users::key_ring(&reader)?);
         if ring.active_key().is_none() {
             return Err(AppError::internal(
                 "no active signing key after ensuring one",

@@ -254,6 +254,13 @@ pub struct StorageSettings {
     /// and `min_free_percent` of its size; reads go on.
     pub min_free_bytes: u64,
     pub min_free_percent: u8,
+    /// The key-encryption key file (`ecommerce keys generate-kek`): the
+    /// same on every node, readable by its owner only.
+    #[serde(default)]
+    pub kek_file: Option<PathBuf>,
+    /// The same text as a KEK file, e.g. from `ECOMMERCE_STORAGE__KEK`.
+    #[serde(default)]
+    pub kek: Option<SecretString>,
 }
 
 impl Default for Settings {
@@ -301,6 +308,8 @@ impl Default for Settings {
                 memtable_budget_mb: 64,
                 min_free_bytes: 1 << 30,
                 min_free_percent: 5,
+                kek_file: None,
+                kek: None,
             },
             auth: AuthSettings::default(),
             commerce: CommerceSettings {
@@ -371,6 +380,14 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raft: Option<RaftOverrides>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageOverrides>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct StorageOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kek_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -487,6 +504,10 @@ impl Settings {
                 && self.events.max_events > 0
                 && self.events.compact_interval_secs > 0,
             "events.retention_secs, events.max_events and events.compact_interval_secs must be positive"
+        );
+        ensure!(
+            self.storage.kek_file.is_none() || self.storage.kek.is_none(),
+            "storage.kek_file and storage.kek are two ways to give one KEK: give one"
         );
         ensure!(
             self.storage.min_free_percent <= 100,

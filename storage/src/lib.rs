@@ -9,6 +9,7 @@
 //! Snapshots of the state machine are written and read as a stream of records
 //! (see [`snapshot`]), never held in memory whole.
 
+pub mod at_rest;
 pub mod codec;
 pub mod disk;
 pub mod snapshot;
@@ -18,7 +19,9 @@ pub use ecommerce_codec::keys;
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
+
+pub use at_rest::{Migration, Sealer};
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBWithThreadMode, Direction, IteratorMode,
@@ -67,6 +70,19 @@ pub enum Error {
     RecordTooLarge(usize),
     #[error("unknown column family {0:?}")]
     UnknownTable(String),
+    /// A value of this table that does not open with the data key for its
+    /// record: altered on disk, moved to another key, or sealed by a
+    /// cluster with other keys.
+    #[error(
+        "a value in {0} does not open with this cluster's data key (altered, moved or foreign)"
+    )]
+    Unsealable(String),
+    /// [`Storage::seal_at_rest`] called twice.
+    #[error("the storage is sealed at rest already")]
+    AlreadySealed,
+    /// A range read of a blind table, whose keys are hashes.
+    #[error("table {0} is read by exact key only (its keys are blind)")]
+    BlindScan(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -134,6 +150,8 @@ pub struct Storage {
     /// Held for writing while a snapshot import replaces the state-machine
     /// tables, for reading by whoever must not see a half-imported state.
     import_lock: Arc<RwLock<()>>,
+    /// How values are sealed, once [`Storage::seal_at_rest`] has run.
+    at_rest: Arc<OnceLock<at_rest::AtRest>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -178,6 +196,7 @@ impl Storage {
             path: path.to_path_buf(),
             domain_tables: Arc::new(domain_tables.iter().map(|s| s.to_string()).collect()),
             import_lock: Arc::new(RwLock::new(())),
+            at_rest: Arc::new(OnceLock::new()),
         })
     }
 
@@ -201,7 +220,33 @@ impl Storage {
     }
 
     pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get_cf(self.cf(cf)?, key)?)
+        let handle = self.cf(cf)?;
+        match self.at_rest() {
+            None => Ok(self.db.get_cf(handle, key)?),
+            Some(at_rest) => {
+                let key = at_rest.stored_key(cf, key);
+                self.db
+                    .get_cf(handle, &key)?
+                    .map(|v| at_rest.open(cf, &key, &v))
+                    .transpose()
+            }
+        }
+    }
+
+    /// A stored record as callers see it: its value opened.
+    fn plain(&self, cf: &str, key: &[u8], value: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+        match self.at_rest() {
+            None => Ok((key.to_vec(), value.to_vec())),
+            Some(at_rest) => Ok((key.to_vec(), at_rest.open(cf, key, value)?)),
+        }
+    }
+
+    /// Refuses range reads of blind tables.
+    fn ranged(&self, cf: &str) -> Result<&rocksdb::ColumnFamily> {
+        if self.at_rest().is_some_and(|a| a.is_blind(cf)) {
+            return Err(Error::BlindScan(cf.to_string()));
+        }
+        self.cf(cf)
     }
 
     /// Reads and decodes one value.
@@ -222,25 +267,51 @@ impl Storage {
         range: (Bound<&[u8]>, Bound<&[u8]>),
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        scan_with(&self.db, self.cf(cf)?, ReadOptions::default(), range, limit)
+        let rows = scan_with(
+            &self.db,
+            self.ranged(cf)?,
+            ReadOptions::default(),
+            range,
+            limit,
+        )?;
+        match self.at_rest() {
+            None => Ok(rows),
+            Some(at_rest) => rows
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = at_rest.open(cf, &k, &v)?;
+                    Ok((k, v))
+                })
+                .collect(),
+        }
     }
 
     /// The last (greatest) key-value pair of `cf`.
     pub fn last(&self, cf: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        let mut it = self.db.iterator_cf(self.cf(cf)?, IteratorMode::End);
-        Ok(it
-            .next()
-            .transpose()?
-            .map(|(k, v)| (k.to_vec(), v.to_vec())))
+        self.edge(cf, IteratorMode::End)
     }
 
     /// The first (smallest) key-value pair of `cf`.
     pub fn first(&self, cf: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        let mut it = self.db.iterator_cf(self.cf(cf)?, IteratorMode::Start);
-        Ok(it
-            .next()
+        self.edge(cf, IteratorMode::Start)
+    }
+
+    fn edge(&self, cf: &str, mode: IteratorMode<'_>) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let mut it = self.db.iterator_cf(self.ranged(cf)?, mode);
+        it.next()
             .transpose()?
-            .map(|(k, v)| (k.to_vec(), v.to_vec())))
+            .map(|(k, v)| self.plain(cf, &k, &v))
+            .transpose()
+    }
+
+    /// The first and last stored keys of `cf`, whatever the table.
+    fn stored_key_range(&self, cf: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let handle = self.cf(cf)?;
+        let edge = |mode| -> Result<Option<Vec<u8>>> {
+            let mut it = self.db.iterator_cf(handle, mode);
+            Ok(it.next().transpose()?.map(|(k, _)| k.to_vec()))
+        };
+        Ok(edge(IteratorMode::Start)?.zip(edge(IteratorMode::End)?))
     }
 
     /// Starts an atomic write batch.
@@ -310,7 +381,7 @@ impl Storage {
 
     /// Removes every key of `cf` (a range tombstone; cheap for large tables).
     fn clear_into(&self, batch: &mut Batch<'_>, cf: &str) -> Result<()> {
-        let (Some((first, _)), Some((mut last, _))) = (self.first(cf)?, self.last(cf)?) else {
+        let Some((first, mut last)) = self.stored_key_range(cf)? else {
             return Ok(());
         };
         last.push(0);
@@ -362,18 +433,43 @@ pub struct Batch<'a> {
 
 impl Batch<'_> {
     pub fn put(&mut self, cf: &str, key: &[u8], value: &[u8]) -> Result<()> {
-        self.inner.put_cf(self.storage.cf(cf)?, key, value);
+        let handle = self.storage.cf(cf)?;
+        match self.storage.at_rest() {
+            None => self.inner.put_cf(handle, key, value),
+            Some(at_rest) => {
+                let key = at_rest.stored_key(cf, key);
+                let value = at_rest.seal(cf, &key, value);
+                self.inner.put_cf(handle, key, value)
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts a record exactly as another replica stored it (a snapshot
+    /// import); a record from before encryption is sealed first.
+    pub(crate) fn put_stored(&mut self, cf: &str, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+        let handle = self.storage.cf(cf)?;
+        let (key, value) = match self.storage.at_rest() {
+            None => (key, value),
+            Some(at_rest) => at_rest.to_stored(cf, key, value),
+        };
+        self.inner.put_cf(handle, key, value);
         Ok(())
     }
 
     pub fn delete(&mut self, cf: &str, key: &[u8]) -> Result<()> {
-        self.inner.delete_cf(self.storage.cf(cf)?, key);
+        let handle = self.storage.cf(cf)?;
+        match self.storage.at_rest() {
+            None => self.inner.delete_cf(handle, key),
+            Some(at_rest) => self.inner.delete_cf(handle, at_rest.stored_key(cf, key)),
+        }
         Ok(())
     }
 
     /// Deletes keys in `[from, to)`.
     pub fn delete_range(&mut self, cf: &str, from: &[u8], to: &[u8]) -> Result<()> {
-        self.inner.delete_range_cf(self.storage.cf(cf)?, from, to);
+        self.inner
+            .delete_range_cf(self.storage.ranged(cf)?, from, to);
         Ok(())
     }
 
@@ -395,7 +491,17 @@ pub struct View<'a> {
 
 impl View<'_> {
     pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.snapshot.get_cf(self.storage.cf(cf)?, key)?)
+        let handle = self.storage.cf(cf)?;
+        match self.storage.at_rest() {
+            None => Ok(self.snapshot.get_cf(handle, key)?),
+            Some(at_rest) => {
+                let key = at_rest.stored_key(cf, key);
+                self.snapshot
+                    .get_cf(handle, &key)?
+                    .map(|v| at_rest.open(cf, &key, &v))
+                    .transpose()
+            }
+        }
     }
 
     pub fn get_value<V: serde::de::DeserializeOwned>(
@@ -408,8 +514,21 @@ impl View<'_> {
             .transpose()
     }
 
-    /// Visits every key-value pair of `cf` in key order.
+    /// Visits every key-value pair of `cf` in key order, values opened
+    /// (the keys of a blind table are its stored hashes).
     pub fn for_each(&self, cf: &str, mut f: impl FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
+        self.for_each_stored(cf, |k, v| match self.storage.at_rest() {
+            None => f(k, v),
+            Some(at_rest) => f(k, &at_rest.open(cf, k, v)?),
+        })
+    }
+
+    /// Visits every record of `cf` in key order exactly as stored (sealed).
+    pub fn for_each_stored(
+        &self,
+        cf: &str,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
         for item in self
             .snapshot
             .iterator_cf(self.storage.cf(cf)?, IteratorMode::Start)

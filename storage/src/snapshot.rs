@@ -8,7 +8,9 @@
 //!
 //! Writing and reading stream through a buffer: a multi-gigabyte state is never
 //! held in memory. The header is opaque here (the Raft layer stores the snapshot
-//! metadata in it).
+//! metadata in it). Records are copied as stored: sealed at rest
+//! ([`crate::at_rest`]) with data keys every replica holds, so a snapshot
+//! is no more readable than the database it came from.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -63,7 +65,7 @@ impl View<'_> {
         for table in tables {
             w.put(&[TAG_TABLE])?;
             w.put_len_prefixed(table.as_bytes())?;
-            self.for_each(table, |k, v| {
+            self.for_each_stored(table, |k, v| {
                 w.put(&[TAG_ENTRY])?;
                 w.put_len_prefixed(k)?;
                 w.put_len_prefixed(v)
@@ -214,6 +216,48 @@ pub fn verify(path: &Path) -> Result<Vec<u8>> {
 }
 
 impl Storage {
+    /// Copies the snapshot file `src` to `dst` with every record as this
+    /// storage stores it: a snapshot written before encryption at rest comes
+    /// out sealed; a sealed one comes out unchanged.
+    pub fn reseal_snapshot(&self, src: &Path, dst: &Path) -> Result<()> {
+        let (mut reader, header) = open_file(src)?;
+        let mut w = HashingWriter {
+            inner: BufWriter::with_capacity(1 << 20, File::create(dst)?),
+            hasher: Sha256::new(),
+            written: 0,
+        };
+        w.put(MAGIC)?;
+        w.put_len_prefixed(&header)?;
+        let mut table: Option<String> = None;
+        while let Some(record) = reader.next_record()? {
+            match record {
+                Record::Table(name) => {
+                    w.put(&[TAG_TABLE])?;
+                    w.put_len_prefixed(name.as_bytes())?;
+                    table = Some(name);
+                }
+                Record::Entry(k, v) => {
+                    let cf = table
+                        .as_deref()
+                        .ok_or_else(|| Error::corrupt("entry before table"))?;
+                    let (k, v) = match self.at_rest() {
+                        Some(at_rest) => at_rest.to_stored(cf, k, v),
+                        None => (k, v),
+                    };
+                    w.put(&[TAG_ENTRY])?;
+                    w.put_len_prefixed(&k)?;
+                    w.put_len_prefixed(&v)?;
+                }
+            }
+        }
+        w.put(&[TAG_END])?;
+        let digest = w.hasher.finalize_reset();
+        w.inner.write_all(&digest)?;
+        w.inner.flush()?;
+        w.inner.get_ref().sync_all()?;
+        Ok(())
+    }
+
     /// Replaces every state-machine table with the contents of the snapshot
     /// file at `path` (verify it first with [`verify`]). The tables are cleared
     /// and loaded in several batches, so a crash in the middle leaves a partial
@@ -250,7 +294,7 @@ impl Storage {
                         .as_deref()
                         .ok_or_else(|| Error::corrupt("entry before table"))?;
                     batch_bytes += k.len() + v.len();
-                    batch.put(cf, &k, &v)?;
+                    batch.put_stored(cf, k, v)?;
                     if batch_bytes >= IMPORT_BATCH_BYTES {
                         self.write(
                             std::mem::replace(&mut batch, self.batch()),

@@ -34,7 +34,48 @@ impl Certs {
             args.extend(["--hosts".to_string(), hosts.join(",")]);
         }
         run_certs(bin, &args)?;
-        Ok(Certs::open(bin, dir))
+        let certs = Certs::open(bin, dir);
+        match certs.generate_kek() {
+            Ok(_) => {}
+            // A binary from before encryption at rest (a benchmark's
+            // baseline): its nodes take no KEK.
+            Err(e) if format!("{e:#}").contains("unrecognized subcommand") => {}
+            Err(e) => return Err(e),
+        }
+        Ok(certs)
+    }
+
+    /// The cluster's key-encryption key file (`--kek-file`), next to the CA:
+    /// every node of one cluster needs the same one.
+    pub fn kek_file(&self) -> PathBuf {
+        self.dir.join("kek")
+    }
+
+    /// `bin keys generate-kek`: adds a KEK version to [`Certs::kek_file`]
+    /// (the first one, or the next for a rotation) and returns it.
+    pub fn generate_kek(&self) -> anyhow::Result<u32> {
+        let before = std::fs::read_to_string(self.kek_file()).unwrap_or_default();
+        let mut command = Command::new(&self.bin);
+        command
+            .args(["keys", "generate-kek", "--file"])
+            .arg(self.kek_file());
+        scrub_env(&mut command);
+        let out = command
+            .output()
+            .with_context(|| format!("running {} keys generate-kek", self.bin.display()))?;
+        if !out.status.success() {
+            bail!(
+                "{} keys generate-kek: {}",
+                self.bin.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let after = std::fs::read_to_string(self.kek_file())?;
+        let added = after
+            .lines()
+            .filter(|l| !before.lines().any(|b| b == *l))
+            .find_map(|l| l.split_whitespace().next()?.parse().ok());
+        added.context("keys generate-kek added no version")
     }
 
     /// A directory made earlier (by [`Certs::init`] or by hand).

@@ -299,6 +299,9 @@ impl Node {
         ];
         if let Some(certs) = &self.certs {
             args.extend(["--certs".into(), certs.dir().display().to_string()]);
+            if certs.kek_file().exists() {
+                args.extend(["--kek-file".into(), certs.kek_file().display().to_string()]);
+            }
             if self.settings.client_tls {
                 args.extend([
                     "--tls-cert".into(),

@@ -50,6 +50,13 @@ const MATRIX: &[(&str, &str, [u16; 6])] = &[
         [401, 403, 403, 403, 403, 400],
     ),
     ("GET", "/cluster/backup", [401, 403, 403, 403, 403, 200]),
+    // a node's keys: the operator's (a request without a JSON body is past authorization)
+    ("GET", "/node/keys", [401, 403, 403, 403, 403, 200]),
+    (
+        "POST",
+        "/node/keys/rotate-kek",
+        [401, 403, 403, 403, 403, 415],
+    ),
     // inventory: reads are public, writes are the admin's
     ("GET", "/api/v1/warehouses", [200; 6]),
     ("GET", "/api/v1/warehouses/{id}", [200; 6]),

@@ -21,22 +21,72 @@ fn assert_success(output: &std::process::Output, what: &str) {
     );
 }
 
-/// `ecommerce restore FILE` into `node`'s (empty) data dir, under its id and addresses.
-async fn restore(file: &str, node: &Node) {
-    let output = run_cli([
+/// `ecommerce restore FILE --kek-file KEK` into `node`'s (empty) data dir,
+/// under its id and addresses.
+async fn restore(file: &str, node: &Node, kek: &std::path::Path) {
+    let output = restore_output(file, &node.data_dir(), node, Some(kek)).await;
+    assert_success(&output, "ecommerce restore");
+}
+
+async fn restore_output(
+    file: &str,
+    data_dir: &std::path::Path,
+    node: &Node,
+    kek: Option<&std::path::Path>,
+) -> std::process::Output {
+    let mut args = vec![
         "restore".to_string(),
         file.to_string(),
         "--data-dir".into(),
-        node.data_dir().display().to_string(),
+        data_dir.display().to_string(),
         "--node-id".into(),
         node.id().to_string(),
         "--http-addr".into(),
         node.http_addr().to_string(),
         "--peer-addr".into(),
         node.peer_addr().to_string(),
-    ])
-    .await;
-    assert_success(&output, "ecommerce restore");
+    ];
+    if let Some(kek) = kek {
+        args.extend(["--kek-file".into(), kek.display().to_string()]);
+    }
+    run_cli(args).await
+}
+
+/// What `restore` refuses: a backup without its KEK, under a KEK that lacks
+/// its version, altered or cut short; each time nothing is left behind.
+async fn restore_refusals(file: &std::path::Path, node: &Node, kek: &std::path::Path) {
+    let work = tempfile::tempdir().expect("temp dir");
+    let data = work.path().join("data");
+    let file_arg = file.display().to_string();
+    let refused = |out: &std::process::Output, what: &str, needle: &str| {
+        assert!(!out.status.success(), "{what}: restored");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{what}: {stderr}");
+        assert!(
+            !data.join("db").exists(),
+            "{what}: a database was left behind"
+        );
+    };
+    let out = restore_output(&file_arg, &data, node, None).await;
+    refused(&out, "no KEK", "--kek-file");
+
+    let other = work.path().join("other-kek");
+    ecommerce::vault::kek::append_new_version(&other, Some(7)).unwrap();
+    let out = restore_output(&file_arg, &data, node, Some(&other)).await;
+    refused(&out, "another KEK", "KEK version 1");
+
+    let bytes = std::fs::read(file).unwrap();
+    let mut flipped = bytes.clone();
+    let at = flipped.len() / 2;
+    flipped[at] ^= 0x40;
+    let tampered = work.path().join("tampered");
+    std::fs::write(&tampered, &flipped).unwrap();
+    let out = restore_output(&tampered.display().to_string(), &data, node, Some(kek)).await;
+    refused(&out, "a flipped bit", "altered or truncated");
+
+    std::fs::write(&tampered, &bytes[..bytes.len() - 100]).unwrap();
+    let out = restore_output(&tampered.display().to_string(), &data, node, Some(kek)).await;
+    refused(&out, "a truncated backup", "altered or truncated");
 }
 
 /// 200 body of `GET path` on `client`.
@@ -106,8 +156,10 @@ async fn backup_of_a_running_cluster_restores_into_an_identical_new_cluster() {
         assert_eq!(mode(&data_dir), 0o700, "so is a node's data directory");
     }
 
+    let kek = cluster.certs_dir().join("kek");
     let mut restored = Node::new(1, &[]);
-    restore(&file_arg, &restored).await;
+    restore_refusals(&file, &restored, &kek).await;
+    restore(&file_arg, &restored, &kek).await;
     restored.start(None, false).await;
     let new = crate::harness::sign_in(&restored.client(), "admin", crate::harness::ADMIN_USER)
         .await
@@ -234,7 +286,7 @@ async fn restore_after_failover_under_a_new_node_id_accepts_writes() {
         "backup",
     );
     let mut restored = Node::new(5, &[]);
-    restore(&file, &restored).await;
+    restore(&file, &restored, &cluster.certs_dir().join("kek")).await;
     restored.start(None, false).await;
     let new = crate::harness::sign_in(&restored.client(), "admin", crate::harness::ADMIN_USER)
         .await

@@ -113,6 +113,10 @@ async fn a_node_with_a_certificate_serves_clients_over_tls_only() {
 async fn plain_text_off_loopback_needs_an_explicit_flag() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data").display().to_string();
+    // A node that serves other hosts needs a KEK of its own.
+    let kek = dir.path().join("kek");
+    ecommerce::vault::kek::append_new_version(&kek, None).unwrap();
+    let kek = kek.display().to_string();
     let port = free_addr().port();
     let http = format!("0.0.0.0:{port}");
     let grpc = free_addr().to_string();
@@ -130,6 +134,8 @@ async fn plain_text_off_loopback_needs_an_explicit_flag() {
             &grpc,
             "--peer-addr",
             &peer,
+            "--kek-file",
+            &kek,
         ]
         .iter()
         .map(|s| s.to_string())

@@ -222,6 +222,10 @@ impl Node {
         dir: Option<PathBuf>,
     ) -> Node {
         let certs = certs.map(|dir| testkit::Certs::open(settings.bin.as_ref(), &dir));
+        // Nodes of one cluster share its KEK, kept beside its certificates.
+        if let Some(certs) = certs.as_ref().filter(|c| !c.kek_file().exists()) {
+            certs.generate_kek().expect("a KEK for the test cluster");
+        }
         let spec = testkit::NodeSpec {
             certs,
             dir,
@@ -311,6 +315,23 @@ impl Cluster {
     /// The directory with the cluster CA (`ca.pem`, `ca.key`) and node certificates.
     pub fn certs_dir(&self) -> PathBuf {
         self.kit.certs().dir().to_path_buf()
+    }
+
+    /// The cluster's certificates and KEK file (`certs/kek`).
+    pub fn kit_certs(&self) -> &testkit::Certs {
+        self.kit.certs()
+    }
+
+    /// The password-reset token sealed in a `PasswordResetIssued` event's
+    /// `delivery` for user `user_id`, opened as the notification side does
+    /// (with node 1's data keys and the cluster's KEK).
+    pub fn open_reset_delivery(&self, user_id: &str, delivery: &str) -> String {
+        let kek = self.kit.certs().kek_file();
+        let vault = ecommerce::vault::Vault::open_offline(&self.kit.node(1).data_dir(), &kek)
+            .expect("open node 1's data keys");
+        vault
+            .open_reset_token(user_id, delivery)
+            .expect("a delivery that opens")
     }
 
     /// Issues node `id`'s certificate (naming 127.0.0.1) unless it exists.

@@ -13,6 +13,7 @@ mod harness;
 mod shop;
 
 mod abuse;
+mod at_rest;
 mod auth;
 mod authz_matrix;
 mod backup;

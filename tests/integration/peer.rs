@@ -314,6 +314,15 @@ async fn membership_changes_check_who_answers_and_keep_a_quorum() {
     let mut five = Node::with_certs(5, &[], Some(cluster.certs_dir()));
     // It joins nothing (no --join towards a member that would accept it as 6); it waits
     // with a join address that leads nowhere, serving its peer port meanwhile.
+    // Added by the leader rather than joining, it cannot fetch the cluster's
+    // data keys: it is given a copy of them, as an operator would.
+    let keys = five.data_dir().join(ecommerce::vault::DATA_KEYS_FILE);
+    std::fs::create_dir_all(keys.parent().unwrap()).unwrap();
+    std::fs::copy(
+        node1.data_dir().join(ecommerce::vault::DATA_KEYS_FILE),
+        &keys,
+    )
+    .unwrap();
     let nowhere = crate::harness::free_addr().to_string();
     five.start(Some(&nowhere), false).await;
     let peer5 = five.peer_addr().to_string();

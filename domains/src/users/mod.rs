@@ -166,6 +166,16 @@ pub enum UserCommand {
     /// expired by the command's time (a batch at a time; answers
     /// `Response::Expired` with the number of expiry entries swept).
     ExpireAuth,
+    /// As `RequestPasswordReset`, but the token itself is nowhere in the
+    /// command: `delivery` is the token sealed by the node for the
+    /// notification side, which alone opens it (announced as
+    /// `PasswordResetIssued`).
+    IssuePasswordReset {
+        user_id: String,
+        token_hash: String,
+        delivery: String,
+        ttl_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,6 +227,13 @@ pub enum UserEvent {
         user_id: String,
         provider: String,
     },
+    /// The notification side opens `delivery` (the reset token, sealed for
+    /// it) and e-mails the token to the account's address.
+    PasswordResetIssued {
+        user_id: String,
+        delivery: String,
+        expires_ms: u64,
+    },
 }
 
 impl UserEvent {
@@ -229,6 +246,7 @@ impl UserEvent {
             Self::UserDeleted { .. } => "UserDeleted",
             Self::SigningKeyRotated { .. } => "SigningKeyRotated",
             Self::SocialIdentityLinked { .. } => "SocialIdentityLinked",
+            Self::PasswordResetIssued { .. } => "PasswordResetIssued",
         }
     }
 
@@ -250,9 +268,17 @@ impl UserEvent {
             Self::SocialIdentityLinked { user_id, provider } => {
                 json!({ "user_id": user_id, "provider": provider })
             }
+            Self::PasswordResetIssued {
+                user_id,
+                delivery,
+                expires_ms,
+            } => json!({ "user_id": user_id, "delivery": delivery, "expires_ms": expires_ms }),
         }
     }
 }
+
+/// Longest sealed delivery payload a command may carry.
+const MAX_DELIVERY_BYTES: usize = 4096;
 
 /// Longest password hash (a PHC string) a command may store.
 const MAX_PASSWORD_HASH_BYTES: usize = 1024;
@@ -328,6 +354,20 @@ impl UserCommand {
             Self::RefreshSession { new_hash, .. } => check::opaque("new_hash", new_hash),
             Self::RequestPasswordReset { token_hash, .. } => {
                 check::opaque("token_hash", token_hash)
+            }
+            Self::IssuePasswordReset {
+                token_hash,
+                delivery,
+                ..
+            } => {
+                check::opaque("token_hash", token_hash)?;
+                if delivery.is_empty() || delivery.len() > MAX_DELIVERY_BYTES {
+                    return Err(DomainError::validation(
+                        "delivery",
+                        format!("must be 1 to {MAX_DELIVERY_BYTES} bytes"),
+                    ));
+                }
+                Ok(())
             }
             Self::EnsureSigningKey { kid, secret } | Self::RotateSigningKey { kid, secret, .. } => {
                 validate_key(kid, secret)
@@ -522,7 +562,35 @@ pub fn apply(
             token_hash,
             token,
             ttl_ms,
-        } => reset::request_password_reset(ctx, store, user_id, token_hash, token, ttl_ms),
+        } => reset::request_password_reset(
+            ctx,
+            store,
+            user_id,
+            token_hash,
+            ttl_ms,
+            UserEvent::PasswordResetRequested {
+                user_id: user_id.clone(),
+                token: token.clone(),
+                expires_ms: ctx.now_ms.saturating_add(*ttl_ms),
+            },
+        ),
+        UserCommand::IssuePasswordReset {
+            user_id,
+            token_hash,
+            delivery,
+            ttl_ms,
+        } => reset::request_password_reset(
+            ctx,
+            store,
+            user_id,
+            token_hash,
+            ttl_ms,
+            UserEvent::PasswordResetIssued {
+                user_id: user_id.clone(),
+                delivery: delivery.clone(),
+                expires_ms: ctx.now_ms.saturating_add(*ttl_ms),
+            },
+        ),
         UserCommand::ResetPassword {
             token_hash,
             password_hash,

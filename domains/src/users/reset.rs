@@ -2,13 +2,16 @@
 
 use super::*;
 
+/// Stores reset token `token_hash` for the account and emits `announce`
+/// (which carries the token, or from `IssuePasswordReset` on, the token
+/// sealed for the notification side).
 pub(super) fn request_password_reset(
     ctx: &ApplyContext,
     store: &mut dyn StoreMut,
     user_id: &str,
     token_hash: &str,
-    token: &Secret<String>,
     ttl_ms: &u64,
+    announce: UserEvent,
 ) -> Result<Response, ApplyError> {
     let Some(_) = live_user(store, user_id)? else {
         // Deleted meanwhile: answer as if done (no enumeration).
@@ -26,11 +29,7 @@ pub(super) fn request_password_reset(
         },
     )?;
     index_expiry(store, RESET_TOKENS, token_hash, expires_ms)?;
-    store.emit(Event::User(UserEvent::PasswordResetRequested {
-        user_id: user_id.to_string(),
-        token: token.clone(),
-        expires_ms,
-    }));
+    store.emit(Event::User(announce));
     ok(UsersResponse::ResetRequested)
 }
 

@@ -487,7 +487,7 @@ pub(crate) fn status_error(status: tonic::Status) -> Error {
 }
 
 /// A peer whose client cannot be built (a bad address or TLS setting).
-fn client_error(e: tonic::transport::Error) -> tonic::Status {
+pub(crate) fn client_error(e: tonic::transport::Error) -> tonic::Status {
     let mut status = tonic::Status::unavailable(e.to_string());
     status.set_source(Arc::new(e));
     status
