@@ -97,7 +97,7 @@ fn checkout_body() -> Value {
             "name": "Bench Customer", "line1": "1 Load St", "city": "Berlin",
             "postal_code": "10115", "country": "DE"
         },
-        "payment": {"card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2035, "cvc": "123"}}
+        "payment": {"token": "tok_visa"}
     })
 }
 

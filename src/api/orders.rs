@@ -75,23 +75,20 @@ impl From<Address> for AddressDto {
     }
 }
 
-/// A card (sandbox test numbers: see docs/api.md). Only a reference and the
-/// last four digits are kept.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CardDto {
-    pub number: String,
-    pub exp_month: u32,
-    pub exp_year: u32,
-    pub cvc: String,
-}
-
-/// Exactly one of `card` or `method` (a provider's payment-method reference).
+/// Exactly one of `token` (what the payment provider's client library or
+/// hosted fields returned for the customer's card: with the sandbox,
+/// `tok_visa` and the other test tokens of docs/api.md) or `method` (a
+/// payment method the provider knows). Card numbers are refused.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentBody {
-    pub card: Option<CardDto>,
+    pub token: Option<String>,
     pub method: Option<String>,
+    /// Refused whatever it holds (`raw_card_data_refused`): card data never
+    /// reaches the node. Accepted by the parser only to say so clearly.
+    #[serde(default, skip_serializing)]
+    #[schema(ignore)]
+    pub card: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -303,19 +300,17 @@ impl From<Order> for OrderDto {
 }
 
 impl PaymentBody {
-    /// The payment input: exactly one of card or method.
+    /// The payment input: exactly one of token or method; never a card.
     pub fn input(&self) -> AppResult<PaymentInput> {
-        match (&self.card, &self.method) {
-            (Some(card), None) => Ok(PaymentInput::Card {
-                number: card.number.clone(),
-                exp_month: card.exp_month,
-                exp_year: card.exp_year,
-                cvc: card.cvc.clone(),
-            }),
+        if self.card.is_some() {
+            return Err(crate::app::orders::raw_card_data_refused());
+        }
+        match (&self.token, &self.method) {
+            (Some(token), None) => Ok(PaymentInput::Token(token.clone())),
             (None, Some(method)) => Ok(PaymentInput::Method(method.clone())),
-            _ => {
-                Err(DomainError::validation("payment", "give exactly one of card or method").into())
-            }
+            _ => Err(
+                DomainError::validation("payment", "give exactly one of token or method").into(),
+            ),
         }
     }
 }
@@ -337,13 +332,16 @@ pub fn strategy(raw: Option<&str>) -> AppResult<Strategy> {
 impl CheckoutBody {
     /// The checkout this body asks for.
     pub fn request(self) -> AppResult<CheckoutRequest> {
-        Ok(CheckoutRequest {
+        // Card data first: it is refused whatever else is wrong.
+        let payment = self.payment.input()?;
+        CheckoutRequest {
             strategy: strategy(self.allocation_strategy.as_deref())?,
             shipping_address: self.shipping_address.parse()?,
             hold_ttl_secs: self.hold_ttl_secs,
-            payment: self.payment.input()?,
+            payment,
             coupon: self.coupon,
-        })
+        }
+        .refuse_card_data()
     }
 }
 

@@ -70,6 +70,7 @@ error_codes! {
     CurrencyMismatch = "currency_mismatch", UNPROCESSABLE_ENTITY, InvalidArgument;
     CartEmpty = "cart_empty", UNPROCESSABLE_ENTITY, InvalidArgument;
     InvalidCard = "invalid_card", UNPROCESSABLE_ENTITY, InvalidArgument;
+    RawCardDataRefused = "raw_card_data_refused", UNPROCESSABLE_ENTITY, InvalidArgument;
     MediaUndecodable = "media_undecodable", UNPROCESSABLE_ENTITY, InvalidArgument;
     MediaNotFound = "media_not_found", NOT_FOUND, NotFound;
     WarehouseNotFound = "warehouse_not_found", NOT_FOUND, NotFound;

@@ -136,7 +136,9 @@ impl App {
         let envelope = Envelope {
             // Stamped by the leader when it proposes the command.
             now_ms: 0,
-            idempotency,
+            // What the state keeps of the request is keyed: a digest of a
+            // body (an address, a coupon) reveals nothing without the keys.
+            idempotency: idempotency.map(|tag| self.vault.keyed_tag(tag)),
             command,
         };
         let applied = self.node().write(envelope, self.deadline()).await?;

@@ -29,6 +29,38 @@ pub struct CheckoutRequest {
     pub coupon: Option<String>,
 }
 
+impl CheckoutRequest {
+    /// Refuses a checkout that carries anything looking like a card number,
+    /// in any field (`raw_card_data_refused`): the node takes provider
+    /// tokens only. Both transports call it before the request is
+    /// fingerprinted, so nothing of it is stored.
+    pub fn refuse_card_data(self) -> AppResult<Self> {
+        let a = &self.shipping_address;
+        let mut texts: Vec<&str> = vec![&a.name, &a.line1, &a.city, &a.postal_code, &a.country];
+        texts.extend(a.line2.as_deref());
+        texts.extend(self.coupon.as_deref());
+        match &self.payment {
+            PaymentInput::Token(t) | PaymentInput::Method(t) => texts.push(t),
+        }
+        if texts
+            .iter()
+            .any(|t| crate::payments::looks_like_card_number(t))
+        {
+            return Err(raw_card_data_refused());
+        }
+        Ok(self)
+    }
+}
+
+/// `raw_card_data_refused`: card numbers never reach the node.
+pub fn raw_card_data_refused() -> AppError {
+    AppError::new(
+        ErrorCode::RawCardDataRefused,
+        "card data is refused: give the card to the payment provider (its hosted fields or \
+         SDK) and send the token it returns as payment.token",
+    )
+}
+
 /// Cancelling an order. Like every request type here, its serialized form
 /// is the request's idempotency fingerprint, the same over REST and gRPC.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -114,7 +146,7 @@ impl App {
         order::check_strategy(request.strategy, &request.shipping_address)?;
         let payment_method = self
             .payments
-            .payment_method(&request.payment, this_month())
+            .payment_method(&request.payment)
             .map_err(|e| AppError::new(ErrorCode::InvalidCard, e.to_string()))?;
         let coupon = request
             .coupon
@@ -259,13 +291,4 @@ impl App {
         let committed = self.propose(command.into(), tag).await?;
         Ok(committed.render(visible_order(actor)))
     }
-}
-
-/// (year, month) of the node's clock, for card expiry.
-fn this_month() -> (u32, u32) {
-    let today = time::OffsetDateTime::now_utc();
-    (
-        u32::try_from(today.year()).unwrap_or(0),
-        u32::from(u8::from(today.month())),
-    )
 }

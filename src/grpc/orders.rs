@@ -59,20 +59,19 @@ fn strategy(raw: i32) -> AppResult<Strategy> {
 
 fn checkout_request(r: &proto::CheckoutRequest) -> AppResult<CheckoutRequest> {
     let payment = match r.payment.clone().and_then(|p| p.source) {
-        Some(proto::payment_input::Source::Card(c)) => PaymentInput::Card {
-            number: c.number,
-            exp_month: c.exp_month,
-            exp_year: c.exp_year,
-            cvc: c.cvc,
-        },
+        #[allow(deprecated)]
+        Some(proto::payment_input::Source::Card(_)) => {
+            return Err(crate::app::orders::raw_card_data_refused())
+        }
+        Some(proto::payment_input::Source::Token(t)) => PaymentInput::Token(t),
         Some(proto::payment_input::Source::Method(m)) => PaymentInput::Method(m),
         None => {
             return Err(
-                DomainError::validation("payment", "give exactly one of card or method").into(),
+                DomainError::validation("payment", "give exactly one of token or method").into(),
             )
         }
     };
-    Ok(CheckoutRequest {
+    CheckoutRequest {
         shipping_address: address(call::required(
             "shipping_address",
             r.shipping_address.clone(),
@@ -81,7 +80,8 @@ fn checkout_request(r: &proto::CheckoutRequest) -> AppResult<CheckoutRequest> {
         hold_ttl_secs: r.hold_ttl_secs,
         payment,
         coupon: r.coupon.clone(),
-    })
+    }
+    .refuse_card_data()
 }
 
 const STATUS_VALUES: &str =

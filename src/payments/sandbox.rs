@@ -1,17 +1,18 @@
 //! The sandbox provider: deterministic, offline, for development and tests.
 //!
-//! Test card numbers (any future expiry, any CVC):
+//! It takes the test tokens a provider's client library would hand a shop
+//! (named after Stripe's), never card numbers:
 //!
-//! | number | outcome |
-//! |---|---|
-//! | 4242 4242 4242 4242 | approved |
-//! | 4000 0000 0000 0002 | declined (`card_declined`) |
-//! | 4000 0000 0000 9995 | declined (`insufficient_funds`) |
-//! | 4000 0000 0000 0077 | slow: answers after `payments.sandbox_delay_ms` (a timeout case) |
+//! | token | payment method | outcome |
+//! |---|---|---|
+//! | `tok_visa` | visa •••• 4242 | approved |
+//! | `tok_mastercard` | mastercard •••• 4444 | approved |
+//! | `tok_chargeDeclined` | visa •••• 0002 | declined (`card_declined`) |
+//! | `tok_chargeDeclinedInsufficientFunds` | visa •••• 9995 | declined (`insufficient_funds`) |
+//! | `tok_sandbox_slow` | visa •••• 0077 | answers after `payments.sandbox_delay_ms` (a timeout case) |
 //!
-//! Any other number passing the Luhn check is approved. Checkout turns the
-//! number into a payment-method reference (`pm_sandbox_<outcome>`) plus the
-//! last four digits: the number itself is never stored or logged.
+//! A token becomes a payment-method reference (`pm_sandbox_<outcome>`) and
+//! its display; the references themselves are accepted as `method`.
 
 use std::time::Duration;
 
@@ -34,80 +35,33 @@ pub const METHODS: &[&str] = &[
     "pm_sandbox_slow",
 ];
 
-/// Why a card cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CardError {
-    #[error("card_number must be 12 to 19 digits passing the Luhn check")]
-    Number,
-    #[error("the card has expired or its expiry date is invalid")]
-    Expiry,
-    #[error("cvc must be 3 or 4 digits")]
-    Cvc,
-}
+/// The test tokens: (token, method reference, display).
+pub const TOKENS: &[(&str, &str, &str)] = &[
+    ("tok_visa", "pm_sandbox_approve", "visa •••• 4242"),
+    (
+        "tok_mastercard",
+        "pm_sandbox_approve",
+        "mastercard •••• 4444",
+    ),
+    ("tok_chargeDeclined", "pm_sandbox_decline", "visa •••• 0002"),
+    (
+        "tok_chargeDeclinedInsufficientFunds",
+        "pm_sandbox_insufficient_funds",
+        "visa •••• 9995",
+    ),
+    ("tok_sandbox_slow", "pm_sandbox_slow", "visa •••• 0077"),
+];
 
-fn luhn_ok(digits: &[u8]) -> bool {
-    let sum: u32 = digits
+/// The payment method test token `token` stands for.
+pub fn method_of_token(token: &str) -> Option<PaymentMethod> {
+    TOKENS
         .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, d)| {
-            let d = u32::from(*d);
-            if i % 2 == 1 {
-                let x = d * 2;
-                if x > 9 {
-                    x - 9
-                } else {
-                    x
-                }
-            } else {
-                d
-            }
+        .find(|(t, _, _)| *t == token)
+        .map(|(_, reference, display)| PaymentMethod {
+            provider: NAME.to_string(),
+            reference: reference.to_string(),
+            display: display.to_string(),
         })
-        .sum();
-    sum % 10 == 0
-}
-
-/// Turns a test card into a payment method; `today` is (year, month).
-pub fn tokenize(
-    number: &str,
-    exp_month: u32,
-    exp_year: u32,
-    cvc: &str,
-    today: (u32, u32),
-) -> Result<PaymentMethod, CardError> {
-    let digits: Vec<u8> = number
-        .chars()
-        .filter(|c| *c != ' ' && *c != '-')
-        .map(|c| c.to_digit(10).map(|d| d as u8))
-        .collect::<Option<_>>()
-        .ok_or(CardError::Number)?;
-    if !(12..=19).contains(&digits.len()) || !luhn_ok(&digits) {
-        return Err(CardError::Number);
-    }
-    if !(1..=12).contains(&exp_month) || (exp_year, exp_month) < today {
-        return Err(CardError::Expiry);
-    }
-    if !(3..=4).contains(&cvc.len()) || !cvc.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(CardError::Cvc);
-    }
-    let canonical: String = digits.iter().map(|d| char::from(b'0' + d)).collect();
-    let outcome = match canonical.as_str() {
-        "4000000000000002" => "decline",
-        "4000000000009995" => "insufficient_funds",
-        "4000000000000077" => "slow",
-        _ => "approve",
-    };
-    let brand = match digits[0] {
-        4 => "visa",
-        5 => "mastercard",
-        3 => "amex",
-        _ => "card",
-    };
-    Ok(PaymentMethod {
-        provider: NAME.to_string(),
-        reference: format!("pm_sandbox_{outcome}"),
-        display: format!("{brand} •••• {}", &canonical[canonical.len() - 4..]),
-    })
 }
 
 /// The sandbox provider. `delay` is how long the slow card takes to answer.
@@ -158,19 +112,11 @@ impl PaymentProvider for Sandbox {
     fn name(&self) -> &'static str {
         NAME
     }
-    fn payment_method(
-        &self,
-        input: &PaymentInput,
-        today: (u32, u32),
-    ) -> Result<PaymentMethod, InvalidPayment> {
+    fn payment_method(&self, input: &PaymentInput) -> Result<PaymentMethod, InvalidPayment> {
         match input {
-            PaymentInput::Card {
-                number,
-                exp_month,
-                exp_year,
-                cvc,
-            } => tokenize(number, *exp_month, *exp_year, cvc, today)
-                .map_err(|e| InvalidPayment(e.to_string())),
+            PaymentInput::Token(token) => method_of_token(token).ok_or_else(|| {
+                InvalidPayment("unknown payment token (the sandbox takes its test tokens)".into())
+            }),
             PaymentInput::Method(method) if METHODS.contains(&method.as_str()) => {
                 Ok(PaymentMethod {
                     provider: NAME.to_string(),
@@ -200,37 +146,29 @@ mod tests {
     use super::*;
     use ecommerce_domains::money::Money;
 
-    const TODAY: (u32, u32) = (2026, 11);
-
     #[test]
-    fn test_cards_tokenize_without_keeping_the_number() {
-        let m = tokenize("4242 4242 4242 4242", 12, 2030, "123", TODAY).unwrap();
+    fn test_tokens_stand_for_their_methods() {
+        let m = method_of_token("tok_visa").unwrap();
         assert_eq!(
             (m.reference.as_str(), m.display.as_str()),
             ("pm_sandbox_approve", "visa •••• 4242")
         );
+        let sandbox = Sandbox {
+            delay: Duration::from_millis(1),
+        };
+        let method = |input| sandbox.payment_method(&input);
         assert_eq!(
-            tokenize("4000000000000002", 1, 2027, "123", TODAY)
+            method(PaymentInput::Token("tok_chargeDeclined".into()))
                 .unwrap()
                 .reference,
             "pm_sandbox_decline"
         );
-        assert_eq!(
-            tokenize("4242424242424241", 12, 2030, "123", TODAY),
-            Err(CardError::Number)
-        );
-        assert_eq!(
-            tokenize("4242424242424242", 10, 2026, "123", TODAY),
-            Err(CardError::Expiry)
-        );
-        assert_eq!(
-            tokenize("4242424242424242", 13, 2030, "123", TODAY),
-            Err(CardError::Expiry)
-        );
-        assert_eq!(
-            tokenize("4242424242424242", 12, 2030, "12a", TODAY),
-            Err(CardError::Cvc)
-        );
+        assert!(method(PaymentInput::Token("tok_unknown".into())).is_err());
+        assert!(method(PaymentInput::Method("pm_sandbox_slow".into())).is_ok());
+        assert!(method(PaymentInput::Method("pm_other".into())).is_err());
+        for (token, reference, _) in TOKENS {
+            assert!(METHODS.contains(reference), "{token}");
+        }
     }
 
     #[tokio::test]

@@ -26,6 +26,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use ecommerce_domains::idempotency::IdempotencyTag;
 use ecommerce_domains::users::{KeyRing, Secret};
 
 use crate::config::Settings;
@@ -141,6 +142,19 @@ impl Vault {
         mac.update(&[0]);
         mac.update(salt);
         mac.finalize().into_bytes().to_vec()
+    }
+
+    /// `tag` with its fingerprint keyed: HMAC-SHA-256, under the index data
+    /// key, of the request's digest. Every node keys alike, so a retry on
+    /// another node matches; the replicated state never holds a plain
+    /// digest of a request body (which a guess could be tested against).
+    pub fn keyed_tag(&self, mut tag: IdempotencyTag) -> IdempotencyTag {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.keys.index.bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"ecommerce/idempotency-fingerprint/v1\0");
+        mac.update(tag.fingerprint.as_bytes());
+        tag.fingerprint = hex::encode(mac.finalize().into_bytes());
+        tag
     }
 
     /// `ring` with the secret of every derived key ([`DERIVED_KID_PREFIX`])
@@ -433,6 +447,17 @@ mod tests {
             .unwrap();
         let stranger = Vault::open_offline(other.path(), &kek_file).unwrap();
         assert_ne!(a, stranger.signing_secret("d1-a", &[1; 32]));
+
+        // Idempotency fingerprints: keyed alike on every node of a cluster.
+        let tag = IdempotencyTag {
+            key: ecommerce_domains::idempotency::IdempotencyKey::parse("k-1").unwrap(),
+            fingerprint: "ab".repeat(32),
+        };
+        let keyed = vault.keyed_tag(tag.clone());
+        assert_ne!(keyed.fingerprint, tag.fingerprint);
+        assert_eq!(keyed.fingerprint.len(), 64);
+        assert_eq!(keyed, vault.keyed_tag(tag.clone()));
+        assert_ne!(keyed, stranger.keyed_tag(tag));
 
         let sealed = vault.seal_reset_token("u1", "the-token");
         assert!(!sealed.contains("the-token"));

@@ -288,10 +288,28 @@ async fn refusals_declines_and_low_stock_alerts() {
                {"sku": "NONE", "requested": 1, "available": 0}])
     );
     assert_eq!(level(&admin, "L", "w1").await, (5, 0));
-    checkout(&bob, &checkout_body("4242424242424241"), None)
+    checkout(&bob, &checkout_body("tok_unknown"), None)
         .await
         .unwrap()
-        .expect_error(422, "invalid_card", "bad Luhn");
+        .expect_error(422, "invalid_card", "a token the provider does not know");
+    // Card data is refused wherever it is, before anything is kept or
+    // echoed (the key is not recorded either: each retry is refused afresh).
+    let mut raw = checkout_body(CARD_OK);
+    raw["payment"] = json!({"card": {"number": "4242424242424242", "exp_month": 12,
+        "exp_year": 2035, "cvc": "123"}});
+    let mut hidden = checkout_body(CARD_OK);
+    hidden["shipping_address"]["line2"] = json!("card 4000 0566 5566 5556");
+    let mut as_token = checkout_body("5555555555554444");
+    as_token["payment"] = json!({"token": "5555-5555-5555-4444"});
+    for (body, what) in [
+        (raw, "a card object"),
+        (hidden, "in the address"),
+        (as_token, "as a token"),
+    ] {
+        let refused = checkout(&bob, &body, Some("bob-raw-card")).await.unwrap();
+        refused.expect_error(422, "raw_card_data_refused", what);
+        assert!(!refused.to_string().contains("4242"), "echoed: {refused}");
+    }
 
     // A declined card cancels the order and releases its hold.
     bob.send(

@@ -233,7 +233,7 @@ fn eur(amount: i64) -> Option<proto::Money> {
     })
 }
 
-fn checkout_request(card: &str) -> proto::CheckoutRequest {
+fn checkout_request(token: &str) -> proto::CheckoutRequest {
     proto::CheckoutRequest {
         shipping_address: Some(proto::Address {
             name: "Ada Lovelace".into(),
@@ -245,12 +245,7 @@ fn checkout_request(card: &str) -> proto::CheckoutRequest {
             location: None,
         }),
         payment: Some(proto::PaymentInput {
-            source: Some(payment_input::Source::Card(proto::Card {
-                number: card.into(),
-                exp_month: 12,
-                exp_year: 2030,
-                cvc: "123".into(),
-            })),
+            source: Some(payment_input::Source::Token(token.into())),
         }),
         allocation_strategy: proto::AllocationStrategy::Unspecified as i32,
         hold_ttl_secs: None,
@@ -400,7 +395,7 @@ async fn cart_checkout_and_order_workflow_over_grpc() {
     let rest_body = serde_json::json!({
         "shipping_address": {"name": "Ada Lovelace", "line1": "1 Rue de Rivoli", "city": "Paris",
             "postal_code": "75001", "country": "FR"},
-        "payment": {"card": {"number": CARD_OK, "exp_month": 12, "exp_year": 2030, "cvc": "123"}}
+        "payment": {"token": CARD_OK}
     });
     let over_rest = crate::shop::checkout(&ann_rest, &rest_body, Some("grpc-ann-checkout-1"))
         .await

@@ -11,9 +11,9 @@ use crate::client::{Client, Reply};
 use crate::harness::eventually;
 
 /// The sandbox's test cards.
-pub const CARD_OK: &str = "4242424242424242";
-pub const CARD_DECLINED: &str = "4000000000000002";
-pub const CARD_SLOW: &str = "4000000000000077";
+pub const CARD_OK: &str = "tok_visa";
+pub const CARD_DECLINED: &str = "tok_chargeDeclined";
+pub const CARD_SLOW: &str = "tok_sandbox_slow";
 
 /// Creates warehouse `id` at (`lat`, 2.0) with `priority`.
 pub async fn warehouse(admin: &Client, id: &str, lat: f64, priority: i32) {
@@ -59,13 +59,13 @@ pub async fn add_to_cart(client: &Client, sku: &str, quantity: i64) -> Reply {
         .expect("POST cart line")
 }
 
-pub fn checkout_body(card: &str) -> Value {
+pub fn checkout_body(token: &str) -> Value {
     json!({
         "shipping_address": {
             "name": "Ada Lovelace", "line1": "1 Rue de Rivoli", "city": "Paris",
             "postal_code": "75001", "country": "FR", "location": {"lat": 48.86, "lon": 2.35}
         },
-        "payment": {"card": {"number": card, "exp_month": 12, "exp_year": 2035, "cvc": "123"}}
+        "payment": {"token": token}
     })
 }
 

@@ -27,7 +27,7 @@ use crate::history::{Kind, Op};
 use super::Report;
 
 /// The sandbox card that is always declined.
-pub const DECLINED_CARD: &str = "4000000000000002";
+pub const DECLINED_CARD: &str = "tok_chargeDeclined";
 
 /// A stock level read after the run.
 #[derive(Clone, Debug)]
@@ -279,7 +279,7 @@ mod tests {
             id,
             "checkout",
             kind,
-            json!({"customer": customer, "sku": "S0", "quantity": q, "card": "4242424242424242"}),
+            json!({"customer": customer, "sku": "S0", "quantity": q, "card": "tok_visa"}),
             json!({"order_id": order_id}),
         )
     }

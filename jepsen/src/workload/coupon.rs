@@ -46,7 +46,7 @@ pub const SKU: &str = "C0";
 /// their orders (the stock checker's `js-` customers are others).
 pub const CUSTOMER_PREFIX: &str = "jc-";
 
-const APPROVED_CARD: &str = "4242424242424242";
+const APPROVED_CARD: &str = "tok_visa";
 
 /// The code of the `i`-th coupon (codes are stored upper case).
 pub fn code(i: usize) -> String {

@@ -42,14 +42,14 @@ pub async fn run(ctx: Ctx, process: usize) {
         if !carted {
             continue;
         }
-        let body = json!({"shipping_address": address(), "payment": card("4242424242424242")});
+        let body = json!({"shipping_address": address(), "payment": card("tok_visa")});
         let mut replay_once = rng.gen_bool(0.3);
         for _ in 0..MAX_ATTEMPTS {
             let p = ctx.rec.invoke(
                 &name,
                 "checkout",
                 Some(slot),
-                json!({"customer": customer, "key": key, "sku": IDEM_SKU, "quantity": 1, "card": "4242424242424242"}),
+                json!({"customer": customer, "key": key, "sku": IDEM_SKU, "quantity": 1, "card": "tok_visa"}),
             );
             let out = ctx
                 .client

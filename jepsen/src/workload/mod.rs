@@ -339,9 +339,9 @@ pub fn address() -> Value {
     json!({"name": "Jepsen", "line1": "1 Test St", "city": "Berlin", "postal_code": "10115", "country": "DE"})
 }
 
-/// A sandbox card body.
-pub fn card(number: &str) -> Value {
-    json!({"card": {"number": number, "exp_month": 12, "exp_year": 2035, "cvc": "123"}})
+/// A sandbox payment body: a test token standing for a card.
+pub fn card(token: &str) -> Value {
+    json!({"token": token})
 }
 
 /// A short random pause between two operations of one client.

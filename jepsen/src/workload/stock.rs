@@ -16,8 +16,8 @@ use crate::checker::stock::DECLINED_CARD;
 use crate::client::Outcome;
 use crate::history::{Kind, Recorder};
 
-const APPROVED_CARD: &str = "4242424242424242";
-const SLOW_CARD: &str = "4000000000000077";
+const APPROVED_CARD: &str = "tok_visa";
+const SLOW_CARD: &str = "tok_sandbox_slow";
 
 /// Orders acknowledged so far, for cancellations.
 pub type Orders = Arc<Mutex<Vec<String>>>;
