@@ -72,12 +72,8 @@ pub fn encrypt(
     mut out: impl Write,
 ) -> Result<(), BackupError> {
     let key = DataKey::generate();
-    let wrapped = wrap_key(kek, kek_version, &key, BACKUP_KEY_AAD).map_err(|e| match e {
-        super::SealError::MissingKek { version, have } => KeysError::MissingKek { version, have },
-        super::SealError::Forged => KeysError::WrongKek {
-            version: kek_version,
-        },
-    })?;
+    let wrapped = wrap_key(kek, kek_version, &key, BACKUP_KEY_AAD)
+        .map_err(|e| KeysError::from_seal(e, kek_version))?;
     let mut stream_nonce = [0u8; 7];
     OsRng.fill_bytes(&mut stream_nonce);
     let header = Header {

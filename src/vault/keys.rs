@@ -87,7 +87,7 @@ pub enum KeysError {
 }
 
 impl KeysError {
-    fn from_seal(e: SealError, version: u32) -> Self {
+    pub(super) fn from_seal(e: SealError, version: u32) -> Self {
         match e {
             SealError::MissingKek { version, have } => Self::MissingKek { version, have },
             SealError::Forged => Self::WrongKek { version },
@@ -263,7 +263,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(DATA_KEYS_FILE);
         let keys = DataKeys::generate();
-        let blind = super::super::seal::blind_index(&keys.index, "email", b"a@b");
+        let blind = super::super::seal::mac(&super::super::seal::hmac(&keys.index), &[b"a@b"]);
         keys.wrap(&kek(V1), 1).unwrap().write(&path).unwrap();
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(&path).unwrap().permissions(),
@@ -275,7 +275,7 @@ mod tests {
         let file = KeyFile::read(&path).unwrap().unwrap();
         let back = file.unwrap(&kek(V1_V2), "f").unwrap();
         assert_eq!(
-            super::super::seal::blind_index(&back.index, "email", b"a@b"),
+            super::super::seal::mac(&super::super::seal::hmac(&back.index), &[b"a@b"]),
             blind
         );
         // Rotation: the same keys under version 2; version 1 is then not needed.
@@ -285,7 +285,7 @@ mod tests {
         let only_v2 = kek("2 AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=\n");
         let again = file.unwrap(&only_v2, "f").unwrap();
         assert_eq!(
-            super::super::seal::blind_index(&again.index, "email", b"a@b"),
+            super::super::seal::mac(&super::super::seal::hmac(&again.index), &[b"a@b"]),
             blind
         );
         assert!(matches!(

@@ -15,7 +15,7 @@ pub mod seal;
 
 pub use kek::{Kek, KekError};
 pub use keys::{DataKeys, KeyFile, KeysError, Purpose, DATA_KEYS_FILE};
-pub use seal::{blind_index, open, seal, unwrap_key, wrap_key, DataKey, SealError, SealedBytes};
+pub use seal::{open, seal, unwrap_key, wrap_key, DataKey, SealError, SealedBytes};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use aes_gcm::Aes256Gcm;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use hmac::{Hmac, Mac};
+use hmac::Hmac;
 use sha2::Sha256;
 
 use ecommerce_domains::idempotency::IdempotencyTag;
@@ -135,13 +135,8 @@ impl Vault {
     /// HMAC-SHA-256 under the signing data key, so no signing secret is ever
     /// stored, proposed or sent; a salt alone signs nothing.
     pub fn signing_secret(&self, kid: &str, salt: &[u8]) -> Vec<u8> {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.keys.signing.bytes())
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(b"ecommerce/signing-key/v1\0");
-        mac.update(kid.as_bytes());
-        mac.update(&[0]);
-        mac.update(salt);
-        mac.finalize().into_bytes().to_vec()
+        let parts: [&[u8]; 4] = [b"ecommerce/signing-key/v1\0", kid.as_bytes(), &[0], salt];
+        seal::mac(&seal::hmac(&self.keys.signing), &parts).to_vec()
     }
 
     /// `tag` with its fingerprint keyed: HMAC-SHA-256, under the index data
@@ -149,11 +144,11 @@ impl Vault {
     /// another node matches; the replicated state never holds a plain
     /// digest of a request body (which a guess could be tested against).
     pub fn keyed_tag(&self, mut tag: IdempotencyTag) -> IdempotencyTag {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.keys.index.bytes())
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(b"ecommerce/idempotency-fingerprint/v1\0");
-        mac.update(tag.fingerprint.as_bytes());
-        tag.fingerprint = hex::encode(mac.finalize().into_bytes());
+        let parts: [&[u8]; 2] = [
+            b"ecommerce/idempotency-fingerprint/v1\0",
+            tag.fingerprint.as_bytes(),
+        ];
+        tag.fingerprint = hex::encode(seal::mac(&seal::hmac(&self.keys.index), &parts));
         tag
     }
 
@@ -255,8 +250,7 @@ impl StorageSealer {
     fn new(keys: &DataKeys) -> Self {
         Self {
             cipher: keys.storage.cipher(),
-            index: <Hmac<Sha256> as Mac>::new_from_slice(keys.index.bytes())
-                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length")),
+            index: seal::hmac(&keys.index),
         }
     }
 }
@@ -271,12 +265,8 @@ impl ecommerce_storage::Sealer for StorageSealer {
     }
 
     fn blind(&self, table: &str, key: &[u8]) -> Vec<u8> {
-        let mut mac = self.index.clone();
-        mac.update(b"ecommerce/blind/v1\0");
-        mac.update(table.as_bytes());
-        mac.update(&[0]);
-        mac.update(key);
-        mac.finalize().into_bytes().to_vec()
+        let parts: [&[u8]; 4] = [b"ecommerce/blind/v1\0", table.as_bytes(), &[0], key];
+        seal::mac(&self.index, &parts).to_vec()
     }
 }
 

@@ -14,6 +14,7 @@
 //! [`Storage::seal_at_rest`] runs on it (idempotent, resumable), then
 //! compacted so that no plaintext stays in its files.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -72,11 +73,12 @@ impl AtRest {
         self.blind.contains(cf)
     }
 
-    pub(crate) fn stored_key(&self, cf: &str, key: &[u8]) -> Vec<u8> {
+    /// The key as stored: itself, or its keyed hash in a blind table.
+    pub(crate) fn stored_key<'k>(&self, cf: &str, key: &'k [u8]) -> Cow<'k, [u8]> {
         if self.is_blind(cf) {
-            self.sealer.blind(cf, key)
+            Cow::Owned(self.sealer.blind(cf, key))
         } else {
-            key.to_vec()
+            Cow::Borrowed(key)
         }
     }
 
@@ -109,8 +111,13 @@ impl AtRest {
         if self.try_open(cf, &key, &value).is_some() {
             return (key, value);
         }
-        let key = self.stored_key(cf, &key);
-        let value = self.seal(cf, &key, &value);
+        self.seal_plain(cf, &key, &value)
+    }
+
+    /// A plain record sealed (and its key blinded), as it must be stored.
+    fn seal_plain(&self, cf: &str, key: &[u8], value: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let key = self.stored_key(cf, key).into_owned();
+        let value = self.seal(cf, &key, value);
         (key, value)
     }
 }
@@ -163,7 +170,7 @@ impl Storage {
                 if at_rest.try_open(&cf, &key, &value).is_some() {
                     continue;
                 }
-                let (stored_key, stored) = at_rest.to_stored(&cf, key.to_vec(), value.to_vec());
+                let (stored_key, stored) = at_rest.seal_plain(&cf, &key, &value);
                 if stored_key != *key {
                     batch.inner.delete_cf(handle, &key);
                 }
