@@ -320,6 +320,53 @@ mod tests {
         ));
     }
 
+    /// A snapshot or backup from before encryption (plain values, plain
+    /// keys) is sealed as it is imported, and a snapshot file resealed holds
+    /// no plaintext and imports alike.
+    #[test]
+    fn a_plain_snapshot_is_sealed_on_import_and_on_reseal() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = open(&dir.path().join("plain"));
+        let mut b = plain.batch();
+        b.put("stock", b"sku-1", b"secret stock").unwrap();
+        b.put("by_email", b"ada@example.com", b"user-1").unwrap();
+        plain.write(b, Durability::Sync).unwrap();
+        let file = dir.path().join("legacy.snap");
+        let tables = plain.state_machine_tables();
+        plain
+            .with_view(|v| v.export(&tables, b"h", std::fs::File::create(&file).unwrap()))
+            .unwrap();
+
+        let sealed = open(&dir.path().join("sealed"));
+        sealed.seal_at_rest(Arc::new(Xor), &["by_email"]).unwrap();
+        sealed.import(&file, |_| Ok(())).unwrap();
+        let read = |s: &Storage| {
+            (
+                s.get("stock", b"sku-1").unwrap(),
+                s.get("by_email", b"ada@example.com").unwrap(),
+            )
+        };
+        let expected = (Some(b"secret stock".to_vec()), Some(b"user-1".to_vec()));
+        assert_eq!(read(&sealed), expected);
+        for cf in ["stock", "by_email"] {
+            for (k, v) in raw(&sealed, cf) {
+                assert_eq!(v[0], FORMAT_SEALED_V1, "{cf}");
+                assert!(!k.starts_with(b"ada"), "the e-mail is still a key");
+            }
+        }
+
+        let resealed = dir.path().join("resealed.snap");
+        sealed.reseal_snapshot(&file, &resealed).unwrap();
+        let bytes = std::fs::read(&resealed).unwrap();
+        for secret in [&b"secret stock"[..], b"ada@example.com"] {
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret));
+        }
+        let again = open(&dir.path().join("again"));
+        again.seal_at_rest(Arc::new(Xor), &["by_email"]).unwrap();
+        again.import(&resealed, |_| Ok(())).unwrap();
+        assert_eq!(read(&again), expected);
+    }
+
     #[test]
     fn sealing_again_is_a_no_op_and_new_writes_are_sealed() {
         let dir = tempfile::tempdir().unwrap();
